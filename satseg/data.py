@@ -1,0 +1,252 @@
+"""Datasets laid out like the Dubai release: ``Tile */images/*.jpg`` with ``Tile */masks/*.png``.
+
+Reads and checks the files up front, cuts patches, splits train/val/test from a seed and serves
+deterministic, resumable ``tf.data`` pipelines. TensorFlow is imported only by
+:func:`make_tf_dataset`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from satseg.classes import DEFAULT_PATCH_SIZE, DUBAI_CLASSES, IGNORE_LABEL
+from satseg.errors import DataError
+from satseg.imaging import IMAGE_SUFFIXES, cut_patches, normalize, read_image, read_mask
+
+MASK_SUFFIXES = (".png", ".tif", ".tiff")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its mask; ``group`` is the tile folder, used to stratify the split."""
+
+    image: Path
+    mask: Path | None
+    group: str
+
+
+def find_samples(root, require_masks: bool = True) -> list[Sample]:
+    """Pair every ``*/images/<name>.<ext>`` with ``*/masks/<name>.<png|tif>`` under ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset directory not found")
+    samples = []
+    for img_dir in sorted(p for p in root.rglob("images") if p.is_dir()):
+        mask_dir = img_dir.parent / "masks"
+        for img in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            cands = [mask_dir / (img.stem + s) for s in MASK_SUFFIXES]
+            mask = next((c for c in cands if c.exists()), None)
+            if mask is None and require_masks:
+                raise DataError(f"{img}: image has no mask (looked for {mask_dir / img.stem}.png/.tif)")
+            samples.append(Sample(img, mask, str(img_dir.parent.relative_to(root))))
+    if not samples:
+        raise DataError(f"{root}: empty dataset, no '*/images/*' files found "
+                        "(expected the layout 'Tile 1/images/x.jpg' + 'Tile 1/masks/x.png')")
+    return samples
+
+
+@dataclass
+class LoadedImage:
+    sample: Sample
+    image: np.ndarray  # (H, W, C) raw pixels
+    mask: np.ndarray  # (H, W) class ids, IGNORE_LABEL where unlabelled
+    ignored: int
+
+
+def load_sample(sample: Sample, classes=DUBAI_CLASSES, bands: int | None = None) -> LoadedImage:
+    image = read_image(sample.image, bands=bands)
+    mask, ignored = read_mask(sample.mask, classes)
+    if mask.shape != image.shape[:2]:
+        raise DataError(f"{sample.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                        f"{sample.image.name} is {image.shape[1]}x{image.shape[0]}")
+    return LoadedImage(sample, image, mask, ignored)
+
+
+@dataclass
+class PatchSet:
+    """Patches with the index of the source image of each (for leak-free splits)."""
+
+    images: np.ndarray  # (N, P, P, C) float32, normalised
+    masks: np.ndarray  # (N, P, P) uint8
+    source: np.ndarray  # (N,) index into ``samples``
+    samples: list[Sample] = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.images)
+
+    def subset(self, idx) -> PatchSet:
+        idx = np.asarray(idx, dtype=np.int64)
+        return PatchSet(self.images[idx], self.masks[idx], self.source[idx], self.samples)
+
+
+def load_patches(root, patch_size: int = DEFAULT_PATCH_SIZE, mode: str = "crop",
+                 normalization: dict | None = None, classes=DUBAI_CLASSES, bands: int | None = None,
+                 progress: bool = False) -> PatchSet:
+    """Read a whole dataset into normalised patches (decoded once, kept in memory)."""
+    normalization = normalization or {"kind": "minmax"}
+    samples = find_samples(root)
+    xs, ms, src = [], [], []
+    it = samples
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(samples, desc="reading images", unit="img")
+    for i, s in enumerate(it):
+        li = load_sample(s, classes, bands)
+        if bands is None:
+            bands = li.image.shape[-1]
+        px, pm = cut_patches(li.image, li.mask, patch_size, mode)
+        xs.extend(normalize(p, normalization) for p in px)
+        ms.append(pm)
+        src.extend([i] * len(px))
+    if not xs:
+        raise DataError(f"{root}: no {patch_size}x{patch_size} patch fits in any image "
+                        "(use --patch-mode pad or a smaller --patch-size)")
+    return PatchSet(np.stack(xs).astype(np.float32), np.concatenate(ms), np.asarray(src), samples)
+
+
+def split_indices(patches: PatchSet, by: str = "image", val: float = 0.15, test: float = 0.15,
+                  seed: int = 42) -> dict[str, np.ndarray]:
+    """Deterministic train/val/test patch indices.
+
+    ``image`` (default): whole source images go to one split, stratified by tile so every tile
+    is in every split; no image has patches in two splits. ``patch``: the reference code's
+    random patch split (patches of one image leak across splits).
+    """
+    rng = random.Random(seed)
+    if by == "patch":
+        order = list(range(len(patches)))
+        rng.shuffle(order)
+        n_test, n_val = round(test * len(order)), round(val * len(order))
+        parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+        return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in parts.items()}
+    if by != "image":
+        raise ValueError(f"unknown split {by!r}: use 'image' or 'patch'")
+    assign = image_split(patches.samples, val, test, seed)
+    return {k: np.flatnonzero(np.isin(patches.source, ids)) for k, ids in assign.items()}
+
+
+def image_split(samples: list[Sample], val: float = 0.15, test: float = 0.15, seed: int = 42) -> dict[str, list[int]]:
+    """Sample indices per split, stratified by ``group`` (tile); at least one image per split
+    for groups of three or more images."""
+    rng = random.Random(seed)
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(s.group, []).append(i)
+    out = {k: [] for k in SPLITS}
+    for g in sorted(groups):
+        ids = groups[g][:]
+        rng.shuffle(ids)
+        n = len(ids)
+        n_test = max(round(test * n), 1 if n >= 3 and test > 0 else 0)
+        n_val = max(round(val * n), 1 if n >= 3 and val > 0 else 0)
+        out["test"] += ids[:n_test]
+        out["val"] += ids[n_test:n_test + n_val]
+        out["train"] += ids[n_test + n_val:]
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def inspect(root, patch_size: int = DEFAULT_PATCH_SIZE, classes=DUBAI_CLASSES, progress: bool = False) -> dict:
+    """Images, sizes, crop-mode patch count, class pixel shares and off-palette share."""
+    samples = find_samples(root)
+    counts = np.zeros(len(classes), np.int64)
+    total = ignored = patches = 0
+    images = []
+    it = samples
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(samples, desc="inspecting", unit="img", leave=False)
+    for s in it:
+        li = load_sample(s, classes)
+        h, w = li.mask.shape
+        n = (h // patch_size) * (w // patch_size)
+        patches += n
+        valid = li.mask[li.mask != IGNORE_LABEL]
+        counts += np.bincount(valid, minlength=len(classes))[: len(classes)]
+        total += h * w
+        ignored += li.ignored
+        images.append({"image": str(s.image), "width": w, "height": h, "bands": li.image.shape[-1],
+                       "dtype": str(li.image.dtype), "patches": n, "ignored_pixels": li.ignored})
+    labelled = max(int(counts.sum()), 1)
+    return {
+        "root": str(root),
+        "images": len(samples),
+        "patches": patches,
+        "patch_size": patch_size,
+        "pixels": total,
+        "class_share": {c.name: counts[c.id] / labelled for c in classes},
+        "ignored_share": ignored / max(total, 1),
+        "ignored_pixels": ignored,
+        "files": images,
+    }
+
+
+# --- augmentation and tf.data ----------------------------------------------------------------
+
+def augment(arrays: Iterable[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Apply one random flip / 90-degree rotation identically to every (H, W, ...) array:
+    image, mask and cached teacher logits stay aligned."""
+    k = int(rng.integers(4))
+    flip = bool(rng.integers(2))
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k, axes=(0, 1))
+        if flip:
+            a = a[:, ::-1]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+class EpochSampler:
+    """Yields (image, mask[, teacher logits]) in a seeded order per epoch.
+
+    The order and augmentation of epoch ``e`` depend only on (seed, e), so a resumed run sees
+    exactly what an uninterrupted one would. :class:`satseg.callbacks.EpochSetter` sets ``epoch``.
+    """
+
+    def __init__(self, images, masks, logits=None, shuffle=True, augment=True, seed=42):
+        self.images, self.masks, self.logits = images, masks, logits
+        self.shuffle, self.augment, self.seed = shuffle, augment, seed
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.images)
+
+    def __call__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.images)) if self.shuffle else np.arange(len(self.images))
+        for i in order:
+            arrs = [self.images[i], self.masks[i].astype(np.int32)]
+            if self.logits is not None:
+                arrs.append(self.logits[i])
+            if self.augment:
+                arrs = augment(arrs, rng)
+            if self.logits is not None:
+                yield arrs[0], {"labels": arrs[1], "teacher_logits": arrs[2].astype(np.float32)}
+            else:
+                yield arrs[0], arrs[1]
+
+
+def make_tf_dataset(sampler: EpochSampler, batch_size: int, drop_remainder: bool = False):
+    """A ``tf.data`` pipeline over an :class:`EpochSampler`: batched and prefetched."""
+    import tensorflow as tf
+
+    p = sampler.images.shape[1:]
+    x_sig = tf.TensorSpec(p, tf.float32)
+    y_sig = tf.TensorSpec(p[:2], tf.int32)
+    if sampler.logits is not None:
+        y_sig = {"labels": y_sig,
+                 "teacher_logits": tf.TensorSpec(sampler.logits.shape[1:], tf.float32)}
+    ds = tf.data.Dataset.from_generator(sampler, output_signature=(x_sig, y_sig))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(sampler)))
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(opts)

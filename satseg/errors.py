@@ -1,0 +1,9 @@
+"""Errors that the CLI turns into one clear line and a non-zero exit."""
+
+
+class SatsegError(Exception):
+    """A problem the user can fix: bad input, a missing file, an existing output."""
+
+
+class DataError(SatsegError, ValueError):
+    """A dataset, image or mask that cannot be used; the message names the file."""

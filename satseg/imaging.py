@@ -1,0 +1,174 @@
+"""Image and mask I/O, palette conversion, normalisation and tiling: numpy only, no TensorFlow.
+
+Shared by training (``satseg.data``), evaluation and the edge runtime, so that preprocessing at
+inference repeats training exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from satseg.classes import DUBAI_CLASSES, IGNORE_LABEL, palette_array
+from satseg.errors import DataError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png") + TIFF_SUFFIXES
+
+
+def read_image(path, bands: int | None = None) -> np.ndarray:
+    """Read an image as (H, W, C): JPEG/PNG through Pillow, TIFF/GeoTIFF through tifffile.
+
+    TIFFs may have any band count and dtype uint8, uint16 or float32; a planar (C, H, W)
+    TIFF is transposed. ``bands`` checks the band count the model takes.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            arr = tifffile.imread(path)
+            if arr.ndim == 3 and arr.shape[0] < arr.shape[1] and arr.shape[0] < arr.shape[2] and arr.shape[0] <= 16:
+                arr = np.moveaxis(arr, 0, -1)  # planar (bands, H, W)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                if im.mode not in ("RGB", "L", "RGBA"):
+                    im = im.convert("RGB")
+                arr = np.asarray(im)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as e:  # corrupt, truncated or unknown formats
+        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise DataError(f"{path}: expected a 2-D image with bands, got shape {arr.shape}")
+    if arr.dtype not in (np.uint8, np.uint16, np.float32):
+        if np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(np.float32)
+        else:
+            raise DataError(f"{path}: unsupported pixel type {arr.dtype} (uint8, uint16 or float32)")
+    if bands is not None and arr.shape[-1] != bands:
+        raise DataError(f"{path}: has {arr.shape[-1]} bands, the model takes {bands}")
+    return arr
+
+
+def rgb_to_ids(mask_rgb: np.ndarray, classes=DUBAI_CLASSES) -> tuple[np.ndarray, int]:
+    """RGB mask -> (class ids uint8, number of off-palette pixels set to IGNORE_LABEL)."""
+    rgb = mask_rgb[..., :3].astype(np.int32)
+    code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    pal = palette_array(classes).astype(np.int32)
+    pal_code = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+    order = np.argsort(pal_code)
+    sorted_codes = pal_code[order]
+    pos = np.clip(np.searchsorted(sorted_codes, code), 0, len(sorted_codes) - 1)
+    hit = sorted_codes[pos] == code
+    ids = np.where(hit, order[pos], IGNORE_LABEL).astype(np.uint8)
+    return ids, int((~hit).sum())
+
+
+def read_mask(path, classes=DUBAI_CLASSES) -> tuple[np.ndarray, int]:
+    """Read a mask as (class ids (H, W) uint8, ignored pixel count).
+
+    RGB masks are mapped through the palette; single-band masks (PNG or TIFF) hold class ids,
+    and ids outside the classes become IGNORE_LABEL.
+    """
+    arr = read_image(path)
+    if arr.shape[-1] >= 3:
+        return rgb_to_ids(arr, classes)
+    ids = arr[..., 0]
+    bad = ids >= len(classes)
+    out = np.where(bad, IGNORE_LABEL, ids).astype(np.uint8)
+    return out, int(bad.sum())
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+def normalize(patch: np.ndarray, spec: dict) -> np.ndarray:
+    """Normalise one patch (H, W, C) -> float32, as recorded in the model's ``normalization``.
+
+    ``{"kind": "minmax"}``: per-patch, per-channel min-max to [0, 1] (the reference code's
+    ``MinMaxScaler`` over each patch). ``{"kind": "standard", "mean": [...], "std": [...]}``:
+    fixed per-channel statistics, the same for every patch.
+    """
+    x = patch.astype(np.float32)
+    kind = spec.get("kind")
+    if kind == "minmax":
+        lo = x.min(axis=(-3, -2), keepdims=True)
+        hi = x.max(axis=(-3, -2), keepdims=True)
+        return (x - lo) / np.maximum(hi - lo, 1e-12)
+    if kind == "standard":
+        mean = np.asarray(spec["mean"], np.float32)
+        std = np.asarray(spec["std"], np.float32)
+        return (x - mean) / np.maximum(std, 1e-12)
+    raise ValueError(f"unknown normalization {spec!r}: use 'minmax' or 'standard'")
+
+
+def channel_stats(images) -> dict:
+    """Per-channel mean/std over a list of (H, W, C) arrays, for ``{"kind": "standard"}``."""
+    n = 0
+    s = s2 = 0.0
+    for im in images:
+        x = im.reshape(-1, im.shape[-1]).astype(np.float64)
+        n += x.shape[0]
+        s = s + x.sum(0)
+        s2 = s2 + (x * x).sum(0)
+    mean = s / n
+    std = np.sqrt(np.maximum(s2 / n - mean * mean, 0))
+    return {"kind": "standard", "mean": mean.tolist(), "std": std.tolist()}
+
+
+# --- patches and tiles ----------------------------------------------------------------------
+
+def crop_grid(h: int, w: int, size: int) -> list[tuple[int, int]]:
+    """Top-left corners of the reference code's patches: crop to the largest multiple of size."""
+    return [(y, x) for y in range(0, h // size * size, size) for x in range(0, w // size * size, size)]
+
+
+def tile_starts(length: int, size: int, stride: int) -> list[int]:
+    """Starts of windows of ``size`` with ``stride`` that cover [0, length); the last one is
+    moved back to end at the border, so no window runs past the image (unless it is smaller)."""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size, stride))
+    starts.append(length - size)
+    return starts
+
+
+def pad_to(arr: np.ndarray, h: int, w: int, value=0) -> np.ndarray:
+    """Pad (H, W, ...) at the bottom/right to at least (h, w)."""
+    ph, pw = max(h - arr.shape[0], 0), max(w - arr.shape[1], 0)
+    if not ph and not pw:
+        return arr
+    pad = [(0, ph), (0, pw)] + [(0, 0)] * (arr.ndim - 2)
+    return np.pad(arr, pad, constant_values=value)
+
+
+def cut_patches(image: np.ndarray, mask: np.ndarray | None, size: int, mode: str = "crop"):
+    """Cut an image (and its mask) into size x size patches.
+
+    ``crop``: the reference code's way, dropping the right and bottom remainders.
+    ``pad``: every pixel is kept; the image is padded at the bottom/right with zeros and the
+    mask with IGNORE_LABEL, so padding never counts in losses or metrics.
+    Returns (images (N, size, size, C), masks (N, size, size) or None).
+    """
+    if mode == "crop":
+        grid = crop_grid(image.shape[0], image.shape[1], size)
+    elif mode == "pad":
+        hp = -(-image.shape[0] // size) * size
+        wp = -(-image.shape[1] // size) * size
+        image = pad_to(image, hp, wp, 0)
+        if mask is not None:
+            mask = pad_to(mask, hp, wp, IGNORE_LABEL)
+        grid = crop_grid(hp, wp, size)
+    else:
+        raise ValueError(f"unknown patch mode {mode!r}: use 'crop' or 'pad'")
+    xs = np.stack([image[y : y + size, x : x + size] for y, x in grid]) if grid else np.zeros((0, size, size, image.shape[-1]), image.dtype)
+    ms = None
+    if mask is not None:
+        ms = np.stack([mask[y : y + size, x : x + size] for y, x in grid]) if grid else np.zeros((0, size, size), np.uint8)
+    return xs, ms

@@ -1,0 +1,158 @@
+"""Segmentation losses on logits with an ignore label, correct under ``tf.distribute``.
+
+Every loss is a ratio of sums over pixels (or classes). Under a distribution strategy the sums
+are all-reduced across replicas and the result divided by the replica count, so the gradients
+that the optimizer sums over replicas are those of the loss of the *global* batch: N replicas
+train exactly like one replica on the same global batch.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import tensorflow as tf
+
+from satseg.classes import IGNORE_LABEL
+from satseg.errors import SatsegError
+
+
+def _replica_ctx():
+    ctx = tf.distribute.get_replica_context()
+    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
+
+
+def global_sum(x):
+    """Sum of ``x`` over all replicas (differentiable); ``x`` itself outside a strategy."""
+    ctx = _replica_ctx()
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, x) if ctx else x
+
+
+def num_replicas() -> int:
+    ctx = _replica_ctx()
+    return ctx.num_replicas_in_sync if ctx else 1
+
+
+def global_mean(values, weights):
+    """Weighted mean of per-pixel ``values`` over the global batch, scaled for replica sums."""
+    num = global_sum(tf.reduce_sum(values * weights))
+    den = global_sum(tf.stop_gradient(tf.reduce_sum(weights)))
+    return tf.math.divide_no_nan(num, den) / num_replicas()
+
+
+def valid_mask(labels, ignore_label: int = IGNORE_LABEL):
+    labels = tf.cast(labels, tf.int32)
+    return tf.cast(tf.not_equal(labels, ignore_label), tf.float32)
+
+
+def _prepare(labels, logits, ignore_label, class_weights):
+    """-> (safe integer labels, valid mask, per-pixel weights, one-hot labels)."""
+    labels = tf.cast(labels, tf.int32)
+    if labels.shape.rank == logits.shape.rank:
+        labels = tf.squeeze(labels, -1)
+    n = logits.shape[-1]
+    valid = valid_mask(labels, ignore_label)
+    safe = tf.where(valid > 0, labels, tf.zeros_like(labels))
+    onehot = tf.one_hot(safe, n) * valid[..., None]
+    weights = valid
+    if class_weights is not None:
+        weights = valid * tf.gather(tf.constant(class_weights, tf.float32), safe)
+    return safe, valid, weights, onehot
+
+
+class SegLoss:
+    """Base: ``loss(labels, logits)`` with an ignore label and optional per-class weights."""
+
+    name = "loss"
+
+    def __init__(self, class_weights=None, ignore_label: int = IGNORE_LABEL):
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.ignore_label = ignore_label
+
+    def __call__(self, labels, logits):
+        logits = tf.cast(logits, tf.float32)
+        return self.compute(logits, *_prepare(labels, logits, self.ignore_label, self.class_weights))
+
+    def get_config(self):
+        return {"name": self.name, "class_weights": self.class_weights, "ignore_label": self.ignore_label}
+
+
+class CrossEntropy(SegLoss):
+    """Categorical cross-entropy averaged over valid (weighted) pixels."""
+
+    name = "ce"
+
+    def compute(self, logits, safe, valid, weights, onehot):
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=logits)
+        return global_mean(ce, weights)
+
+
+class Focal(SegLoss):
+    """Categorical focal loss (Lin et al. 2017): ``-alpha (1 - p_t)^gamma log p_t``."""
+
+    name = "focal"
+
+    def __init__(self, gamma: float = 2.0, alpha: float = 0.25, **kw):
+        super().__init__(**kw)
+        self.gamma, self.alpha = gamma, alpha
+
+    def compute(self, logits, safe, valid, weights, onehot):
+        logp = tf.nn.log_softmax(logits)
+        logp_t = tf.reduce_sum(logp * onehot, -1)
+        p_t = tf.exp(logp_t)
+        fl = -self.alpha * tf.pow(1.0 - p_t, self.gamma) * logp_t
+        return global_mean(fl, weights)
+
+
+class Dice(SegLoss):
+    """1 - mean over classes of the soft Dice coefficient, over the valid pixels of the batch."""
+
+    name = "dice"
+
+    def __init__(self, smooth: float = 1e-5, **kw):
+        super().__init__(**kw)
+        self.smooth = smooth
+
+    def compute(self, logits, safe, valid, weights, onehot):
+        probs = tf.nn.softmax(logits) * valid[..., None]
+        axes = tf.range(tf.rank(probs) - 1)
+        inter = global_sum(tf.reduce_sum(probs * onehot, axes))
+        total = global_sum(tf.reduce_sum(probs + onehot, axes))
+        dice = (2.0 * inter + self.smooth) / (total + self.smooth)
+        cw = tf.ones_like(dice) if self.class_weights is None else tf.constant(self.class_weights, tf.float32)
+        return (1.0 - tf.reduce_sum(dice * cw) / tf.reduce_sum(cw)) / num_replicas()
+
+
+class DiceFocal(SegLoss):
+    """The reference project's loss: Dice (class-weighted) + focal."""
+
+    name = "dice_focal"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.dice, self.focal = Dice(**kw), Focal(**kw)
+
+    def compute(self, *args):
+        return self.dice.compute(*args) + self.focal.compute(*args)
+
+
+LOSSES = {"ce": CrossEntropy, "dice": Dice, "focal": Focal, "dice_focal": DiceFocal}
+
+
+def get_loss(name: str, class_weights=None, ignore_label: int = IGNORE_LABEL) -> SegLoss:
+    if name not in LOSSES:
+        close = difflib.get_close_matches(name, LOSSES, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise SatsegError(f"unknown loss '{name}'; valid names: {', '.join(LOSSES)}.{hint}")
+    return LOSSES[name](class_weights=class_weights, ignore_label=ignore_label)
+
+
+def distillation_loss(teacher_logits, student_logits, valid, temperature: float):
+    """KL(softmax(teacher/T) || softmax(student/T)) * T^2, averaged over valid pixels.
+
+    ``valid`` is a (B, H, W) float mask: ignore pixels contribute nothing.
+    """
+    t = tf.cast(teacher_logits, tf.float32) / temperature
+    s = tf.cast(student_logits, tf.float32) / temperature
+    p_t = tf.nn.softmax(t)
+    kl = tf.reduce_sum(p_t * (tf.nn.log_softmax(t) - tf.nn.log_softmax(s)), -1)
+    return global_mean(kl, valid) * temperature**2
