@@ -1,0 +1,68 @@
+"""The ``satseg`` command line: a thin click layer over the library, one module per command."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from satseg import __version__
+from satseg.errors import SatsegError
+
+DUBAI = "../shared/data/dubai/Semantic segmentation dataset"
+
+
+class Group(click.Group):
+    """Lists commands in the order they were added (the order of a user's workflow)."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="satseg")
+def cli():
+    """satseg: semantic segmentation of satellite imagery, from a U-Net teacher to a tiny
+    distilled student that runs on the edge.
+
+    \b
+    Typical workflow:
+      satseg data inspect DATA            check a dataset (sizes, classes, off-palette pixels)
+      satseg train --model teacher ...    train the U-Net teacher
+      satseg train --model student --teacher RUN/model.keras ...   distil a student
+      satseg evaluate --model RUN/model.keras --data DATA
+      satseg export --model RUN/model.keras --out DIR              SavedModel + LiteRT + report
+      satseg predict --model DIR/model_int8.tflite IMAGES... --out PRED
+    `satseg demo` runs the whole chain on built-in synthetic data.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _register():
+    from satseg.cli import bench, data, demo, evaluate, export, models, predict, train
+
+    for mod in (demo, data, models, train, evaluate, export, predict, bench):
+        cli.add_command(mod.command)
+
+
+_register()
+
+
+def main(argv=None):
+    """Entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="satseg", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except SatsegError as e:
+        click.echo(f"satseg: error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)

@@ -1,0 +1,7 @@
+import click
+
+
+@click.command("bench")
+def command():
+    """Not built yet."""
+    raise click.ClickException("'satseg bench' is not built yet")

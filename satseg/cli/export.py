@@ -1,0 +1,23 @@
+import click
+
+from satseg.export import DEFAULT_FORMATS, FORMATS
+
+
+@click.command("export")
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False), help="Trained .keras model.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--formats", default=",".join(DEFAULT_FORMATS), show_default=True,
+              help=f"Comma-separated, from: {', '.join(FORMATS)}.")
+@click.option("--calibration-data", type=click.Path(file_okay=False),
+              help="Dataset for int8 calibration and parity checks [default: the run's training data].")
+@click.option("--teacher", type=click.Path(dir_okay=False), help="Teacher .keras: report the size reduction against it.")
+@click.option("--int8-io", is_flag=True, help="int8 input and output tensors (microcontrollers).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output directory.")
+def command(model_path, out, formats, calibration_data, teacher, int8_io, force):
+    """Export to SavedModel and LiteRT (float32/float16/dynamic/int8) with a size and parity report."""
+    from satseg.export import export_model
+
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    export_model(model_path, out, fmts, calibration_data, teacher, int8_io, force, log=click.echo)
+    click.echo(open(f"{out}/report.md").read())
+    click.echo(f"wrote {out}/")

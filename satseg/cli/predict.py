@@ -1,0 +1,40 @@
+import click
+
+from satseg.cli.common import default_model
+
+
+@click.command("predict")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--model", "model_path", type=click.Path(),
+              help=".tflite (edge runtime, no TensorFlow) or .keras [default: the shipped distilled student].")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--overlap", default=64, show_default=True, help="Tile overlap in pixels.")
+@click.option("--threads", type=int, help="LiteRT threads [default: all cores].")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+def command(inputs, model_path, out, overlap, threads, force):
+    """Segment images of any size: writes NAME.png (class ids) and NAME_color.png.
+
+    INPUTS are files or folders; a folder's layout is mirrored under --out, and in a
+    dataset folder only images are read, never masks. TIFF input gives TIFF output that
+    keeps the GeoTIFF tags.
+    """
+    from satseg.edge import predict_files
+    from satseg.errors import SatsegError
+
+    path = default_model(model_path)
+    if str(path).endswith(".tflite"):
+        from satseg.edge import EdgeModel
+
+        try:
+            model = EdgeModel(path, num_threads=threads)
+        except FileNotFoundError as e:
+            raise SatsegError(str(e)) from None
+    else:
+        from satseg.evaluate import load_predictor
+
+        model = load_predictor(path)
+    try:
+        written = predict_files(model, inputs, out, overlap, force)
+    except (FileNotFoundError, FileExistsError) as e:
+        raise SatsegError(str(e)) from None
+    click.echo(f"wrote {len(written)} files to {out}/")

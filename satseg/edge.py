@@ -1,0 +1,214 @@
+"""Edge runtime: run an exported LiteRT model on whole images with numpy and ai-edge-litert only.
+
+Never imports TensorFlow or Keras, so it runs on a Raspberry Pi or in a slim container:
+``pip install satseg`` pulls only numpy, ai-edge-litert, Pillow and tifffile.
+
+The tiled predictor slides the model's patch over an image with overlap, blends the per-class
+probabilities of overlapping tiles with a tent-shaped weight (tile centres count more than
+tile borders, so there are no seams), and applies the normalisation recorded with the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from satseg.classes import ModelSpec, colorize, load_spec
+from satseg.imaging import TIFF_SUFFIXES, normalize, pad_to, read_image, tile_starts
+
+DEFAULT_OVERLAP = 64
+
+
+def blend_weights(size: int) -> np.ndarray:
+    """(size, size) tent weights, highest in the centre, never zero."""
+    ramp = np.minimum(np.arange(size) + 0.5, size - np.arange(size) - 0.5) / (size / 2)
+    return np.outer(ramp, ramp).astype(np.float32) + 1e-3
+
+
+def predict_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
+                  overlap: int = DEFAULT_OVERLAP, batch_size: int = 1, progress=None) -> np.ndarray:
+    """Per-class probabilities (H, W, K) for a whole image of any size.
+
+    ``predict_fn`` maps normalised patches (N, P, P, C) to probabilities (N, P, P, K).
+    Images smaller than the patch are padded by edge replication and cropped back.
+    """
+    p = spec.patch_size
+    h, w = image.shape[:2]
+    if image.shape[-1] != spec.bands:
+        raise ValueError(f"image has {image.shape[-1]} bands, the model takes {spec.bands}")
+    if h < p or w < p:
+        padded = np.pad(image, [(0, max(p - h, 0)), (0, max(p - w, 0)), (0, 0)], mode="edge")
+        return predict_tiled(padded, predict_fn, spec, overlap, batch_size, progress)[:h, :w]
+    stride = max(p - overlap, 1)
+    windows = [(y, x) for y in tile_starts(h, p, stride) for x in tile_starts(w, p, stride)]
+    acc = np.zeros((h, w, spec.num_classes), np.float32)
+    wsum = np.zeros((h, w, 1), np.float32)
+    weight = blend_weights(p)[..., None]
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i:i + batch_size]
+        batch = np.stack([normalize(image[y:y + p, x:x + p], spec.normalization) for y, x in chunk])
+        probs = predict_fn(batch)
+        for (y, x), pr in zip(chunk, probs):
+            acc[y:y + p, x:x + p] += pr * weight
+            wsum[y:y + p, x:x + p] += weight
+        if progress is not None:
+            progress(len(chunk))
+    return acc / wsum
+
+
+def num_windows(h: int, w: int, patch: int, overlap: int = DEFAULT_OVERLAP) -> int:
+    stride = max(patch - overlap, 1)
+    return len(tile_starts(max(h, patch), patch, stride)) * len(tile_starts(max(w, patch), patch, stride))
+
+
+class EdgeModel:
+    """A LiteRT (``.tflite``) segmentation model with its spec (classes, normalisation, patch).
+
+    Handles float and full-integer (int8/uint8 input and output) models.
+    """
+
+    def __init__(self, path, num_threads: int | None = None, spec: ModelSpec | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: model file not found")
+        self.spec = spec or load_spec(self.path)
+        self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads or os.cpu_count())
+        self.interpreter.allocate_tensors()
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+        if tuple(self._in["shape"][1:3]) != (self.spec.patch_size, self.spec.patch_size):
+            self.spec.patch_size = int(self._in["shape"][1])
+
+    @property
+    def input_dtype(self):
+        return self._in["dtype"]
+
+    def predict_patches(self, x: np.ndarray) -> np.ndarray:
+        """Normalised float patches (N, P, P, C) -> probabilities (N, P, P, K), float32."""
+        out = []
+        for patch in x:
+            q = patch[None].astype(np.float32)
+            if self._in["dtype"] in (np.int8, np.uint8):
+                scale, zp = self._in["quantization"]
+                info = np.iinfo(self._in["dtype"])
+                q = np.clip(np.round(q / scale + zp), info.min, info.max).astype(self._in["dtype"])
+            self.interpreter.set_tensor(self._in["index"], q)
+            self.interpreter.invoke()
+            y = self.interpreter.get_tensor(self._out["index"])[0]
+            if self._out["dtype"] in (np.int8, np.uint8):
+                scale, zp = self._out["quantization"]
+                y = (y.astype(np.float32) - zp) * scale
+            out.append(y.astype(np.float32))
+        return np.stack(out)
+
+    def predict_probs(self, image: np.ndarray, overlap: int = DEFAULT_OVERLAP, progress=None) -> np.ndarray:
+        return predict_tiled(image, self.predict_patches, self.spec, overlap, progress=progress)
+
+    def predict(self, image: np.ndarray, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+        """Whole image (H, W, C) raw pixels -> class ids (H, W) uint8."""
+        return self.predict_probs(image, overlap).argmax(-1).astype(np.uint8)
+
+
+def write_prediction(ids: np.ndarray, out_path, spec: ModelSpec, source=None) -> list[Path]:
+    """Write class ids (8-bit PNG, or TIFF when the input was a TIFF, keeping its georeferencing
+    tags) and ``<name>_color.png``. Writes are atomic."""
+    from PIL import Image
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    if source is not None and Path(source).suffix.lower() in TIFF_SUFFIXES:
+        ids_path = out_path.with_suffix(".tif")
+        _write_tiff_like(ids, ids_path, source)
+    else:
+        ids_path = out_path.with_suffix(".png")
+        _atomic(lambda p: Image.fromarray(ids.astype(np.uint8), mode="L").save(p, format="PNG"), ids_path)
+    written.append(ids_path)
+    color_path = out_path.with_name(out_path.stem + "_color.png")
+    _atomic(lambda p: Image.fromarray(colorize(ids, spec.seg_classes)).save(p, format="PNG"), color_path)
+    written.append(color_path)
+    return written
+
+
+def _atomic(write, path: Path):
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
+"""ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams,
+GeoAsciiParams, GDAL_METADATA, GDAL_NODATA."""
+
+
+def _write_tiff_like(ids: np.ndarray, path: Path, source):
+    """Write a single-band uint8 TIFF carrying the GeoTIFF tags of ``source``."""
+    import tifffile
+
+    extratags = []
+    with tifffile.TiffFile(source) as tif:
+        for tag in tif.pages[0].tags.values():
+            if tag.code in GEO_TAGS:
+                extratags.append((tag.code, tag.dtype, tag.count, tag.value, True))
+    _atomic(lambda p: tifffile.imwrite(p, ids.astype(np.uint8), extratags=extratags, photometric="minisblack"), path)
+
+
+def collect_inputs(inputs) -> list[tuple[Path, Path]]:
+    """Expand files and folders into (image, relative output stem) pairs.
+
+    A folder's relative layout is mirrored (``Tile 2/images/x``) so equal names never collide;
+    in a folder laid out as a dataset only ``images`` folders are read, never ``masks``.
+    """
+    from satseg.imaging import IMAGE_SUFFIXES
+
+    pairs = []
+    for inp in inputs:
+        inp = Path(inp)
+        if inp.is_file():
+            pairs.append((inp, Path(inp.stem)))
+        elif inp.is_dir():
+            files = sorted(p for p in inp.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and "masks" not in p.relative_to(inp).parts[:-1])
+            pairs += [(f, f.relative_to(inp).with_suffix("")) for f in files]
+        else:
+            raise FileNotFoundError(f"{inp}: no such file or folder")
+    if not pairs:
+        raise FileNotFoundError(f"no images found in {', '.join(map(str, inputs))}")
+    return pairs
+
+
+def predict_files(model, inputs, out_dir, overlap: int = DEFAULT_OVERLAP, force: bool = False,
+                  progress: bool = True) -> list[Path]:
+    """Predict every image under ``inputs`` into ``out_dir``; returns the files written.
+
+    ``model`` is an :class:`EdgeModel` or anything with ``spec`` and ``predict_patches``.
+    """
+    out_dir = Path(out_dir)
+    pairs = collect_inputs(inputs)
+    if not force:
+        clash = [out_dir / rel.with_suffix(".png") for _, rel in pairs if (out_dir / rel.with_suffix(".png")).exists()]
+        if clash:
+            raise FileExistsError(f"{clash[0]}: output exists ({len(clash)} in all); pass --force to overwrite")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(pairs), unit="img", desc="predicting")
+    written = []
+    for src, rel in pairs:
+        image = read_image(src, bands=model.spec.bands)
+        probs = predict_tiled(image, model.predict_patches, model.spec, overlap)
+        written += write_prediction(probs.argmax(-1).astype(np.uint8), out_dir / rel, model.spec, source=src)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return written
+
+
+__all__ = ["EdgeModel", "predict_tiled", "predict_files", "write_prediction", "blend_weights", "pad_to"]

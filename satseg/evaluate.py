@@ -1,0 +1,136 @@
+"""Honest evaluation: whole images, tiled with the model's patch size, borders included.
+
+Works with a ``.keras`` file, a SavedModel directory (as written by ``satseg export``) or a
+``.tflite`` file (through the edge runtime).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from satseg.classes import ModelSpec, class_names, load_spec
+from satseg.errors import SatsegError
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+class Predictor:
+    """Anything a model file can be, as ``spec`` + ``predict_patches`` (normalised -> probs)."""
+
+    def __init__(self, spec: ModelSpec, fn, kind: str, path: Path):
+        self.spec, self._fn, self.kind, self.path = spec, fn, kind, path
+
+    def predict_patches(self, x):
+        return self._fn(x)
+
+
+def load_predictor(path, num_threads: int | None = None) -> Predictor:
+    path = Path(path)
+    if not path.exists():
+        raise SatsegError(f"{path}: model not found")
+    try:
+        spec = load_spec(path)
+    except FileNotFoundError as e:
+        raise SatsegError(str(e)) from None
+    if path.suffix == ".tflite":
+        from satseg.edge import EdgeModel
+
+        m = EdgeModel(path, num_threads=num_threads, spec=spec)
+        return Predictor(m.spec, m.predict_patches, "tflite", path)
+    if path.suffix == ".keras":
+        import keras
+
+        model = keras.saving.load_model(path, compile=False)
+
+        def fn(x):
+            return _softmax(np.asarray(model(x, training=False), np.float32))
+
+        return Predictor(spec, fn, "keras", path)
+    if path.is_dir() and (path / "saved_model.pb").exists():
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))
+        serve = loaded.serve if hasattr(loaded, "serve") else loaded.signatures["serving_default"]
+
+        def fn(x):
+            return np.concatenate([np.asarray(serve(tf.constant(x[i:i + 1], tf.float32))) for i in range(len(x))])
+
+        return Predictor(spec, fn, "saved_model", path)
+    raise SatsegError(f"{path}: not a model (.keras file, .tflite file or SavedModel directory)")
+
+
+def select_images(data, split: str = "all", seed: int = 42, val: float = 0.15, test: float = 0.15):
+    """Samples of a dataset, or of one split of it (the same seeded split as training)."""
+    from satseg.data import find_samples, image_split
+
+    samples = find_samples(data)
+    if split == "all":
+        return samples
+    if split not in ("train", "val", "test"):
+        raise SatsegError(f"unknown split '{split}'; valid: all, train, val, test")
+    return [samples[i] for i in image_split(samples, val, test, seed)[split]]
+
+
+def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, overlap: int = 64,
+             plots_dir=None, progress: bool = True, keep_panels: int = 10) -> dict:
+    """Score whole images; returns the JSON-ready result (and writes plots if asked)."""
+    from satseg.data import load_sample
+    from satseg.edge import predict_tiled
+    from satseg.metrics import ConfusionMatrix
+
+    spec = predictor.spec
+    samples = select_images(data, split, seed)
+    cm = ConfusionMatrix(spec.num_classes)
+    pixels = 0
+    pr_labels, pr_probs, panels = [], [], []
+    rng = np.random.default_rng(seed)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(samples, unit="img", desc="evaluating")
+    for s in bar if bar is not None else samples:
+        li = load_sample(s, spec.seg_classes, spec.bands)
+        probs = predict_tiled(li.image, predictor.predict_patches, spec, overlap,
+                              batch_size=1 if predictor.kind == "tflite" else 8)
+        pred = probs.argmax(-1)
+        cm.update(li.mask, pred)
+        pixels += li.mask.size
+        if plots_dir is not None:
+            sel = rng.choice(li.mask.size, min(20000, li.mask.size), replace=False)
+            pr_labels.append(li.mask.reshape(-1)[sel])
+            pr_probs.append(probs.reshape(-1, probs.shape[-1])[sel])
+            if len(panels) < keep_panels:
+                panels.append((li.image, li.mask, pred.astype(np.uint8), s.image.name))
+    result = {"model": str(predictor.path), "kind": predictor.kind, "data": str(data), "split": split,
+              "seed": seed, "images": len(samples), "pixels": int(pixels),
+              "ignored_pixels": int(pixels - cm.matrix.sum()), "overlap": overlap,
+              **cm.report(class_names(spec.seg_classes))}
+    if plots_dir is not None:
+        from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
+
+        plots_dir = Path(plots_dir)
+        aps = plot_pr_curves(np.concatenate(pr_labels), np.concatenate(pr_probs), plots_dir / "pr_curve.png",
+                             spec.seg_classes)
+        imgs, masks, preds, names = zip(*panels)
+        plot_predictions(imgs, masks, preds, plots_dir / "predictions.png", spec.seg_classes, titles=names)
+        plot_confusion(cm.matrix, plots_dir / "confusion.png", spec.seg_classes)
+        result["average_precision"] = aps
+    return result
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{'class':<22}{'IoU':>8}{'precision':>11}{'recall':>9}{'F1':>8}{'share':>9}"]
+    for name, m in result["per_class"].items():
+        def f(v):
+            return "   n/a" if v is None else f"{v:.4f}"
+        lines.append(f"{name:<22}{f(m['iou']):>8}{f(m['precision']):>11}{f(m['recall']):>9}{f(m['f1']):>8}"
+                     f"{100 * m['share']:>8.2f}%")
+    lines.append(f"mean IoU {result['miou']:.4f}   pixel accuracy {result['pixel_accuracy']:.4f}   "
+                 f"({result['images']} images, {result['pixels']:,} pixels, split: {result['split']})")
+    return "\n".join(lines)
