@@ -246,6 +246,8 @@ def make_tf_dataset(sampler: EpochSampler, batch_size: int, drop_remainder: bool
                  "teacher_logits": tf.TensorSpec(sampler.logits.shape[1:], tf.float32)}
     ds = tf.data.Dataset.from_generator(sampler, output_signature=(x_sig, y_sig))
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(sampler)))
+    if drop_remainder and len(sampler) < batch_size:
+        raise ValueError(f"{len(sampler)} patches do not fill one batch of {batch_size}")
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     opts = tf.data.Options()
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -41,6 +41,11 @@ class SegmentationTrainer(keras.Model):
     def metrics(self):
         return [self.loss_tracker, *self.seg_metrics]
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Everything is built in __init__/compile. Keras 3.15's symbolic build reduces a
+        # distributed batch with strategy.reduce, which fails under MultiWorkerMirroredStrategy.
+        return
+
     def call(self, x, training=False):
         return self.student(x, training=training)
 
@@ -60,6 +65,10 @@ class SegmentationTrainer(keras.Model):
         for m in self.seg_metrics:
             m.update_state(labels, logits)
             out.update(m.result())
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 reduces logs across workers with reduce(MEAN, axis=0), which fails on
+            # scalars (tensorflow/tensorflow#72388): hand it shape-(1,) values.
+            out = {k: tf.reshape(v, [1]) for k, v in out.items()}
         return out
 
     def train_step(self, data):

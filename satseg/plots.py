@@ -34,7 +34,7 @@ def _legend_handles(classes):
 def plot_history(rows: list[dict], path_loss, path_miou):
     """``loss.png``: training/validation loss (and the Distiller's parts) vs epoch;
     ``miou.png``: training/validation mIoU vs epoch."""
-    epochs = [r["epoch"] + 1 for r in rows]
+    epochs = [int(float(r["epoch"])) + 1 for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     styles = {"loss": ("train loss", "-"), "val_loss": ("val loss (student)", "-"),
               "student_loss": ("train student loss", "--"), "distillation_loss": ("train distillation loss", ":")}

@@ -165,8 +165,8 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
 
     run_dir = Path(run_dir)
     _prepare_run_dir(run_dir, force, resume)
+    strategy = make_strategy(cfg.strategy)  # first: MultiWorkerMirroredStrategy must precede other ops
     keras.utils.set_random_seed(cfg.seed)
-    strategy = make_strategy(cfg.strategy)
     root, patches, splits, norm = prepare_data(cfg, run_dir)
     bands = patches.images.shape[-1]
     spec = ModelSpec(normalization=norm, patch_size=cfg.patch_size, bands=bands, architecture=cfg.model)
@@ -205,8 +205,11 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
 
     train_sampler = D.EpochSampler(x_tr, y_tr, cached, shuffle=True, augment=cfg.augment, seed=cfg.seed)
     val_sampler = D.EpochSampler(x_va, y_va, None, shuffle=False, augment=False, seed=cfg.seed)
-    train_ds = D.make_tf_dataset(train_sampler, cfg.batch_size)
-    val_ds = D.make_tf_dataset(val_sampler, cfg.batch_size)
+    # Across replicas every step needs a full global batch (a partial last batch would leave
+    # some replicas without data), so distributed runs drop the remainder.
+    drop = cfg.strategy != "default"
+    train_ds = D.make_tf_dataset(train_sampler, cfg.batch_size, drop_remainder=drop)
+    val_ds = D.make_tf_dataset(val_sampler, cfg.batch_size, drop_remainder=drop)
 
     with strategy.scope():
         model = build_model(cfg.model, (cfg.patch_size, cfg.patch_size, bands), len(names), seed=cfg.seed)

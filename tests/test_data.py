@@ -1,0 +1,223 @@
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from satseg import data as D
+from satseg.classes import DUBAI_CLASSES, IGNORE_LABEL, colorize, palette_array
+from satseg.errors import DataError
+from satseg.imaging import crop_grid, cut_patches, normalize, read_image, read_mask, rgb_to_ids, tile_starts
+
+from .conftest import DUBAI, needs_dubai
+
+
+def test_palette_conversion_maps_every_class_and_ignores_off_palette_pixels():
+    pal = palette_array()
+    mask = np.zeros((3, 6, 3), np.uint8)
+    mask[0] = pal  # every class once, in id order
+    mask[1] = (0, 0, 0)  # black border: in no class
+    mask[2] = pal[::-1]
+    mask[2, 0] = (61, 16, 152)  # one off by one in red
+    ids, ignored = rgb_to_ids(mask)
+    assert ids[0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert ids[1].tolist() == [IGNORE_LABEL] * 6
+    assert ids[2].tolist() == [IGNORE_LABEL, 4, 3, 2, 1, 0]
+    assert ignored == 7
+
+
+def test_colorize_inverts_rgb_to_ids():
+    ids = np.random.default_rng(0).integers(0, 6, (8, 9)).astype(np.uint8)
+    back, ignored = rgb_to_ids(colorize(ids))
+    assert ignored == 0 and np.array_equal(back, ids)
+
+
+def test_single_band_mask_holds_class_ids(tmp_path):
+    m = np.array([[0, 5, 6], [255, 2, 1]], np.uint8)
+    Image.fromarray(m, mode="L").save(tmp_path / "m.png")
+    ids, ignored = read_mask(tmp_path / "m.png")
+    assert ids.tolist() == [[0, 5, 255], [255, 2, 1]] and ignored == 2
+
+
+def test_crop_mode_patch_count_matches_reference():
+    # 509x544 -> 1x2 patches of 256; 2149x1479 -> 8x5
+    assert len(crop_grid(544, 509, 256)) == 2
+    assert len(crop_grid(1479, 2149, 256)) == 5 * 8
+    img = np.zeros((300, 520, 3), np.uint8)
+    xs, ms = cut_patches(img, np.zeros((300, 520), np.uint8), 256, "crop")
+    assert xs.shape == (2, 256, 256, 3) and ms.shape == (2, 256, 256)
+
+
+def test_pad_mode_keeps_every_pixel_and_masks_padding():
+    img = np.arange(300 * 520 * 3).reshape(300, 520, 3).astype(np.uint16)
+    mask = np.ones((300, 520), np.uint8)
+    xs, ms = cut_patches(img, mask, 256, "pad")
+    assert xs.shape[0] == 2 * 3
+    assert (ms == 1).sum() == 300 * 520  # every labelled pixel is in some patch, exactly once
+    assert (ms == IGNORE_LABEL).sum() == 6 * 256 * 256 - 300 * 520
+    assert np.array_equal(xs[0], img[:256, :256])
+
+
+def test_tile_starts_cover_the_image_and_end_at_the_border():
+    assert tile_starts(1479, 256, 192) == [0, 192, 384, 576, 768, 960, 1152, 1223]
+    assert tile_starts(256, 256, 192) == [0]
+    assert tile_starts(100, 256, 192) == [0]
+
+
+def test_normalizations():
+    x = np.stack([np.full((4, 4), 10.0), np.arange(16).reshape(4, 4)], -1).astype(np.float32)
+    mm = normalize(x, {"kind": "minmax"})
+    assert mm[..., 1].min() == 0 and mm[..., 1].max() == 1 and np.all(mm[..., 0] == 0)
+    st = normalize(x, {"kind": "standard", "mean": [10, 0], "std": [2, 4]})
+    assert st[0, 1, 1] == 0.25 and st[0, 0, 0] == 0
+    with pytest.raises(ValueError, match="unknown normalization"):
+        normalize(x, {"kind": "zscore"})
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("bands", [1, 4, 7])
+def test_tiff_reading_any_band_count_and_dtype(tmp_path, dtype, bands):
+    arr = (np.random.default_rng(0).random((20, 24, bands)) * 200).astype(dtype)
+    tifffile.imwrite(tmp_path / "a.tif", arr)
+    out = read_image(tmp_path / "a.tif")
+    assert out.shape == (20, 24, bands) and out.dtype == dtype
+    assert np.array_equal(out, arr)
+
+
+def test_planar_tiff_is_transposed(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 1000, (4, 30, 40)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "p.tif", arr, photometric="minisblack", planarconfig="separate")
+    assert read_image(tmp_path / "p.tif").shape == (30, 40, 4)
+
+
+def test_tiff_with_wrong_band_count_names_file(tmp_path):
+    tifffile.imwrite(tmp_path / "five.tif", np.zeros((8, 8, 5), np.uint8))
+    with pytest.raises(DataError, match=r"five\.tif: has 5 bands, the model takes 3"):
+        read_image(tmp_path / "five.tif", bands=3)
+
+
+def test_tiff_dataset_with_class_id_masks(tmp_path):
+    (tmp_path / "T" / "images").mkdir(parents=True)
+    (tmp_path / "T" / "masks").mkdir()
+    tifffile.imwrite(tmp_path / "T/images/a.tif", np.ones((64, 64, 4), np.uint16) * 500)
+    tifffile.imwrite(tmp_path / "T/masks/a.tif", np.full((64, 64), 3, np.uint8))
+    ps = D.load_patches(tmp_path, patch_size=32)
+    assert ps.images.shape == (4, 32, 32, 4) and np.all(ps.masks == 3)
+
+
+def test_augment_keeps_image_mask_and_logits_aligned():
+    rng = np.random.default_rng(0)
+    img = rng.random((16, 16, 3)).astype(np.float32)
+    mask = (img[..., 0] * 6).astype(np.int32)  # the mask is a function of the image
+    logits = img[..., :1].repeat(6, -1)
+    for _ in range(12):
+        a, m, lg = D.augment([img, mask, logits], rng)
+        assert np.array_equal(m, (a[..., 0] * 6).astype(np.int32))
+        assert np.array_equal(lg[..., 0], a[..., 0])
+    seen = {D.augment([img], np.random.default_rng(s))[0].tobytes() for s in range(64)}
+    assert len(seen) == 8  # 4 rotations x 2 flips
+
+
+def test_epoch_sampler_is_a_function_of_seed_and_epoch():
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1) * np.ones((1, 4, 4, 1), np.float32)
+    s = D.EpochSampler(x, np.zeros((10, 4, 4), np.uint8), seed=5)
+    s.epoch = 3
+    a = [float(v[0].mean()) for v in s()]
+    s.epoch = 4
+    b = [float(v[0].mean()) for v in s()]
+    s.epoch = 3
+    assert a == [float(v[0].mean()) for v in s()] and a != b and sorted(a) == list(range(10))
+
+
+def test_split_by_image_has_no_leakage_and_is_deterministic(tiny_dataset):
+    ps = D.load_patches(tiny_dataset, patch_size=32)
+    sp = D.split_indices(ps, "image", 0.34, 0.34, seed=7)
+    srcs = [set(ps.source[v]) for v in sp.values()]
+    assert all(srcs) and not (srcs[0] & srcs[1] or srcs[0] & srcs[2] or srcs[1] & srcs[2])
+    assert sum(len(v) for v in sp.values()) == len(ps)
+    again = D.split_indices(ps, "image", 0.34, 0.34, seed=7)
+    assert all(np.array_equal(sp[k], again[k]) for k in sp)
+    other = D.split_indices(ps, "image", 0.34, 0.34, seed=8)
+    assert any(not np.array_equal(sp[k], other[k]) for k in sp)
+    by_patch = D.split_indices(ps, "patch", 0.2, 0.2, seed=7)
+    assert sorted(np.concatenate(list(by_patch.values())).tolist()) == list(range(len(ps)))
+
+
+def test_synthetic_dataset_has_all_classes(tiny_dataset):
+    info = D.inspect(tiny_dataset, patch_size=32)
+    assert info["images"] == 6 and info["patches"] == 6 * 3 * 4
+    assert info["ignored_share"] == 0
+    assert set(info["class_share"]) == {c.name for c in DUBAI_CLASSES}
+    assert info["class_share"]["Land (unpaved area)"] > 0.3
+
+
+# --- error cases: one clear line naming the file ---------------------------------------------
+
+def _tile(tmp_path, w=40, h=30):
+    (tmp_path / "Tile 1" / "images").mkdir(parents=True)
+    (tmp_path / "Tile 1" / "masks").mkdir(parents=True)
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "Tile 1/images/a.jpg")
+    Image.fromarray(colorize(np.zeros((h, w), np.uint8))).save(tmp_path / "Tile 1/masks/a.png")
+    return tmp_path
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(DataError, match="nope: dataset directory not found"):
+        D.find_samples(tmp_path / "nope")
+
+
+def test_empty_dataset(tmp_path):
+    with pytest.raises(DataError, match="empty dataset"):
+        D.find_samples(tmp_path)
+
+
+def test_image_without_mask(tmp_path):
+    _tile(tmp_path)
+    Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(tmp_path / "Tile 1/images/b.jpg")
+    with pytest.raises(DataError, match=r"b\.jpg: image has no mask"):
+        D.find_samples(tmp_path)
+
+
+def test_mask_of_another_size(tmp_path):
+    _tile(tmp_path)
+    Image.fromarray(colorize(np.zeros((10, 10), np.uint8))).save(tmp_path / "Tile 1/masks/a.png")
+    with pytest.raises(DataError, match=r"a\.png: mask is 10x10 but its image a\.jpg is 40x30"):
+        D.load_sample(D.find_samples(tmp_path)[0])
+
+
+def test_truncated_image(tmp_path):
+    _tile(tmp_path, 200, 200)
+    p = tmp_path / "Tile 1/images/a.jpg"
+    p.write_bytes(p.read_bytes()[:300])
+    with pytest.raises(DataError, match=r"a\.jpg: cannot read image"):
+        D.load_sample(D.find_samples(tmp_path)[0])
+
+
+def test_no_patch_fits(tmp_path):
+    _tile(tmp_path)
+    with pytest.raises(DataError, match="no 256x256 patch fits"):
+        D.load_patches(tmp_path)
+
+
+@needs_dubai
+def test_real_dataset_inspect_matches_readme():
+    from click.testing import CliRunner
+
+    from satseg.cli import cli
+
+    res = CliRunner().invoke(cli, ["data", "inspect", str(DUBAI), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["images"] == 64 and info["patches"] == 1160
+    share = info["class_share"]
+    assert abs(share["Building"] - 0.139) < 0.005 and abs(share["Land (unpaved area)"] - 0.510) < 0.005
+    assert abs(share["Unlabeled"] - 0.005) < 0.002
+    assert 0.005 < info["ignored_share"] < 0.007
+
+
+@needs_dubai
+def test_real_mask_black_pixels_become_ignore():
+    ids, ignored = read_mask(DUBAI / "Tile 1" / "masks" / "image_part_001.png")
+    assert ignored == int((ids == IGNORE_LABEL).sum())
+    assert set(np.unique(ids)) <= set(range(6)) | {IGNORE_LABEL}

@@ -1,0 +1,192 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from satseg.callbacks import read_history
+from satseg.classes import IGNORE_LABEL
+from satseg.distill import Distiller, SegmentationTrainer
+from satseg.losses import CrossEntropy
+from satseg.metrics import SegMetrics
+from satseg.models import build_model
+from satseg.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _batch(n=4, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, size, size, 3)).astype("float32")
+    y = (x[..., 0] * 3).astype("int32") + (x[..., 1] > 0.5) * 3  # learnable from the pixels
+    y[rng.random(y.shape) < 0.1] = IGNORE_LABEL
+    return x, y
+
+
+def _distiller(alpha=0.5, T=2.0, seed=0):
+    student = build_model("student", (16, 16, 3), seed=seed)
+    teacher = build_model("student", (16, 16, 3), seed=seed + 1, widths=(8, 16))
+    d = Distiller(student, teacher)
+    d.compile(keras.optimizers.Adam(1e-2), student_loss=CrossEntropy(), alpha=alpha, temperature=T,
+              metrics=[SegMetrics([str(i) for i in range(6)])])
+    return d
+
+
+def test_train_steps_lower_the_loss():
+    x, y = _batch(8)
+    d = _distiller()
+    h = d.fit(x, y, batch_size=8, epochs=25, verbose=0, shuffle=False).history
+    assert h["loss"][-1] < 0.85 * h["loss"][0] and h["student_loss"][-1] < h["student_loss"][0]
+    assert {"loss", "student_loss", "distillation_loss", "miou", "pixel_accuracy"} <= set(h)
+
+
+def test_alpha_one_gives_the_student_only_loss():
+    x, y = _batch()
+    d = _distiller(alpha=1.0)
+    logs = d.train_step((tf.constant(x), tf.constant(y)))
+    assert float(logs["loss"]) == pytest.approx(float(logs["student_loss"]), rel=1e-6)
+    assert float(logs["distillation_loss"]) > 0
+
+
+def test_cached_logits_give_the_same_loss_as_the_online_teacher():
+    x, y = _batch()
+    a, b = _distiller(), _distiller()
+    t = np.asarray(a.teacher(x, training=False))
+    online = a.train_step((tf.constant(x), tf.constant(y)))
+    offline = b.train_step((tf.constant(x), {"labels": tf.constant(y), "teacher_logits": tf.constant(t)}))
+    assert float(online["loss"]) == pytest.approx(float(offline["loss"]), rel=1e-5)
+
+
+def test_teacher_weights_do_not_change_and_save_writes_the_student(tmp_path):
+    x, y = _batch()
+    d = _distiller()
+    before = [w.copy() for w in d.teacher.get_weights()]
+    s_before = [w.copy() for w in d.student.get_weights()]
+    d.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, d.teacher.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(s_before, d.student.get_weights()))
+    d.save(tmp_path / "s.keras")
+    loaded = keras.saving.load_model(tmp_path / "s.keras")  # a plain Keras model, no satseg objects
+    assert loaded.count_params() == d.student.count_params()
+    assert np.allclose(np.asarray(loaded(x)), np.asarray(d.student(x)))
+
+
+def test_validation_scores_the_student_on_labels_only():
+    x, y = _batch()
+    d = _distiller()
+    logs = d.evaluate(x, y, verbose=0, return_dict=True)
+    expected = float(CrossEntropy()(y, d.student(x)))
+    assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def _run(code: str, env=None, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_devices_gives_the_same_loss_and_weights():
+    code = """
+    import json, numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from satseg.distill import Distiller
+    from satseg.losses import DiceFocal
+    from satseg.models import build_model
+    from tests.test_distill import _batch
+    x, y = _batch(4)
+    out = {}
+    for name, strat in [("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                        ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+        with strat.scope():
+            d = Distiller(build_model("student", (16, 16, 3), seed=0),
+                          build_model("student", (16, 16, 3), seed=1, widths=(8, 16)))
+            d.compile(keras.optimizers.SGD(0.1), student_loss=DiceFocal(), alpha=0.3, temperature=2.0)
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+        h = d.fit(ds, epochs=1, verbose=0).history
+        out[name] = {"loss": h["loss"][0], "d": h["distillation_loss"][0],
+                     "w": float(sum(np.abs(w).sum() for w in d.student.get_weights()))}
+    print(json.dumps(out))
+    """
+    r = _run(code)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["two"]["loss"] == pytest.approx(out["one"]["loss"], rel=1e-5)
+    assert out["two"]["d"] == pytest.approx(out["one"]["d"], rel=1e-5)
+    assert out["two"]["w"] == pytest.approx(out["one"]["w"], rel=1e-6)
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise RuntimeError("simulated crash after epoch 1")
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, tiny_dataset):
+    from satseg.train import resume
+
+    cfg = TrainConfig(model="student", data=str(tiny_dataset), epochs=3, batch_size=8, patch_size=32, seed=5)
+    train(cfg, tmp_path / "full", verbose=0)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tmp_path / "cut", verbose=0, callbacks=[_Crash()])
+    assert len(read_history(tmp_path / "cut" / "history.csv")) == 1
+    resume(tmp_path / "cut", verbose=0)
+    full = read_history(tmp_path / "full" / "history.csv")
+    cut = read_history(tmp_path / "cut" / "history.csv")
+    assert [r["epoch"] for r in cut] == [r["epoch"] for r in full] == ["0", "1", "2"]
+    for a, b in zip(full, cut):
+        for k in ("loss", "val_loss", "val_miou"):
+            assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-4, abs=1e-6), k
+    assert not (tmp_path / "cut" / "backup").exists()  # removed once the run finished
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path, tiny_dataset):
+    from satseg.errors import SatsegError
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("x")
+    cfg = TrainConfig(model="student", data=str(tiny_dataset), epochs=1, patch_size=32)
+    with pytest.raises(SatsegError, match="run directory exists; pass --force"):
+        train(cfg, tmp_path / "run", verbose=0)
+    assert (tmp_path / "run" / "keep.txt").exists()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_worker_multiworker_run_ends_with_identical_weights(tmp_path, tiny_dataset):
+    ports = [_free_port(), _free_port()]
+    code = """
+    import sys
+    from satseg.train import TrainConfig, train
+    train(TrainConfig(model="student", data=sys.argv[1], epochs=1, batch_size=8, patch_size=32,
+                      max_patches=32, strategy="multiworker", seed=1), sys.argv[2], verbose=0)
+    """
+    procs = []
+    for i in range(2):
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": i}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), "TF_CONFIG": json.dumps(tf_config)}
+        procs.append(subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(tiny_dataset),
+                                       str(tmp_path / f"w{i}")], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    w0 = keras.saving.load_model(tmp_path / "w0" / "last.keras").get_weights()
+    w1 = keras.saving.load_model(tmp_path / "w1" / "last.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(w0, w1))
+    assert len(read_history(tmp_path / "w0" / "history.csv")) == 1

@@ -1,0 +1,83 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from satseg.errors import SatsegError
+from satseg.models import MODELS, build_model, model_stats
+
+
+@pytest.mark.parametrize("name,params,convs", [("teacher", 1_941_190, 23), ("student", 25_766, 8)])
+def test_reference_counts(name, params, convs):
+    s = model_stats(build_model(name, (256, 256, 3), 6))
+    assert (s["params"], s["conv_layers"]) == (params, convs)
+
+
+def test_macs_match_the_reference_figures():
+    t = model_stats(build_model("teacher"))["macs"]
+    s = model_stats(build_model("student"))["macs"]
+    e = model_stats(build_model("edge"))["macs"]
+    assert round(t / 1e9, 2) == 3.04 and round(s / 1e9, 2) == 0.90
+    assert e * 4 <= s  # the edge model's target: at least 4x fewer MACs than the reference student
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("shape", [(256, 256, 3), (512, 512, 3), (256, 256, 4)])
+def test_output_shapes(name, shape):
+    m = build_model(name, shape, 6)
+    assert m.output_shape == (None, shape[0], shape[1], 6)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_forward_gives_logits_of_input_size(name):
+    m = build_model(name, (64, 48, 4), 5, seed=0)
+    y = np.asarray(m(np.random.default_rng(0).random((2, 64, 48, 4)).astype("float32")))
+    assert y.shape == (2, 64, 48, 5)
+    assert not np.allclose(y.sum(-1), 1.0)  # logits, not probabilities
+
+
+def test_input_size_the_architecture_cannot_take():
+    with pytest.raises(SatsegError, match=r"teacher: input size 250x250 is not divisible by 16"):
+        build_model("teacher", (250, 250, 3))
+    with pytest.raises(SatsegError, match="not divisible by 2"):
+        build_model("student", (255, 256, 3))
+
+
+def test_unknown_model_lists_valid_names_and_suggests():
+    with pytest.raises(SatsegError, match=r"unknown model 'studnet'; valid names: teacher, student, edge\. Did you mean 'student'\?"):
+        build_model("studnet")
+
+
+def test_builders_are_deterministic_under_a_seed():
+    a = build_model("student", (32, 32, 3), seed=1).get_weights()
+    b = build_model("student", (32, 32, 3), seed=1).get_weights()
+    c = build_model("student", (32, 32, 3), seed=2).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_keras_round_trip_gives_identical_outputs(tmp_path, name):
+    m = build_model(name, (32, 32, 3), seed=0)
+    x = np.random.default_rng(1).random((2, 32, 32, 3)).astype("float32")
+    m.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras")  # plain Keras: no custom objects needed
+    assert np.array_equal(np.asarray(m(x)), np.asarray(back(x)))
+
+
+def test_layers_have_role_names():
+    names = {layer.name for layer in build_model("teacher").layers}
+    assert {"enc1_conv1", "enc1_pool", "bottleneck_conv2", "dec1_up", "dec4_concat", "logits"} <= names
+
+
+def test_models_cli_json():
+    from satseg.cli import cli
+
+    res = CliRunner().invoke(cli, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.output)}
+    assert (rows["teacher"]["params"], rows["teacher"]["conv_layers"]) == (1_941_190, 23)
+    assert (rows["student"]["params"], rows["student"]["conv_layers"]) == (25_766, 8)
+    assert rows["student"]["macs"] == 898_629_632
