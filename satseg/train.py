@@ -261,8 +261,20 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     return summary
 
 
-def resume(run_dir, verbose="auto") -> dict:
-    return train(load_config(run_dir), run_dir, resume=True, verbose=verbose)
+def resume(run_dir, verbose="auto", epochs: int | None = None) -> dict:
+    """Continue a run from its last finished epoch; ``epochs`` changes the epoch budget (to
+    extend a finished run or shorten a long one), and the change is recorded in config.json."""
+    from satseg.callbacks import atomic_write_text
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    if epochs is not None and epochs != cfg.epochs:
+        doc = json.loads((run_dir / "config.json").read_text())
+        doc.setdefault("changes", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                              "epochs": {"from": cfg.epochs, "to": epochs}})
+        doc["config"]["epochs"] = cfg.epochs = epochs
+        atomic_write_text(run_dir / "config.json", json.dumps(doc, indent=2))
+    return train(cfg, run_dir, resume=True, verbose=verbose)
 
 
 def default_run_dir(model: str, distilled: bool) -> Path:

@@ -12,7 +12,7 @@ from satseg.cli.common import seed_option
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/<model>-<time>].")
 @click.option("--teacher", type=click.Path(dir_okay=False), help="Teacher .keras file: distil into --model.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
-              help="Continue an interrupted run from its last finished epoch (other options ignored).")
+              help="Continue an interrupted run from its last finished epoch (options other than --epochs are ignored).")
 @click.option("--force", is_flag=True, help="Overwrite an existing run directory.")
 @click.option("--epochs", default=20, show_default=True)
 @click.option("--batch-size", default=16, show_default=True, help="Global batch size.")
@@ -40,7 +40,8 @@ def command(model_name, data, out, teacher, resume_dir, force, epochs, batch_siz
     from satseg.train import TrainConfig, default_run_dir, resume, train
 
     if resume_dir:
-        summary = resume(resume_dir)
+        src = click.get_current_context().get_parameter_source("epochs")
+        summary = resume(resume_dir, epochs=epochs if src == click.core.ParameterSource.COMMANDLINE else None)
     else:
         cfg = TrainConfig(model=model_name, data=data, teacher=teacher, epochs=epochs, batch_size=batch_size,
                           lr=lr, patch_size=patch_size, patch_mode=patch_mode, normalization=normalization,

@@ -1,0 +1,191 @@
+"""Export round trips, the edge runtime (without TensorFlow), tiling and GeoTIFF output."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from satseg.classes import save_spec
+from satseg.edge import EdgeModel, blend_weights, collect_inputs, predict_files, predict_tiled
+
+from .helpers import assert_matches_expected, pixel_expected, pixel_model, pixel_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, trained_student, tiny_dataset):
+    from satseg.export import export_model
+
+    out = tmp_path_factory.mktemp("export") / "student"
+    report = export_model(trained_student / "model.keras", out, teacher=str(trained_student / "model.keras"),
+                          n_calibration=24, n_parity=12, log=lambda *a: None)
+    return out, report
+
+
+@pytest.fixture(scope="module")
+def pixel_tflite(tmp_path_factory):
+    from satseg.export import convert_tflite, with_probs_head
+
+    d = tmp_path_factory.mktemp("pixel")
+    path = d / "pixel.tflite"
+    path.write_bytes(convert_tflite(with_probs_head(pixel_model(64)), "tflite_float32"))
+    save_spec(pixel_spec(64), d / "pixel.satseg.json")
+    return path
+
+
+@pytest.mark.slow
+def test_export_round_trip_every_artifact_loads_and_agrees(exported):
+    out, report = exported
+    arts = {a["format"]: a for a in report["artifacts"]}
+    assert set(arts) == {"saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8"}
+    assert arts["tflite_float32"]["agreement"] >= 0.999
+    assert arts["saved_model"]["agreement"] >= 0.999
+    assert arts["tflite_int8"]["agreement"] >= 0.98
+    assert arts["tflite_int8"]["bytes"] < arts["tflite_float32"]["bytes"] / 2
+    for fmt in ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8"):
+        m = EdgeModel(out / arts[fmt]["path"])
+        assert m.spec.patch_size == 32 and m.spec.num_classes == 6
+    on_disk = json.loads((out / "report.json").read_text())
+    assert all(set(a) >= {"format", "path", "bytes", "agreement", "miou_delta"} for a in on_disk["artifacts"])
+    assert "| tflite_int8 |" in (out / "report.md").read_text()
+    assert "reduction_vs_teacher_keras_adam" in arts["tflite_int8"]
+
+
+@pytest.mark.slow
+def test_exported_files_use_builtin_ops_only(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    out, report = exported
+    for a in report["artifacts"]:
+        if a["path"].endswith(".tflite"):
+            ops = {d["op_name"] for d in Interpreter(model_path=str(out / a["path"]))._get_ops_details()}
+            assert not any(o.startswith("Flex") for o in ops), (a["path"], ops)
+
+
+def test_export_refuses_to_overwrite(trained_student, tmp_path):
+    from satseg.errors import SatsegError
+    from satseg.export import export_model
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x").write_text("keep")
+    with pytest.raises(SatsegError, match="output directory exists; pass --force"):
+        export_model(trained_student / "model.keras", tmp_path / "out")
+    assert (tmp_path / "out" / "x").read_text() == "keep"
+
+
+def test_tiled_prediction_of_a_large_image_has_no_seams(pixel_tflite):
+    img = np.random.default_rng(0).integers(0, 256, (1479, 2149, 3)).astype(np.uint8)
+    m = EdgeModel(pixel_tflite, num_threads=2)
+    pred = m.predict(img, overlap=16)
+    assert pred.shape == (1479, 2149)
+    assert_matches_expected(pred, img)
+
+
+def test_tiling_small_and_odd_images():
+    spec = pixel_spec(32)
+    fn = _numpy_pixel_fn
+    for shape in [(20, 20, 3), (33, 95, 3), (32, 32, 3)]:
+        img = np.random.default_rng(1).integers(0, 256, shape).astype(np.uint8)
+        assert np.array_equal(predict_tiled(img, fn, spec, overlap=8).argmax(-1), pixel_expected(img))
+
+
+def _numpy_pixel_fn(x):
+    from .helpers import PIXEL_BIAS, PIXEL_WEIGHTS
+
+    z = x @ PIXEL_WEIGHTS + PIXEL_BIAS
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_blend_weights_peak_in_the_centre_and_never_vanish():
+    w = blend_weights(8)
+    assert w.min() > 0 and w[3:5, 3:5].min() == w.max() and np.allclose(w, w.T)
+
+
+def test_geotiff_in_gives_geotiff_out_with_the_same_tags(pixel_tflite, tmp_path):
+    img = np.random.default_rng(2).integers(0, 256, (70, 90, 3)).astype(np.uint8)
+    geo = [(33550, "d", 3, (0.5, 0.5, 0.0), True),  # ModelPixelScale
+           (33922, "d", 6, (0, 0, 0, 355000.0, 2790000.0, 0), True),  # ModelTiepoint
+           (34735, "H", 8, (1, 1, 0, 1, 1024, 0, 1, 1), True)]  # GeoKeyDirectory
+    tifffile.imwrite(tmp_path / "scene.tif", img, extratags=geo)
+    written = predict_files(EdgeModel(pixel_tflite), [tmp_path / "scene.tif"], tmp_path / "out", progress=False)
+    out = tmp_path / "out" / "scene.tif"
+    assert out in written and (tmp_path / "out" / "scene_color.png").exists()
+    with tifffile.TiffFile(out) as t:
+        tags = {tag.code: tag.value for tag in t.pages[0].tags.values()}
+        ids = t.asarray()
+    assert tags[33550] == (0.5, 0.5, 0.0) and tags[33922][3] == 355000.0 and tags[34735][:4] == (1, 1, 0, 1)
+    assert_matches_expected(ids, img)
+
+
+def test_folder_layout_is_mirrored_and_masks_are_not_predicted(tmp_path):
+    for t in ("Tile 1", "Tile 2"):
+        for sub in ("images", "masks"):
+            (tmp_path / "ds" / t / sub).mkdir(parents=True)
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ds" / t / sub / "image_part_001.png")
+    pairs = collect_inputs([tmp_path / "ds"])
+    assert [str(rel) for _, rel in pairs] == ["Tile 1/images/image_part_001", "Tile 2/images/image_part_001"]
+
+
+@pytest.mark.slow
+def test_predict_cli_runs_without_tensorflow(pixel_tflite, tmp_path):
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    img = np.random.default_rng(3).integers(0, 256, (100, 150, 3)).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "in" / "a" / "x.png")
+    code = """
+    import sys
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras"):
+                raise ImportError(f"{name} is blocked in this test")
+    sys.meta_path.insert(0, Block())
+    from satseg.cli import main
+    main(sys.argv[1:])
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code), "predict", str(tmp_path / "in"),
+                        "--model", str(pixel_tflite), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ids = np.asarray(Image.open(tmp_path / "out" / "a" / "x.png"))
+    assert ids.dtype == np.uint8 and ids.ndim == 2
+    assert_matches_expected(ids, img)
+    assert (tmp_path / "out" / "a" / "x_color.png").exists()
+
+
+def test_evaluate_scores_a_known_pattern_exactly(pixel_tflite, tmp_path):
+    from satseg.classes import colorize
+    from satseg.evaluate import evaluate, load_predictor
+    from satseg.metrics import ConfusionMatrix
+
+    from .helpers import pixel_logits
+
+    rng = np.random.default_rng(4)
+    colours = rng.integers(0, 256, (200, 3)).astype(np.uint8)
+    z = np.sort(pixel_logits(colours), -1)
+    colours = colours[(z[:, -1] - z[:, -2]) > 0.05]  # no near-ties: the answer is exact
+    cm = ConfusionMatrix(6)
+    for t in (1, 2):
+        (tmp_path / f"Tile {t}" / "images").mkdir(parents=True)
+        (tmp_path / f"Tile {t}" / "masks").mkdir(parents=True)
+        img = colours[rng.integers(0, len(colours), (90 + t, 130))]
+        truth = pixel_expected(img)
+        truth[:5] = (truth[:5] + 1) % 6  # a known band of errors along the top border
+        Image.fromarray(img).save(tmp_path / f"Tile {t}" / "images" / "a.png")
+        rgb = colorize(truth)
+        rgb[-1, -3:] = 0  # three off-palette pixels: ignored
+        Image.fromarray(rgb).save(tmp_path / f"Tile {t}" / "masks" / "a.png")
+        truth[-1, -3:] = 255
+        cm.update(truth, pixel_expected(img))
+    res = evaluate(load_predictor(pixel_tflite), tmp_path, overlap=16, progress=False)
+    assert res["images"] == 2 and res["ignored_pixels"] == 6
+    assert res["confusion_matrix"] == cm.matrix.tolist()
+    assert res["miou"] == pytest.approx(cm.scores()["miou"])

@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import confusion_matrix, jaccard_score, precision_recall_fscore_support
+
+from satseg.classes import IGNORE_LABEL
+from satseg.metrics import ConfusionMatrix, SegMetrics, slug
+
+
+def _random(seed=0, n=5000, k=6):
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, k, n)
+    p = np.where(rng.random(n) < 0.6, t, rng.integers(0, k, n))
+    return t, p
+
+
+def test_confusion_matrix_and_scores_agree_with_scikit_learn():
+    t, p = _random()
+    cm = ConfusionMatrix(6).update(t[:2000], p[:2000]).update(t[2000:], p[2000:])  # streaming
+    assert np.array_equal(cm.matrix, confusion_matrix(t, p, labels=range(6)))
+    s = cm.scores()
+    prec, rec, f1, _ = precision_recall_fscore_support(t, p, labels=range(6), zero_division=0)
+    np.testing.assert_allclose(s["precision"], prec)
+    np.testing.assert_allclose(s["recall"], rec)
+    np.testing.assert_allclose(s["f1"], f1)
+    np.testing.assert_allclose(s["iou"], jaccard_score(t, p, labels=range(6), average=None))
+    assert s["miou"] == pytest.approx(jaccard_score(t, p, labels=range(6), average="macro"))
+    assert s["pixel_accuracy"] == pytest.approx((t == p).mean())
+
+
+def test_ignore_label_is_skipped():
+    t, p = _random(1)
+    t2 = t.copy()
+    t2[::3] = IGNORE_LABEL
+    keep = t2 != IGNORE_LABEL
+    a = ConfusionMatrix(6).update(t2, p).matrix
+    b = ConfusionMatrix(6).update(t[keep], p[keep]).matrix
+    assert np.array_equal(a, b) and a.sum() == keep.sum()
+
+
+def test_absent_class_is_left_out_of_the_mean():
+    t = np.array([0, 0, 1, 1])
+    p = np.array([0, 1, 1, 1])
+    s = ConfusionMatrix(3).update(t, p).scores()
+    assert np.isnan(s["iou"][2]) and s["miou"] == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def test_keras_metric_matches_numpy_matrix():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 6, (3, 8, 8))
+    y[0, :2] = IGNORE_LABEL
+    logits = rng.normal(size=(3, 8, 8, 6)).astype("float32")
+    m = SegMetrics([f"c{i}" for i in range(6)])
+    m.update_state(y[:2], logits[:2])
+    m.update_state(y[2:], logits[2:])
+    r = {k: float(v) for k, v in m.result().items()}
+    s = ConfusionMatrix(6).update(y, logits.argmax(-1)).scores()
+    assert r["miou"] == pytest.approx(s["miou"], rel=1e-6)
+    assert r["pixel_accuracy"] == pytest.approx(s["pixel_accuracy"], rel=1e-6)
+    assert r["iou_c3"] == pytest.approx(s["iou"][3], rel=1e-6)
+
+
+def test_report_json_keys():
+    t, p = _random(3)
+    rep = ConfusionMatrix(6).update(t, p).report([f"class {i}" for i in range(6)])
+    json.dumps(rep)
+    assert set(rep) >= {"miou", "pixel_accuracy", "per_class"}
+    assert set(rep["per_class"]["class 0"]) >= {"iou", "precision", "recall", "f1"}
+
+
+def test_slug():
+    assert slug("Land (unpaved area)") == "land" and slug("Building") == "building"
