@@ -19,7 +19,8 @@ import numpy as np
 from satseg.classes import ModelSpec, colorize, load_spec
 from satseg.imaging import TIFF_SUFFIXES, normalize, pad_to, read_image, tile_starts
 
-DEFAULT_OVERLAP = 64
+DEFAULT_OVERLAP = None
+"""Tile overlap in pixels; None: a quarter of the patch (64 px for 256 px patches)."""
 
 
 def blend_weights(size: int) -> np.ndarray:
@@ -29,13 +30,14 @@ def blend_weights(size: int) -> np.ndarray:
 
 
 def predict_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
-                  overlap: int = DEFAULT_OVERLAP, batch_size: int = 1, progress=None) -> np.ndarray:
+                  overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, progress=None) -> np.ndarray:
     """Per-class probabilities (H, W, K) for a whole image of any size.
 
     ``predict_fn`` maps normalised patches (N, P, P, C) to probabilities (N, P, P, K).
     Images smaller than the patch are padded by edge replication and cropped back.
     """
     p = spec.patch_size
+    overlap = p // 4 if overlap is None else min(overlap, p - 1)
     h, w = image.shape[:2]
     if image.shape[-1] != spec.bands:
         raise ValueError(f"image has {image.shape[-1]} bands, the model takes {spec.bands}")
@@ -59,8 +61,8 @@ def predict_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarr
     return acc / wsum
 
 
-def num_windows(h: int, w: int, patch: int, overlap: int = DEFAULT_OVERLAP) -> int:
-    stride = max(patch - overlap, 1)
+def num_windows(h: int, w: int, patch: int, overlap: int | None = DEFAULT_OVERLAP) -> int:
+    stride = max(patch - (patch // 4 if overlap is None else overlap), 1)
     return len(tile_starts(max(h, patch), patch, stride)) * len(tile_starts(max(w, patch), patch, stride))
 
 
@@ -106,10 +108,10 @@ class EdgeModel:
             out.append(y.astype(np.float32))
         return np.stack(out)
 
-    def predict_probs(self, image: np.ndarray, overlap: int = DEFAULT_OVERLAP, progress=None) -> np.ndarray:
+    def predict_probs(self, image: np.ndarray, overlap: int | None = DEFAULT_OVERLAP, progress=None) -> np.ndarray:
         return predict_tiled(image, self.predict_patches, self.spec, overlap, progress=progress)
 
-    def predict(self, image: np.ndarray, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+    def predict(self, image: np.ndarray, overlap: int | None = DEFAULT_OVERLAP) -> np.ndarray:
         """Whole image (H, W, C) raw pixels -> class ids (H, W) uint8."""
         return self.predict_probs(image, overlap).argmax(-1).astype(np.uint8)
 
@@ -182,7 +184,7 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def predict_files(model, inputs, out_dir, overlap: int = DEFAULT_OVERLAP, force: bool = False,
+def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP, force: bool = False,
                   progress: bool = True) -> list[Path]:
     """Predict every image under ``inputs`` into ``out_dir``; returns the files written.
 

@@ -76,7 +76,7 @@ def select_images(data, split: str = "all", seed: int = 42, val: float = 0.15, t
     return [samples[i] for i in image_split(samples, val, test, seed)[split]]
 
 
-def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, overlap: int = 64,
+def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, overlap: int | None = None,
              plots_dir=None, progress: bool = True, keep_panels: int = 10) -> dict:
     """Score whole images; returns the JSON-ready result (and writes plots if asked)."""
     from satseg.data import load_sample

@@ -8,7 +8,15 @@ from PIL import Image
 from satseg import data as D
 from satseg.classes import DUBAI_CLASSES, IGNORE_LABEL, colorize, palette_array
 from satseg.errors import DataError
-from satseg.imaging import crop_grid, cut_patches, normalize, read_image, read_mask, rgb_to_ids, tile_starts
+from satseg.imaging import (
+    crop_grid,
+    cut_patches,
+    normalize,
+    read_image,
+    read_mask,
+    rgb_to_ids,
+    tile_starts,
+)
 
 from .conftest import DUBAI, needs_dubai
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from satseg.callbacks import read_history
 from satseg.classes import IGNORE_LABEL
-from satseg.distill import Distiller, SegmentationTrainer
+from satseg.distill import Distiller
 from satseg.losses import CrossEntropy
 from satseg.metrics import SegMetrics
 from satseg.models import build_model

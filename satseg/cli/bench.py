@@ -1,7 +1,23 @@
+import json
+
 import click
 
 
 @click.command("bench")
-def command():
-    """Not built yet."""
-    raise click.ClickException("'satseg bench' is not built yet")
+@click.option("--models-dir", default="exported_models", show_default=True, type=click.Path(),
+              help="Folder of shipped models (one sub-folder per model with model.keras and LiteRT files).")
+@click.option("--quick", is_flag=True, help="Smoke run: small random models, few repeats (seconds).")
+@click.option("--repeats", type=int, help="Timed repeats per measurement [20; 3 with --quick].")
+@click.option("--baseline", help="Row to compare against, as MODEL/RUNTIME [default: teacher/keras].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON result here.")
+def command(models_dir, quick, repeats, baseline, as_json, out):
+    """Measure inference (Keras, LiteRT float32/float16/int8), whole-image tiling and training
+    steps side by side, against the machine's measured matmul limit."""
+    from satseg.bench import format_bench, run_bench
+    from satseg.callbacks import atomic_write_text
+
+    r = run_bench(models_dir, quick, repeats, baseline, log=(lambda *a: None) if as_json else click.echo)
+    if out:
+        atomic_write_text(out, json.dumps(r, indent=2))
+    click.echo(json.dumps(r, indent=2) if as_json else format_bench(r))

@@ -12,7 +12,7 @@ from satseg.cli.common import default_model
 @click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True,
               help="Images to score; train/val/test repeat training's seeded split by image.")
 @click.option("--seed", default=42, show_default=True, help="Seed of the split (the training run's).")
-@click.option("--overlap", default=64, show_default=True, help="Tile overlap in pixels.")
+@click.option("--overlap", type=int, help="Tile overlap in pixels [default: a quarter of the patch].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--plots", type=click.Path(file_okay=False), help="Write pr_curve.png, predictions.png, confusion.png here.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON result to this file.")

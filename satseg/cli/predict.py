@@ -8,7 +8,7 @@ from satseg.cli.common import default_model
 @click.option("--model", "model_path", type=click.Path(),
               help=".tflite (edge runtime, no TensorFlow) or .keras [default: the shipped distilled student].")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--overlap", default=64, show_default=True, help="Tile overlap in pixels.")
+@click.option("--overlap", type=int, help="Tile overlap in pixels [default: a quarter of the patch].")
 @click.option("--threads", type=int, help="LiteRT threads [default: all cores].")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 def command(inputs, model_path, out, overlap, threads, force):
