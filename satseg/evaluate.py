@@ -106,7 +106,7 @@ def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, ove
             pr_labels.append(li.mask.reshape(-1)[sel])
             pr_probs.append(probs.reshape(-1, probs.shape[-1])[sel])
             if len(panels) < keep_panels:
-                panels.append((li.image, li.mask, pred.astype(np.uint8), s.image.name))
+                panels.append((li.image, li.mask, pred.astype(np.uint8), f"{s.group}/{s.image.name}"))
     result = {"model": str(predictor.path), "kind": predictor.kind, "data": str(data), "split": split,
               "seed": seed, "images": len(samples), "pixels": int(pixels),
               "ignored_pixels": int(pixels - cm.matrix.sum()), "overlap": overlap,

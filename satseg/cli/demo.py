@@ -6,11 +6,12 @@ import click
 
 @click.command("demo")
 @click.option("--out", default="satseg-demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--epochs", default=4, show_default=True, help="Epochs for the teacher and the student.")
-@click.option("--images", default=8, show_default=True, help="Synthetic 512x512 scenes to generate.")
+@click.option("--epochs", default=10, show_default=True, help="Epochs for the teacher and the student.")
+@click.option("--images", default=12, show_default=True, help="Synthetic 512x512 scenes to generate.")
+@click.option("--patch-size", default=128, show_default=True, help="Training patch size.")
 @click.option("--force", is_flag=True, help="Overwrite an existing demo directory.")
 @click.option("--seed", default=42, show_default=True)
-def command(out, epochs, images, force, seed):
+def command(out, epochs, images, patch_size, force, seed):
     """The main job on built-in synthetic data, no download: train a teacher, distil a
     student, export it to LiteRT with a size report, evaluate it and predict with it."""
     from satseg.errors import SatsegError
@@ -25,7 +26,8 @@ def command(out, epochs, images, force, seed):
     data = out / "data"
     write_dataset(data, tiles=2, images_per_tile=max(images // 2, 1), seed=seed)
     click.echo(f"[1/5] synthetic dataset: {images} scenes in {data}")
-    common = dict(data=str(data), epochs=epochs, batch_size=8, seed=seed, loss="dice_focal")
+    common = dict(data=str(data), epochs=epochs, batch_size=8, seed=seed, loss="dice_focal", lr=3e-3,
+                  patch_size=patch_size)
     t = train(TrainConfig(model="teacher", **common), out / "teacher", force=True)
     click.echo(f"[2/5] teacher: best val mIoU {t['best_val_miou']:.3f} -> {t['model']}")
     s = train(TrainConfig(model="student", teacher=t["model"], **common), out / "student", force=True)
