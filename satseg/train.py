@@ -244,7 +244,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     best.save(tmp)
     os.replace(tmp, run_dir / "model.keras")
     save_spec(spec, run_dir / "model.satseg.json")
-    cm = final_plots(best, x_va[:64], y_va[:64], run_dir)
+    cm = final_plots(best, x_va, y_va, run_dir)
     from satseg.callbacks import read_history
 
     hist = read_history(run_dir / "history.csv")
@@ -255,7 +255,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
         "best_val_miou": float(best_row.get("val_miou", "nan")),
         "wall_seconds_this_session": round(wall, 1),
         "train_seconds_total": round(sum(float(r["seconds"]) for r in hist), 1),
-        "val_miou_final_plots": cm.scores()["miou"],
+        "best_model_val_miou": cm.scores()["miou"],
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
