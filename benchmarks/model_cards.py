@@ -1,0 +1,153 @@
+"""Generate exported_models/README.md (a model card per shipped model) and the results table in
+README.md from the files in exported_models/: nothing in them is typed by hand.
+
+    python benchmarks/model_cards.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "exported_models"
+ORDER = ["teacher", "student_scratch", "student_distilled", "edge_scratch", "edge_distilled"]
+TITLES = {
+    "teacher": "Teacher U-Net (16-32-64-128-256)",
+    "student_scratch": "Reference student, trained from scratch (the baseline distillation must beat)",
+    "student_distilled": "Reference student, distilled from the teacher (the default model)",
+    "edge_scratch": "Edge student, trained from scratch",
+    "edge_distilled": "Edge student (stride-2 stem, depthwise-separable), distilled from the teacher",
+}
+
+
+def load(name):
+    d = MODELS / name
+    j = lambda f: json.loads((d / f).read_text()) if (d / f).exists() else None  # noqa: E731
+    hist = list(csv.DictReader(open(d / "history.csv"))) if (d / "history.csv").exists() else []
+    return {"name": name, "dir": d, "config": j("config.json"), "report": j("report.json"),
+            "eval": j("evaluate.json"), "eval_int8": j("evaluate_int8.json"), "history": hist,
+            "run_name": (d / "run_name.txt").read_text().strip() if (d / "run_name.txt").exists() else name,
+            "commands": (d / "commands.txt").read_text().strip().splitlines() if (d / "commands.txt").exists() else []}
+
+
+def train_command(c: dict, run_name: str) -> str:
+    """The `satseg train` command equivalent to a run's recorded config."""
+    cfg = c["config"]
+    parts = ["satseg", "train", "--model", cfg["model"], "--data", f'"{cfg["data"]}"', "--out", f"runs/{run_name}"]
+    if cfg.get("teacher"):
+        parts += ["--teacher", f"runs/{Path(Path(cfg['teacher']).parent).name}/model.keras",
+                  "--alpha", str(cfg["alpha"]), "--temperature", str(cfg["temperature"]),
+                  "--distill-mode", cfg["distill_mode"]]
+    parts += ["--epochs", str(cfg["epochs"]), "--batch-size", str(cfg["batch_size"]), "--lr", str(cfg["lr"]),
+              "--loss", cfg["loss"], "--split", cfg["split"], "--seed", str(cfg["seed"])]
+    return " ".join(parts)
+
+
+def kb(n):
+    return f"{n / 1024:,.1f}"
+
+
+def art(m, fmt):
+    return next((a for a in m["report"]["artifacts"] if a["format"] == fmt), None)
+
+
+def card(m, teacher_eval):
+    c, r, e = m["config"], m["report"], m["eval"]
+    cfg = c["config"]
+    wall = sum(float(h["seconds"]) for h in m["history"])
+    best = max(m["history"], key=lambda h: float(h["val_miou"]))
+    lines = [f"## `{m['name']}`: {TITLES.get(m['name'], m['name'])}", ""]
+    lines += [f"- **Data**: `{c['data_root']}` (the Dubai release, 64 images); split by image, seed "
+              f"{cfg['seed']}: {len(c['split']['train'])} train / {len(c['split']['val'])} val / "
+              f"{len(c['split']['test'])} test images ({c['patches']['train']} / {c['patches']['val']} / "
+              f"{c['patches']['test']} patches of {cfg['patch_size']} px, {cfg['patch_mode']} mode).",
+              f"- **Training**: `{cfg['model']}`, loss `{cfg['loss']}`, Adam lr {cfg['lr']}, batch {cfg['batch_size']}, "
+              f"{len(m['history'])} epochs (best val mIoU {float(best['val_miou']):.4f} at epoch {int(best['epoch']) + 1}); "
+              f"wall time {wall / 60:.1f} min of training epochs on 2 CPU cores"
+              + (f"; distilled from `{Path(cfg['teacher']).parent.name}` with alpha {cfg['alpha']}, T {cfg['temperature']}, "
+                 f"{cfg['distill_mode']} teacher logits" if cfg.get("teacher") else "") + ".",
+              "- **Versions**: " + ", ".join(f"{k} {v}" for k, v in c["versions"].items()) + "."]
+    if c.get("changes"):
+        lines.append(f"- **Changes during the run**: {json.dumps(c['changes'])}.")
+    lines += ["", f"**Test split, whole images** ({e['images']} images, {e['pixels']:,} pixels, tiled with overlap): "
+              f"mIoU **{e['miou']:.4f}**, pixel accuracy {e['pixel_accuracy']:.4f}"
+              + (f"; int8 LiteRT file: mIoU {m['eval_int8']['miou']:.4f}" if m["eval_int8"] else "")
+              + (f"; {m['eval']['miou'] / teacher_eval['miou']:.2f} x the teacher" if teacher_eval and m["name"] != "teacher" else "")
+              + ".", "", "| class | IoU | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
+    for n, v in e["per_class"].items():
+        f = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
+        lines.append(f"| {n} | {f(v['iou'])} | {f(v['precision'])} | {f(v['recall'])} | {f(v['f1'])} |")
+    lines += ["", f"**Sizes**: {r['params']:,} parameters, {r['conv_layers']} conv layers, {r['macs'] / 1e9:.3f} G MACs per "
+              f"256 px patch; `.keras` {kb(r['keras_bytes'])} KB (with Adam state {kb(r['keras_bytes_with_optimizer'])} KB)."]
+    lines += ["", "| file | KB | pixel agreement with Keras | mIoU change (pt) |", "|---|---:|---:|---:|"]
+    for a in r["artifacts"]:
+        lines.append(f"| `{a['path']}` | {kb(a['bytes'])} | {100 * a['agreement']:.2f} % | {100 * a['miou_delta']:+.2f} |")
+    lines += ["", "Plots: [loss](%s/loss.png), [mIoU](%s/miou.png), [precision-recall](%s/pr_curve.png), "
+              "[predictions](%s/predictions.png), [confusion](%s/confusion.png)." % ((m["name"],) * 5), "",
+              "Commands that made these files (from the repository root):", "", "```bash"]
+    lines += [train_command(c, m["run_name"])]
+    lines += m["commands"] + ["```", ""]
+    return "\n".join(lines)
+
+
+def results_table(ms, bench):
+    t = next((m for m in ms if m["name"] == "teacher"), None)
+    lat = {}
+    if bench:
+        for row in bench["inference"]:
+            lat[(row["model"], row["runtime"])] = row["ms_per_patch"]
+    head = ("| model | params | conv layers | G MACs | `.keras` KB | LiteRT fp32 KB | LiteRT int8 KB | test mIoU (Keras) "
+            "| test mIoU (int8) | int8 ms/patch | x teacher int8 |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in ms:
+        r = m["report"]
+        t_ms = lat.get(("teacher", "litert_int8"))
+        ms_ = lat.get((m["name"], "litert_int8"))
+        lines.append(
+            f"| `{m['name']}` | {r['params']:,} | {r['conv_layers']} | {r['macs'] / 1e9:.3f} | {kb(r['keras_bytes'])} | "
+            f"{kb(art(m, 'tflite_float32')['bytes'])} | {kb(art(m, 'tflite_int8')['bytes'])} | {m['eval']['miou']:.4f} | "
+            f"{m['eval_int8']['miou']:.4f} | " + (f"{ms_:.1f} | {t_ms / ms_:.1f}x |" if ms_ and t_ms else "n/a | n/a |"))
+    out = ["\n".join(lines)]
+    if t:
+        ref = t["report"]["keras_bytes_with_optimizer"]
+        out.append("")
+        out.append(f"Size reduction, the way the reference reported it (teacher `.keras` saved with Adam state: "
+                   f"{ref / 1024:,.0f} KB):")
+        out.append("")
+        for m in ms:
+            if m["name"] == "teacher":
+                continue
+            k = m["report"]["keras_bytes"]
+            i8 = art(m, "tflite_int8")["bytes"]
+            out.append(f"- `{m['name']}`: `.keras` {k / 1024:,.0f} KB = {100 * (1 - k / ref):.1f} % smaller; "
+                       f"int8 LiteRT {i8 / 1024:,.1f} KB = {100 * (1 - i8 / ref):.2f} % smaller "
+                       f"({100 * (1 - i8 / art(t, 'tflite_float32')['bytes']):.1f} % smaller than the teacher's float32 LiteRT file).")
+    if bench:
+        out += ["", f"Latency: `satseg bench` on this machine ({bench['threads']} CPU threads, medians of {bench['repeats']} "
+                f"after warm-up, batch 1, 256 px patch); see `exported_models/bench.json`."]
+    return "\n".join(out)
+
+
+def main():
+    ms = [load(n) for n in ORDER if (MODELS / n / "report.json").exists()]
+    bench = json.loads((MODELS / "bench.json").read_text()) if (MODELS / "bench.json").exists() else None
+    teacher_eval = next((m["eval"] for m in ms if m["name"] == "teacher"), None)
+    table = results_table(ms, bench)
+    doc = ["# Shipped models", "",
+           "Trained on the real Dubai dataset (`../shared/data/dubai`) and measured on its test split: whole images "
+           "that no training run saw. Generated by `python benchmarks/model_cards.py` from the files in this folder.",
+           "", table, ""] + [card(m, teacher_eval) for m in ms]
+    (MODELS / "README.md").write_text("\n".join(doc))
+    readme = (ROOT / "README.md").read_text()
+    block = ("<!-- results:start -->\nGenerated by `python benchmarks/model_cards.py` from `exported_models/` "
+             "(test split of the real Dubai data, whole images):\n\n" + table + "\n<!-- results:end -->")
+    readme = re.sub(r"<!-- results:start -->.*<!-- results:end -->", lambda _: block, readme, flags=re.S)
+    (ROOT / "README.md").write_text(readme)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

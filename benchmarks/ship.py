@@ -1,0 +1,68 @@
+"""Ship a finished training run into exported_models/NAME: evaluate it on the test split (whole
+images), export it with `satseg export`, and copy what a user needs. Every command it runs is
+recorded in exported_models/NAME/commands.txt.
+
+    python benchmarks/ship.py NAME RUN_DIR [--teacher TEACHER.keras] [--data DATA]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = "../shared/data/dubai/Semantic segmentation dataset"
+KEEP_EXPORT = ["model.keras", "model.satseg.json", "model_float32.tflite", "model_float32.satseg.json",
+               "model_float16.tflite", "model_float16.satseg.json", "model_dynamic.tflite", "model_dynamic.satseg.json",
+               "model_int8.tflite", "model_int8.satseg.json",
+               "report.json", "report.md"]
+KEEP_RUN = ["config.json", "history.csv", "loss.png", "miou.png", "summary.json"]
+
+
+def sh(cmd: list[str], log: list[str]):
+    log.append(shlex.join(cmd))
+    print("$", log[-1], flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("name")
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--teacher")
+    ap.add_argument("--data", default=DATA)
+    args = ap.parse_args()
+    dest = ROOT / "exported_models" / args.name
+    dest.mkdir(parents=True, exist_ok=True)
+    log: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        exp = Path(tmp) / "export"
+        cmd = ["satseg", "export", "--model", str(args.run / "model.keras"), "--out", str(exp),
+               "--formats", "tflite_float32,tflite_float16,tflite_dynamic,tflite_int8", "--calibration-data", args.data]
+        if args.teacher:
+            cmd += ["--teacher", args.teacher]
+        sh(cmd, log)
+        for f in KEEP_EXPORT:
+            shutil.copy2(exp / f, dest / f)
+    for f in KEEP_RUN:
+        if (args.run / f).exists():
+            shutil.copy2(args.run / f, dest / f)
+    sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "test",
+        "--plots", str(dest), "--out", str(dest / "evaluate.json"), "--json"], log)
+    sh(["satseg", "evaluate", "--model", str(dest / "model_int8.tflite"), "--data", args.data, "--split", "test",
+        "--out", str(dest / "evaluate_int8.json"), "--json"], log)
+    (dest / "commands.txt").write_text("\n".join(log) + "\n")
+    (dest / "run_name.txt").write_text(args.run.name + "\n")
+    print(json.dumps({"shipped": str(dest)}))
+
+
+if __name__ == "__main__":
+    main()
