@@ -189,3 +189,20 @@ def test_evaluate_scores_a_known_pattern_exactly(pixel_tflite, tmp_path):
     assert res["images"] == 2 and res["ignored_pixels"] == 6
     assert res["confusion_matrix"] == cm.matrix.tolist()
     assert res["miou"] == pytest.approx(cm.scores()["miou"])
+
+
+def test_int8_io_model_runs_in_the_edge_runtime(tmp_path):
+    """Full-integer file with int8 input and output tensors (microcontroller targets)."""
+    from satseg.export import convert_tflite, with_probs_head
+
+    from .helpers import STANDARD
+
+    rng = np.random.default_rng(5)
+    calib = (rng.integers(0, 256, (16, 32, 32, 3)) - np.array(STANDARD["mean"])) / np.array(STANDARD["std"])
+    path = tmp_path / "m.tflite"
+    path.write_bytes(convert_tflite(with_probs_head(pixel_model(32)), "tflite_int8", calib.astype(np.float32), int8_io=True))
+    save_spec(pixel_spec(32), tmp_path / "m.satseg.json")
+    m = EdgeModel(path)
+    assert m.input_dtype == np.int8
+    img = rng.integers(0, 256, (80, 100, 3)).astype(np.uint8)
+    assert (m.predict(img) == pixel_expected(img)).mean() > 0.95
