@@ -45,11 +45,17 @@ def up_block(x, skip, filters: int, dropout: float, name: str):
     return conv_block(x, filters, dropout, name)
 
 
+BN_MOMENTUM = 0.9
+"""Batch-norm momentum of the edge model: Keras's 0.99 leaves the moving variance dominated by
+its initial 1.0 for hundreds of steps when activations are small, which breaks validation in
+short trainings on small datasets."""
+
+
 def sep_block(x, filters: int, name: str, strides: int = 1):
     """Depthwise-separable 3x3 convolution + batch norm + ReLU6 (MobileNet style)."""
     x = layers.SeparableConv2D(filters, 3, strides=strides, padding="same", use_bias=False,
                                name=f"{name}_sepconv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
 
@@ -113,7 +119,7 @@ def build_edge(input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3), num_clas
     _check_input(input_shape, stride, name)
     inputs = keras.Input(input_shape, name="image")
     x = layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
     x = sep_block(x, widths[0], "enc1")
     skips = [x]
