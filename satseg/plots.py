@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -41,6 +42,7 @@ def plot_history(rows: list[dict], path_loss, path_miou):
     for key, (label, ls) in styles.items():
         if rows and key in rows[0]:
             ax.plot(epochs, [float(r[key]) for r in rows], ls, marker="o", ms=3, label=label)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title("Loss vs epoch")
@@ -51,6 +53,7 @@ def plot_history(rows: list[dict], path_loss, path_miou):
     for key, label in (("miou", "train mIoU"), ("val_miou", "val mIoU")):
         if rows and key in rows[0]:
             ax.plot(epochs, [float(r[key]) for r in rows], marker="o", ms=3, label=label)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean IoU")
     ax.set_ylim(0, 1)
