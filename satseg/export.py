@@ -278,7 +278,7 @@ def report_markdown(r: dict) -> str:
     if has_t:
         t = r["teacher"]
         lines += ["", f"Teacher `{t['path']}`: `.keras` with Adam state {t['keras_bytes_with_optimizer'] / 1024:,.0f} KB, "
-                  f"LiteRT float32 {t['tflite_float32_bytes'] / 1024:,.0f} KB. Student `.keras` (no optimizer): "
+                  f"LiteRT float32 {t['tflite_float32_bytes'] / 1024:,.0f} KB. This model's `.keras` (no optimizer): "
                   f"{r['keras_bytes'] / 1024:.0f} KB = {100 * r['keras_reduction_vs_teacher_keras_adam']:.1f} % smaller."]
     int8 = [a for a in r["artifacts"] if a["format"] == "tflite_int8"]
     if int8:
