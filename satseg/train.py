@@ -176,7 +176,8 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     if cfg.teacher:
         if not Path(cfg.teacher).is_file():
             raise SatsegError(f"{cfg.teacher}: teacher model file not found")
-        teacher = keras.saving.load_model(cfg.teacher, compile=False)
+        with strategy.scope():  # an online teacher runs on every replica
+            teacher = keras.saving.load_model(cfg.teacher, compile=False)
         if teacher.input_shape[-1] != bands:
             raise SatsegError(f"{cfg.teacher}: teacher takes {teacher.input_shape[-1]} bands, data has {bands}")
 
