@@ -228,8 +228,8 @@ class EpochSampler:
                 arrs.append(self.logits[i])
             if self.augment:
                 arrs = augment(arrs, rng)
-            if self.logits is not None:
-                yield arrs[0], {"labels": arrs[1], "teacher_logits": arrs[2].astype(np.float32)}
+            if self.logits is not None:  # cached logits stay float16 until the train step
+                yield arrs[0], {"labels": arrs[1], "teacher_logits": arrs[2]}
             else:
                 yield arrs[0], arrs[1]
 
@@ -243,7 +243,7 @@ def make_tf_dataset(sampler: EpochSampler, batch_size: int, drop_remainder: bool
     y_sig = tf.TensorSpec(p[:2], tf.int32)
     if sampler.logits is not None:
         y_sig = {"labels": y_sig,
-                 "teacher_logits": tf.TensorSpec(sampler.logits.shape[1:], tf.float32)}
+                 "teacher_logits": tf.TensorSpec(sampler.logits.shape[1:], tf.as_dtype(sampler.logits.dtype))}
     ds = tf.data.Dataset.from_generator(sampler, output_signature=(x_sig, y_sig))
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(sampler)))
     if drop_remainder and len(sampler) < batch_size:
