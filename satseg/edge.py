@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from satseg.classes import ModelSpec, colorize, load_spec
-from satseg.imaging import TIFF_SUFFIXES, normalize, pad_to, read_image, tile_starts
+from satseg.imaging import TIFF_SUFFIXES, normalize, read_image, tile_starts
 
 DEFAULT_OVERLAP = None
 """Tile overlap in pixels; None: a quarter of the patch (64 px for 256 px patches)."""
@@ -193,7 +193,9 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     out_dir = Path(out_dir)
     pairs = collect_inputs(inputs)
     if not force:
-        clash = [out_dir / rel.with_suffix(".png") for _, rel in pairs if (out_dir / rel.with_suffix(".png")).exists()]
+        clash = [out_dir / rel.with_suffix(s) for src, rel in pairs
+                 for s in ((".tif",) if src.suffix.lower() in TIFF_SUFFIXES else (".png",))
+                 if (out_dir / rel.with_suffix(s)).exists()]
         if clash:
             raise FileExistsError(f"{clash[0]}: output exists ({len(clash)} in all); pass --force to overwrite")
     bar = None
@@ -213,4 +215,4 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     return written
 
 
-__all__ = ["EdgeModel", "predict_tiled", "predict_files", "write_prediction", "blend_weights", "pad_to"]
+__all__ = ["EdgeModel", "predict_tiled", "predict_files", "write_prediction", "blend_weights"]

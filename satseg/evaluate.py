@@ -64,8 +64,10 @@ def load_predictor(path, num_threads: int | None = None) -> Predictor:
     raise SatsegError(f"{path}: not a model (.keras file, .tflite file or SavedModel directory)")
 
 
-def select_images(data, split: str = "all", seed: int = 42, val: float = 0.15, test: float = 0.15):
-    """Samples of a dataset, or of one split of it (the same seeded split as training)."""
+def select_images(data, split: str = "all", seed: int = 42, val: float = 0.15, test: float = 0.15,
+                  recorded: dict | None = None):
+    """Samples of a dataset, or of one split of it: the image list a training run recorded in its
+    config.json when given, else the same seeded split by image that training makes."""
     from satseg.data import find_samples, image_split
 
     samples = find_samples(data)
@@ -73,7 +75,21 @@ def select_images(data, split: str = "all", seed: int = 42, val: float = 0.15, t
         return samples
     if split not in ("train", "val", "test"):
         raise SatsegError(f"unknown split '{split}'; valid: all, train, val, test")
+    if recorded and split in recorded:
+        names = set(recorded[split])
+        chosen = [s for s in samples if str(s.image.relative_to(data)) in names]
+        if len(chosen) != len(names):
+            raise SatsegError(f"{data}: {len(names) - len(chosen)} images of the recorded {split} split are missing")
+        return chosen
     return [samples[i] for i in image_split(samples, val, test, seed)[split]]
+
+
+def recorded_split(model_path) -> dict | None:
+    """The split a model's training run recorded (config.json beside the model), if any."""
+    import json
+
+    cfg = Path(model_path).parent / "config.json"
+    return json.loads(cfg.read_text()).get("split") if cfg.is_file() else None
 
 
 def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, overlap: int | None = None,
@@ -84,7 +100,7 @@ def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, ove
     from satseg.metrics import ConfusionMatrix
 
     spec = predictor.spec
-    samples = select_images(data, split, seed)
+    samples = select_images(data, split, seed, recorded=recorded_split(predictor.path))
     cm = ConfusionMatrix(spec.num_classes)
     pixels = 0
     pr_labels, pr_probs, panels = [], [], []

@@ -112,7 +112,9 @@ def calibration_patches(model_path: Path, data: str | None, spec: ModelSpec, n_c
 
     def take(ids, n):
         xs, ms = [], []
-        for i in ids:
+        for i in rng.permutation(ids):
+            if len(xs) >= 4 * n:  # enough to sample from; no need to read every image
+                break
             li = D.load_sample(samples[i], spec.seg_classes, spec.bands)
             px, pm = cut_patches(li.image, li.mask, spec.patch_size, "crop")
             xs += [normalize(p, spec.normalization) for p in px]

@@ -76,7 +76,7 @@ def make_strategy(name: str):
     raise SatsegError(f"unknown strategy '{name}'; valid: default, mirrored, multiworker")
 
 
-def _normalization(cfg: TrainConfig, data_root, samples, train_images) -> dict:
+def _normalization(cfg: TrainConfig, samples, train_images) -> dict:
     if cfg.normalization == "minmax":
         return {"kind": "minmax"}
     if cfg.normalization == "standard":
@@ -99,7 +99,7 @@ def prepare_data(cfg: TrainConfig, run_dir: Path, progress: bool = True):
             write_dataset(root, tiles=2, images_per_tile=max(cfg.synthetic_images // 2, 1), seed=cfg.seed)
     samples = D.find_samples(root)
     split_imgs = D.image_split(samples, cfg.val_fraction, cfg.test_fraction, cfg.seed)
-    norm = _normalization(cfg, root, samples, split_imgs["train"])
+    norm = _normalization(cfg, samples, split_imgs["train"])
     patches = D.load_patches(root, cfg.patch_size, cfg.patch_mode, norm, progress=progress)
     if cfg.max_patches and cfg.max_patches < len(patches):
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(patches), cfg.max_patches, replace=False))

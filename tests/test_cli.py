@@ -89,3 +89,11 @@ def test_training_run_writes_its_files(trained_student):
         assert (trained_student / name).exists(), name
     header = (trained_student / "history.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "loss", "val_loss", "val_miou", "seconds"} <= set(header)
+
+
+def test_evaluate_test_split_is_the_training_runs_recorded_split(trained_student, tiny_dataset):
+    from satseg.evaluate import evaluate, load_predictor
+
+    recorded = json.loads((trained_student / "config.json").read_text())["split"]["test"]
+    r = evaluate(load_predictor(trained_student / "model.keras"), tiny_dataset, split="test", progress=False)
+    assert r["images"] == len(recorded) > 0
