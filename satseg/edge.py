@@ -61,11 +61,6 @@ def predict_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarr
     return acc / wsum
 
 
-def num_windows(h: int, w: int, patch: int, overlap: int | None = DEFAULT_OVERLAP) -> int:
-    stride = max(patch - (patch // 4 if overlap is None else overlap), 1)
-    return len(tile_starts(max(h, patch), patch, stride)) * len(tile_starts(max(w, patch), patch, stride))
-
-
 class EdgeModel:
     """A LiteRT (``.tflite``) segmentation model with its spec (classes, normalisation, patch).
 
