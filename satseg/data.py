@@ -149,6 +149,10 @@ def image_split(samples: list[Sample], val: float = 0.15, test: float = 0.15, se
         out["test"] += ids[:n_test]
         out["val"] += ids[n_test:n_test + n_val]
         out["train"] += ids[n_test + n_val:]
+    # Small datasets (groups of one or two images): still give val and test an image each.
+    for k, frac in (("val", val), ("test", test)):
+        if not out[k] and frac > 0 and len(out["train"]) > 1:
+            out[k].append(out["train"].pop(rng.randrange(len(out["train"]))))
     return {k: sorted(v) for k, v in out.items()}
 
 

@@ -97,3 +97,15 @@ def test_evaluate_test_split_is_the_training_runs_recorded_split(trained_student
     recorded = json.loads((trained_student / "config.json").read_text())["split"]["test"]
     r = evaluate(load_predictor(trained_student / "model.keras"), tiny_dataset, split="test", progress=False)
     assert r["images"] == len(recorded) > 0
+
+
+@pytest.mark.slow
+def test_demo_runs_the_main_job_end_to_end(tmp_path):
+    res = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "1", "--images", "4",
+                                   "--patch-size", "64"])
+    assert res.exit_code == 0, res.output
+    demo = tmp_path / "demo"
+    for f in ("teacher/model.keras", "student/model.keras", "export/model_int8.tflite", "export/report.json",
+              "evaluate/evaluate.json", "evaluate/predictions.png"):
+        assert (demo / f).exists(), f
+    assert "[5/5]" in res.output and "mean IoU" in res.output
