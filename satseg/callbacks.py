@@ -5,17 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 
 import keras
 
-
-def atomic_write_text(path, text: str):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from satseg.atomic import atomic_write_text
 
 
 class EpochSetter(keras.callbacks.Callback):

@@ -108,10 +108,6 @@ def load_spec(model_path) -> ModelSpec:
 
 
 def save_spec(spec: ModelSpec, path) -> Path:
-    import os
+    from satseg.atomic import atomic_write_text
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(spec.to_json())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, spec.to_json())

@@ -16,7 +16,7 @@ import numpy as np
 
 from satseg.classes import DEFAULT_PATCH_SIZE, DUBAI_CLASSES, IGNORE_LABEL
 from satseg.errors import DataError
-from satseg.imaging import IMAGE_SUFFIXES, cut_patches, normalize, read_image, read_mask
+from satseg.imaging import IMAGE_SUFFIXES, crop_grid, cut_patches, normalize, read_image, read_mask
 
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
@@ -170,7 +170,7 @@ def inspect(root, patch_size: int = DEFAULT_PATCH_SIZE, classes=DUBAI_CLASSES, p
     for s in it:
         li = load_sample(s, classes)
         h, w = li.mask.shape
-        n = (h // patch_size) * (w // patch_size)
+        n = len(crop_grid(h, w, patch_size))
         patches += n
         valid = li.mask[li.mask != IGNORE_LABEL]
         counts += np.bincount(valid, minlength=len(classes))[: len(classes)]

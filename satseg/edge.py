@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from satseg.atomic import atomic_write
 from satseg.classes import ModelSpec, colorize, load_spec
 from satseg.imaging import TIFF_SUFFIXES, normalize, read_image, tile_starts
 
@@ -124,18 +125,12 @@ def write_prediction(ids: np.ndarray, out_path, spec: ModelSpec, source=None) ->
         _write_tiff_like(ids, ids_path, source)
     else:
         ids_path = out_path.with_suffix(".png")
-        _atomic(lambda p: Image.fromarray(ids.astype(np.uint8), mode="L").save(p, format="PNG"), ids_path)
+        atomic_write(ids_path, lambda p: Image.fromarray(ids.astype(np.uint8), mode="L").save(p, format="PNG"))
     written.append(ids_path)
     color_path = out_path.with_name(out_path.stem + "_color.png")
-    _atomic(lambda p: Image.fromarray(colorize(ids, spec.seg_classes)).save(p, format="PNG"), color_path)
+    atomic_write(color_path, lambda p: Image.fromarray(colorize(ids, spec.seg_classes)).save(p, format="PNG"))
     written.append(color_path)
     return written
-
-
-def _atomic(write, path: Path):
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
@@ -152,7 +147,7 @@ def _write_tiff_like(ids: np.ndarray, path: Path, source):
         for tag in tif.pages[0].tags.values():
             if tag.code in GEO_TAGS:
                 extratags.append((tag.code, tag.dtype, tag.count, tag.value, True))
-    _atomic(lambda p: tifffile.imwrite(p, ids.astype(np.uint8), extratags=extratags, photometric="minisblack"), path)
+    atomic_write(path, lambda p: tifffile.imwrite(p, ids.astype(np.uint8), extratags=extratags, photometric="minisblack"))
 
 
 def collect_inputs(inputs) -> list[tuple[Path, Path]]:

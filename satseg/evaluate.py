@@ -12,11 +12,7 @@ import numpy as np
 
 from satseg.classes import ModelSpec, class_names, load_spec
 from satseg.errors import SatsegError
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
+from satseg.imaging import softmax
 
 
 class Predictor:
@@ -48,7 +44,7 @@ def load_predictor(path, num_threads: int | None = None) -> Predictor:
         model = keras.saving.load_model(path, compile=False)
 
         def fn(x):
-            return _softmax(np.asarray(model(x, training=False), np.float32))
+            return softmax(np.asarray(model(x, training=False), np.float32))
 
         return Predictor(spec, fn, "keras", path)
     if path.is_dir() and (path / "saved_model.pb").exists():

@@ -39,6 +39,16 @@ def with_probs_head(model):
     return keras.Model(model.input, out, name=f"{model.name}_probs")
 
 
+def fixed_batch(model, spec: ModelSpec):
+    """The model with a static (1, P, P, bands) input, as the LiteRT files have it."""
+    import keras
+
+    p = spec.patch_size
+    fixed = keras.models.clone_model(model, input_tensors=keras.Input((p, p, spec.bands), batch_size=1, name="image"))
+    fixed.set_weights(model.get_weights())
+    return fixed
+
+
 def convert_tflite(model, kind: str, representative=None, int8_io: bool = False) -> bytes:
     """Convert a Keras model (with its head) to a LiteRT flatbuffer of one kind."""
     import tensorflow as tf
@@ -159,9 +169,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
     except FileNotFoundError as e:
         raise SatsegError(str(e)) from None
     model = keras.saving.load_model(model_path, compile=False)
-    p = spec.patch_size
-    fixed = keras.models.clone_model(model, input_tensors=keras.Input((p, p, spec.bands), batch_size=1, name="image"))
-    fixed.set_weights(model.get_weights())
+    fixed = fixed_batch(model, spec)
     serving = with_probs_head(fixed)
     stats = model_stats(fixed)
     k = spec.num_classes
@@ -237,14 +245,11 @@ def teacher_reference(teacher_path, spec: ModelSpec, calib) -> dict:
     import keras
 
     teacher = keras.saving.load_model(teacher_path, compile=False)
-    p = spec.patch_size
-    fixed = keras.models.clone_model(teacher, input_tensors=keras.Input((p, p, spec.bands), batch_size=1))
-    fixed.set_weights(teacher.get_weights())
     return {
         "path": str(teacher_path), "params": int(teacher.count_params()),
         "keras_bytes": Path(teacher_path).stat().st_size,
         "keras_bytes_with_optimizer": keras_file_bytes(teacher, True),
-        "tflite_float32_bytes": len(convert_tflite(with_probs_head(fixed), "tflite_float32")),
+        "tflite_float32_bytes": len(convert_tflite(with_probs_head(fixed_batch(teacher, spec)), "tflite_float32")),
     }
 
 

@@ -122,6 +122,12 @@ def channel_stats(images) -> dict:
     return {"kind": "standard", "mean": mean.tolist(), "std": std.tolist()}
 
 
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (logits -> class probabilities), numerically stable."""
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
 # --- patches and tiles ----------------------------------------------------------------------
 
 def crop_grid(h: int, w: int, size: int) -> list[tuple[int, int]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from satseg.atomic import atomic_write  # noqa: E402
 from satseg.classes import DUBAI_CLASSES, colorize  # noqa: E402
 
 
@@ -19,11 +19,10 @@ def _save(fig, path) -> Path:
     """Atomic write: render to a temp file in the same folder, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return atomic_write(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def _legend_handles(classes):

@@ -119,12 +119,11 @@ def predict_logits(model, x: np.ndarray, batch_size: int = 16, dtype=np.float32)
 
 def final_plots(model, images, masks, run_dir: Path, classes=DUBAI_CLASSES, batch_size: int = 16):
     """``pr_curve.png``, ``predictions.png`` and ``confusion.png`` on validation patches."""
+    from satseg.imaging import softmax
     from satseg.metrics import ConfusionMatrix
     from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
 
-    logits = predict_logits(model, images, batch_size)
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    probs = e / e.sum(-1, keepdims=True)
+    probs = softmax(predict_logits(model, images, batch_size))
     preds = probs.argmax(-1)
     cm = ConfusionMatrix(len(classes)).update(masks, preds)
     plot_pr_curves(masks, probs, run_dir / "pr_curve.png", classes)
@@ -157,7 +156,8 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     import keras
 
     from satseg import data as D
-    from satseg.callbacks import EpochSetter, RunHistory, atomic_write_text
+    from satseg.atomic import atomic_write, atomic_write_text
+    from satseg.callbacks import EpochSetter, RunHistory
     from satseg.distill import Distiller, SegmentationTrainer
     from satseg.losses import get_loss
     from satseg.metrics import SegMetrics
@@ -241,9 +241,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
 
     best_path = run_dir / "best.keras"
     best = keras.saving.load_model(best_path, compile=False) if best_path.exists() else model
-    tmp = run_dir / ".model.keras.tmp.keras"
-    best.save(tmp)
-    os.replace(tmp, run_dir / "model.keras")
+    atomic_write(run_dir / "model.keras", best.save)
     save_spec(spec, run_dir / "model.satseg.json")
     cm = final_plots(best, x_va, y_va, run_dir)
     from satseg.callbacks import read_history
@@ -265,7 +263,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
 def resume(run_dir, verbose="auto", epochs: int | None = None) -> dict:
     """Continue a run from its last finished epoch; ``epochs`` changes the epoch budget (to
     extend a finished run or shorten a long one), and the change is recorded in config.json."""
-    from satseg.callbacks import atomic_write_text
+    from satseg.atomic import atomic_write_text
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)

@@ -14,8 +14,8 @@ import click
 def command(models_dir, quick, repeats, baseline, as_json, out):
     """Measure inference (Keras, LiteRT float32/float16/int8), whole-image tiling and training
     steps side by side, against the machine's measured matmul limit."""
+    from satseg.atomic import atomic_write_text
     from satseg.bench import format_bench, run_bench
-    from satseg.callbacks import atomic_write_text
 
     r = run_bench(models_dir, quick, repeats, baseline, log=(lambda *a: None) if as_json else click.echo)
     if out:

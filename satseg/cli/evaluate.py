@@ -18,7 +18,7 @@ from satseg.cli.common import default_model
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON result to this file.")
 def command(model_path, data, split, seed, overlap, as_json, plots, out):
     """Score a model on whole images (tiled, borders included): IoU, precision, recall, F1."""
-    from satseg.callbacks import atomic_write_text
+    from satseg.atomic import atomic_write_text
     from satseg.evaluate import evaluate, format_table, load_predictor
 
     predictor = load_predictor(default_model(model_path))
