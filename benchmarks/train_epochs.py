@@ -31,7 +31,8 @@ def main():
     import keras
 
     from satseg import data as D
-    from satseg.distill import Distiller, SegmentationTrainer
+    from satseg.distill import Distiller
+    from satseg.trainer import SegmentationTrainer
     from satseg.losses import get_loss
     from satseg.models import build_model
     from satseg.train import predict_logits

@@ -1,19 +1,37 @@
-"""Atomic file writes: write a temporary file beside the target, then rename it into place, so a
-crash never leaves a half-written result. Standard library only (the edge runtime uses it)."""
+"""Atomic, safe file writes: write a new temporary file beside the target, then rename it into
+place, so a crash never leaves a half-written result. The temporary name is unpredictable and the
+file is created exclusively (``O_EXCL``, never through an existing name or link), so a link
+planted in the output folder cannot redirect the write. Standard library only (the edge runtime
+uses it)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 
+def _suffix(path: Path) -> str:
+    # Writers that pick a format from the name (matplotlib, Keras: ".weights.h5") need it kept.
+    return "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` and rename ``tmp`` to ``path``. The temporary name keeps the suffix,
-    so writers that pick a format from it (matplotlib, Keras) still work."""
+    """Call ``write(tmp)`` on a fresh temporary file beside ``path``, then rename it to ``path``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{_suffix(path)}")
+    os.close(fd)
+    tmp = Path(name)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         os.replace(tmp, path)
     finally:
@@ -23,3 +41,27 @@ def atomic_write(path, write: Callable[[Path], object]) -> Path:
 
 def atomic_write_text(path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def atomic_dir(path, write: Callable[[Path], object]) -> Path:
+    """Like :func:`atomic_write` for a folder: ``write(tmpdir)`` fills a fresh temporary folder
+    beside ``path``, which then replaces ``path`` (the old one is removed only after)."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    old = None
+    try:
+        write(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.rmdir(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return path

@@ -122,9 +122,10 @@ def bench_training(quick: bool, batch: int, repeats: int, log=print) -> list[dic
     import keras
     import tensorflow as tf
 
-    from satseg.distill import Distiller, SegmentationTrainer
+    from satseg.distill import Distiller
     from satseg.losses import CrossEntropy
     from satseg.models import build_model
+    from satseg.trainer import SegmentationTrainer
 
     p = 64 if quick else 256
     rng = np.random.default_rng(0)

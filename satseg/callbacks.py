@@ -9,7 +9,7 @@ from pathlib import Path
 
 import keras
 
-from satseg.atomic import atomic_write_text
+from satseg.atomic import atomic_write, atomic_write_text
 
 
 class EpochSetter(keras.callbacks.Callback):
@@ -23,6 +23,62 @@ class EpochSetter(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         for s in self.samplers:
             s.epoch = epoch
+
+
+def seed_states(model) -> dict:
+    """Every random-generator state of a model (dropout masks and the like), by variable path.
+    ``save_weights`` does not store them, so without these a resumed run draws other masks."""
+    import numpy as np
+
+    return {v.path: np.asarray(v).tolist() for v in model.variables if v.path.endswith("seed_generator_state")}
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Exact resume and the best model, in one place (replaces ``BackupAndRestore`` and
+    ``ModelCheckpoint(save_best_only)``, which forget random states and the best score).
+
+    After each epoch: ``best.keras`` when ``monitor`` improved, then the weights with the
+    optimizer state, then ``checkpoint/state.json`` (epoch, best score, random-generator states),
+    the commit point: a run killed at any moment resumes from the last committed epoch. At
+    train begin, a committed checkpoint is loaded and fit continues after its epoch.
+    """
+
+    def __init__(self, run, monitor: str = "val_miou"):
+        super().__init__()
+        self.run, self.monitor = run, monitor
+        self.best, self.best_epoch = None, None
+
+    def on_train_begin(self, logs=None):
+        import numpy as np
+
+        ck = self.run.checkpoint()
+        if not ck:
+            return
+        self.model.load_weights(self.run.checkpoint_dir / ck["weights"])
+        states = ck.get("seeds", {})
+        for v in self.model.variables:
+            if v.path in states:
+                v.assign(np.asarray(states[v.path], dtype=v.dtype))
+        self.best, self.best_epoch = ck.get("best"), ck.get("best_epoch")
+        self.model._initial_epoch = int(ck["epoch"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is not None and not math.isnan(float(current)) and (self.best is None or float(current) > self.best):
+            self.best, self.best_epoch = float(current), epoch + 1
+            self.run.save_model(self.model, "best.keras")
+        ck_dir = self.run.checkpoint_dir
+        ck_dir.mkdir(exist_ok=True)
+        name = f"epoch{epoch + 1:04d}.weights.h5"
+        atomic_write(ck_dir / name, lambda p: self.model.save_weights(p))
+        from satseg.run import write_json
+
+        write_json(ck_dir / "state.json", {"epoch": epoch + 1, "weights": name, "best": self.best,
+                                           "best_epoch": self.best_epoch, "monitor": self.monitor,
+                                           "seeds": seed_states(self.model)})
+        for old in ck_dir.glob("epoch*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
 
 
 def read_history(path) -> list[dict]:
@@ -41,8 +97,9 @@ class RunHistory(keras.callbacks.Callback):
     weights of the last finished epoch. Writes are atomic.
     """
 
-    def __init__(self, run_dir, plots: bool = True):
+    def __init__(self, run_dir, plots: bool = True, title: str = ""):
         super().__init__()
+        self.title = title
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "history.csv"
         self.plots = plots
@@ -76,7 +133,7 @@ class RunHistory(keras.callbacks.Callback):
             from satseg.plots import plot_history
 
             rows = [{k: v for k, v in r.items() if v not in ("", None) and not _nan(v)} for r in self.rows]
-            plot_history(rows, self.run_dir / "loss.png", self.run_dir / "miou.png")
+            plot_history(rows, self.run_dir / "loss.png", self.run_dir / "miou.png", self.title)
 
 
 def _nan(v):

@@ -78,6 +78,9 @@ class ModelSpec:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 

@@ -16,7 +16,15 @@ import numpy as np
 
 from satseg.classes import DEFAULT_PATCH_SIZE, DUBAI_CLASSES, IGNORE_LABEL
 from satseg.errors import DataError
-from satseg.imaging import IMAGE_SUFFIXES, crop_grid, cut_patches, normalize, read_image, read_mask
+from satseg.imaging import (
+    IMAGE_SUFFIXES,
+    crop_grid,
+    cut_patches,
+    normalize,
+    read_image,
+    read_mask,
+    resize,
+)
 
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
@@ -192,6 +200,135 @@ def inspect(root, patch_size: int = DEFAULT_PATCH_SIZE, classes=DUBAI_CLASSES, p
     }
 
 
+# --- whole images and random crops ---------------------------------------------------------
+
+def load_images(samples: list[Sample], classes=DUBAI_CLASSES, bands: int | None = None,
+                progress: bool = False) -> list[LoadedImage]:
+    """Decode every sample once (raw pixels and class ids), checking band counts agree."""
+    it = samples
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(samples, desc="reading images", unit="img", leave=False)
+    out = []
+    for s in it:
+        li = load_sample(s, classes, bands)
+        bands = li.image.shape[-1]
+        out.append(li)
+    return out
+
+
+def grid_patches(images: list[LoadedImage], size: int, mode: str = "crop", normalization=None):
+    """Fixed-grid patches of whole images (validation; the reference's training patches):
+    (images (N, P, P, C) float32 normalised, masks (N, P, P) uint8, source index (N,))."""
+    xs, ms, src = [], [], []
+    for i, li in enumerate(images):
+        px, pm = cut_patches(li.image, li.mask, size, mode)
+        xs += [normalize(p, normalization or {"kind": "in_model"}) for p in px]
+        ms.append(pm)
+        src += [i] * len(px)
+    if not xs:
+        raise DataError(f"no {size}x{size} patch fits in any of {len(images)} images "
+                        "(use --patch-mode pad or a smaller --patch-size)")
+    return np.stack(xs).astype(np.float32), np.concatenate(ms), np.asarray(src)
+
+
+def class_points(mask: np.ndarray, num_classes: int, per_class: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to ``per_class`` random (y, x) positions of each class in a mask (for rare-class crops)."""
+    out = []
+    for c in range(num_classes):
+        ys, xs = np.nonzero(mask == c)
+        if len(ys) > per_class:
+            keep = rng.choice(len(ys), per_class, replace=False)
+            ys, xs = ys[keep], xs[keep]
+        out.append(np.stack([ys, xs], 1))
+    return out
+
+
+class CropSampler:
+    """Random crops from decoded whole images, new every epoch, seeded by (seed, epoch).
+
+    Each crop: a window of ``size * s`` pixels (``s`` log-uniform in ``scale``) resized to
+    ``size``; with probability ``rare_fraction`` it is centred on a pixel of a class drawn
+    uniformly (so rare classes are seen as often as common ones), otherwise anywhere (images
+    weighted by area); then a flip / 90-degree rotation and a mild brightness/contrast jitter
+    (``photometric``, as a fraction of the channel std). Cached teacher logits of whole images
+    are cut, resized and turned exactly like the image. Yields raw float32 pixels unless a
+    ``normalization`` outside the model (min-max) is given.
+    """
+
+    def __init__(self, images: list[LoadedImage], size: int, crops_per_epoch: int, logits=None,
+                 scale=(0.75, 1.33), rare_fraction: float = 0.5, photometric: float = 0.1,
+                 normalization=None, num_classes: int = len(DUBAI_CLASSES), seed: int = 42):
+        self.images, self.size, self.n, self.logits = images, size, crops_per_epoch, logits
+        self.scale, self.rare_fraction, self.photometric = tuple(scale), rare_fraction, photometric
+        self.normalization = normalization or {"kind": "in_model"}
+        self.seed, self.epoch = seed, 0
+        area = np.array([li.mask.size for li in images], np.float64)
+        self.area_p = area / area.sum()
+        rng = np.random.default_rng([seed, 2**31])
+        self.points = [class_points(li.mask, num_classes, 4096, rng) for li in images]
+        self.classes = [c for c in range(num_classes) if any(len(p[c]) for p in self.points)]
+        self.std = np.concatenate([li.image.reshape(-1, li.image.shape[-1])[::97] for li in images]).std(0)
+
+    def __len__(self):
+        return self.n
+
+    def _window(self, rng):
+        s = float(np.exp(rng.uniform(*np.log(self.scale))))
+        if rng.random() < self.rare_fraction:
+            c = self.classes[rng.integers(len(self.classes))]
+            have = np.array([len(p[c]) for p in self.points], np.float64)
+            i = int(rng.choice(len(self.images), p=have / have.sum()))
+            cy, cx = self.points[i][c][rng.integers(len(self.points[i][c]))]
+        else:
+            i = int(rng.choice(len(self.images), p=self.area_p))
+            h, w = self.images[i].mask.shape
+            cy, cx = rng.integers(h), rng.integers(w)
+        h, w = self.images[i].mask.shape
+        win = min(max(int(round(self.size * s)), 8), h, w)
+        y0 = int(np.clip(cy - win // 2 + rng.integers(-win // 4, win // 4 + 1), 0, h - win))
+        x0 = int(np.clip(cx - win // 2 + rng.integers(-win // 4, win // 4 + 1), 0, w - win))
+        return i, y0, x0, win
+
+    def crop(self, rng):
+        i, y, x, win = self._window(rng)
+        li, p = self.images[i], self.size
+        img = resize(li.image[y:y + win, x:x + win], p, p)
+        mask = resize(li.mask[y:y + win, x:x + win], p, p, nearest=True)
+        arrs = [img, mask.astype(np.int32)]
+        if self.logits is not None:
+            arrs.append(resize(self.logits[i][y:y + win, x:x + win], p, p).astype(self.logits[i].dtype))
+        arrs = augment(arrs, rng)
+        if self.photometric:
+            c = 1.0 + rng.uniform(-self.photometric, self.photometric)
+            b = rng.uniform(-self.photometric, self.photometric) * self.std
+            mean = arrs[0].mean((0, 1))
+            arrs[0] = ((arrs[0] - mean) * c + mean + b).astype(np.float32)
+        arrs[0] = normalize(arrs[0], self.normalization)
+        return arrs
+
+    def __call__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        for _ in range(self.n):
+            arrs = self.crop(rng)
+            if self.logits is not None:
+                yield arrs[0], {"labels": arrs[1], "teacher_logits": arrs[2]}
+            else:
+                yield arrs[0], arrs[1]
+
+    def signature(self):
+        import tensorflow as tf
+
+        bands = self.images[0].image.shape[-1]
+        x = tf.TensorSpec((self.size, self.size, bands), tf.float32)
+        y = tf.TensorSpec((self.size, self.size), tf.int32)
+        if self.logits is not None:
+            k = self.logits[0].shape[-1]
+            y = {"labels": y, "teacher_logits": tf.TensorSpec((self.size, self.size, k), tf.as_dtype(self.logits[0].dtype))}
+        return x, y
+
+
 # --- augmentation and tf.data ----------------------------------------------------------------
 
 def augment(arrays: Iterable[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -223,6 +360,15 @@ class EpochSampler:
     def __len__(self):
         return len(self.images)
 
+    def signature(self):
+        import tensorflow as tf
+
+        p = self.images.shape[1:]
+        y = tf.TensorSpec(p[:2], tf.int32)
+        if self.logits is not None:
+            y = {"labels": y, "teacher_logits": tf.TensorSpec(self.logits.shape[1:], tf.as_dtype(self.logits.dtype))}
+        return tf.TensorSpec(p, tf.float32), y
+
     def __call__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.images)) if self.shuffle else np.arange(len(self.images))
@@ -242,13 +388,7 @@ def make_tf_dataset(sampler: EpochSampler, batch_size: int, drop_remainder: bool
     """A ``tf.data`` pipeline over an :class:`EpochSampler`: batched and prefetched."""
     import tensorflow as tf
 
-    p = sampler.images.shape[1:]
-    x_sig = tf.TensorSpec(p, tf.float32)
-    y_sig = tf.TensorSpec(p[:2], tf.int32)
-    if sampler.logits is not None:
-        y_sig = {"labels": y_sig,
-                 "teacher_logits": tf.TensorSpec(sampler.logits.shape[1:], tf.as_dtype(sampler.logits.dtype))}
-    ds = tf.data.Dataset.from_generator(sampler, output_signature=(x_sig, y_sig))
+    ds = tf.data.Dataset.from_generator(sampler, output_signature=sampler.signature())
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(sampler)))
     if drop_remainder and len(sampler) < batch_size:
         raise ValueError(f"{len(sampler)} patches do not fill one batch of {batch_size}")

@@ -30,36 +30,80 @@ def blend_weights(size: int) -> np.ndarray:
     return np.outer(ramp, ramp).astype(np.float32) + 1e-3
 
 
-def predict_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
-                  overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, progress=None) -> np.ndarray:
-    """Per-class probabilities (H, W, K) for a whole image of any size.
+def check_overlap(overlap: int | None, patch: int) -> int:
+    """The tile overlap to use: a quarter of the patch by default; at most half of it (more
+    only multiplies the work), never negative."""
+    from satseg.errors import SatsegError
 
-    ``predict_fn`` maps normalised patches (N, P, P, C) to probabilities (N, P, P, K).
-    Images smaller than the patch are padded by edge replication and cropped back.
+    if overlap is None:
+        return patch // 4
+    if not 0 <= overlap <= patch // 2:
+        raise SatsegError(f"--overlap {overlap}: must be between 0 and {patch // 2} (half the model's {patch} px patch)")
+    return int(overlap)
+
+
+def tiled_bands(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
+                overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, progress=None):
+    """Blend overlapping tiles row by row and yield ``(y0, y1, probs)`` for finished bands of
+    rows, so memory holds one patch-high band of probabilities, not the whole (H, W, K) image.
+
+    ``predict_fn`` maps normalised patches (N, P, P, C) to probabilities (N, P, P, K). The image
+    must be at least one patch in each direction.
     """
-    p = spec.patch_size
-    overlap = p // 4 if overlap is None else min(overlap, p - 1)
+    p, k = spec.patch_size, spec.num_classes
     h, w = image.shape[:2]
+    stride = p - check_overlap(overlap, p)
+    ys, xs = tile_starts(h, p, stride), tile_starts(w, p, stride)
+    weight = blend_weights(p)[..., None]
+    acc = np.zeros((p, w, k), np.float32)
+    wsum = np.zeros((p, w, 1), np.float32)
+    for j, y in enumerate(ys):
+        windows = [(y, x) for x in xs]
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i:i + batch_size]
+            batch = np.stack([normalize(image[y:y + p, x:x + p], spec.normalization) for _, x in chunk])
+            for (_, x), pr in zip(chunk, predict_fn(batch)):
+                acc[:, x:x + p] += pr * weight
+                wsum[:, x:x + p] += weight
+            if progress is not None:
+                progress(len(chunk))
+        done = (ys[j + 1] if j + 1 < len(ys) else h) - y  # rows no later tile touches
+        yield y, y + done, acc[:done] / wsum[:done]
+        acc = np.concatenate([acc[done:], np.zeros((done, w, k), np.float32)])
+        wsum = np.concatenate([wsum[done:], np.zeros((done, w, 1), np.float32)])
+
+
+def _padded(image: np.ndarray, p: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    return np.pad(image, [(0, max(p - h, 0)), (0, max(p - w, 0)), (0, 0)], mode="edge")
+
+
+def _check_bands(image, spec):
     if image.shape[-1] != spec.bands:
         raise ValueError(f"image has {image.shape[-1]} bands, the model takes {spec.bands}")
-    if h < p or w < p:
-        padded = np.pad(image, [(0, max(p - h, 0)), (0, max(p - w, 0)), (0, 0)], mode="edge")
-        return predict_tiled(padded, predict_fn, spec, overlap, batch_size, progress)[:h, :w]
-    stride = max(p - overlap, 1)
-    windows = [(y, x) for y in tile_starts(h, p, stride) for x in tile_starts(w, p, stride)]
-    acc = np.zeros((h, w, spec.num_classes), np.float32)
-    wsum = np.zeros((h, w, 1), np.float32)
-    weight = blend_weights(p)[..., None]
-    for i in range(0, len(windows), batch_size):
-        chunk = windows[i:i + batch_size]
-        batch = np.stack([normalize(image[y:y + p, x:x + p], spec.normalization) for y, x in chunk])
-        probs = predict_fn(batch)
-        for (y, x), pr in zip(chunk, probs):
-            acc[y:y + p, x:x + p] += pr * weight
-            wsum[y:y + p, x:x + p] += weight
-        if progress is not None:
-            progress(len(chunk))
-    return acc / wsum
+
+
+def predict_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
+                  overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, progress=None) -> np.ndarray:
+    """Per-class probabilities (H, W, K) for a whole image of any size (tiles blended with tent
+    weights; images smaller than the patch are padded by edge replication and cropped back)."""
+    _check_bands(image, spec)
+    h, w = image.shape[:2]
+    bands = tiled_bands(_padded(image, spec.patch_size), predict_fn, spec, overlap, batch_size, progress)
+    return np.concatenate([pr for _, _, pr in bands])[:h, :w]
+
+
+def predict_ids_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
+                      overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, progress=None) -> np.ndarray:
+    """Class ids (H, W) uint8, the same as ``predict_tiled(...).argmax(-1)`` in a fraction of the
+    memory: ids are taken band by band."""
+    _check_bands(image, spec)
+    h, w = image.shape[:2]
+    padded = _padded(image, spec.patch_size)
+    out = np.empty(padded.shape[:2], np.uint8)
+    for y0, y1, pr in tiled_bands(padded, predict_fn, spec, overlap, batch_size, progress):
+        out[y0:y1] = pr.argmax(-1)
+    return out[:h, :w]
 
 
 class EdgeModel:
@@ -109,13 +153,12 @@ class EdgeModel:
 
     def predict(self, image: np.ndarray, overlap: int | None = DEFAULT_OVERLAP) -> np.ndarray:
         """Whole image (H, W, C) raw pixels -> class ids (H, W) uint8."""
-        return self.predict_probs(image, overlap).argmax(-1).astype(np.uint8)
+        return predict_ids_tiled(image, self.predict_patches, self.spec, overlap)
 
 
 def write_prediction(ids: np.ndarray, out_path, spec: ModelSpec, source=None) -> list[Path]:
     """Write class ids (8-bit PNG, or TIFF when the input was a TIFF, keeping its georeferencing
     tags) and ``<name>_color.png``. Writes are atomic."""
-    from PIL import Image
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,12 +168,23 @@ def write_prediction(ids: np.ndarray, out_path, spec: ModelSpec, source=None) ->
         _write_tiff_like(ids, ids_path, source)
     else:
         ids_path = out_path.with_suffix(".png")
-        atomic_write(ids_path, lambda p: Image.fromarray(ids.astype(np.uint8), mode="L").save(p, format="PNG"))
+        atomic_write(ids_path, lambda p: palette_image(ids, spec).save(p, format="PNG"))
     written.append(ids_path)
     color_path = out_path.with_name(out_path.stem + "_color.png")
-    atomic_write(color_path, lambda p: Image.fromarray(colorize(ids, spec.seg_classes)).save(p, format="PNG"))
+    atomic_write(color_path, lambda p: palette_image(ids, spec).convert("RGB").save(p, format="PNG")
+                 if ids.size <= 64_000_000 else palette_image(ids, spec).save(p, format="PNG"))
     written.append(color_path)
     return written
+
+
+def palette_image(ids: np.ndarray, spec: ModelSpec):
+    """Class ids as a palette ("P" mode) image: the values are the ids, the palette the class
+    colours, so any viewer shows the colours and any reader gets the ids."""
+    from PIL import Image
+
+    im = Image.fromarray(ids.astype(np.uint8, copy=False), mode="L")
+    im.putpalette(colorize(np.arange(256, dtype=np.uint8), spec.seg_classes).reshape(-1).tolist())
+    return im
 
 
 GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
@@ -181,6 +235,7 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     ``model`` is an :class:`EdgeModel` or anything with ``spec`` and ``predict_patches``.
     """
     out_dir = Path(out_dir)
+    check_overlap(overlap, model.spec.patch_size)
     pairs = collect_inputs(inputs)
     if not force:
         clash = [out_dir / rel.with_suffix(s) for src, rel in pairs
@@ -196,8 +251,9 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     written = []
     for src, rel in pairs:
         image = read_image(src, bands=model.spec.bands)
-        probs = predict_tiled(image, model.predict_patches, model.spec, overlap)
-        written += write_prediction(probs.argmax(-1).astype(np.uint8), out_dir / rel, model.spec, source=src)
+        ids = predict_ids_tiled(image, model.predict_patches, model.spec, overlap)
+        del image  # before the writers allocate
+        written += write_prediction(ids, out_dir / rel, model.spec, source=src)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -205,4 +261,4 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     return written
 
 
-__all__ = ["EdgeModel", "predict_tiled", "predict_files", "write_prediction", "blend_weights"]
+__all__ = ["EdgeModel", "predict_tiled", "predict_ids_tiled", "predict_files", "write_prediction", "blend_weights"]

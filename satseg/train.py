@@ -1,44 +1,63 @@
-"""One training run: teacher, student from scratch, or distilled student.
+"""One training run: a teacher, a student from scratch, or a distilled student.
 
-A run directory holds ``config.json`` (every setting, the split, versions, seed), ``satseg.json``
-(the model spec), ``history.csv``, ``best.keras`` / ``last.keras`` checkpoints, the final
-``model.keras`` (best on validation mIoU, no optimizer state), the plots, and ``backup/`` while a
-run is unfinished, from which ``resume`` continues.
+A run is a few named steps: check everything (names, numbers, the teacher, the run directory),
+read and split the data once, build the trainer, fit with exact checkpoints, finish (best model,
+plots, summary). Everything a run keeps lives in its :class:`satseg.run.RunDir`.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import platform
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from satseg.classes import DUBAI_CLASSES, ModelSpec, class_names, save_spec
 from satseg.errors import SatsegError
+from satseg.run import RunDir
+
+CHOICES = {
+    "sampling": ("crops", "grid"),
+    "normalization": ("auto", "imagenet", "dataset", "minmax"),
+    "loss": ("ce", "dice", "focal", "dice_focal", "ce_dice"),
+    "distill_mode": ("offline", "online"),
+    "split": ("image", "patch"),
+    "strategy": ("default", "mirrored", "multiworker"),
+    "lr_schedule": ("cosine", "constant"),
+    "patch_mode": ("crop", "pad"),
+}
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a run. Defaults are the ones used for the shipped models."""
+    """Every setting of a run. The defaults are the recipe of the shipped pretrained models;
+    the CLI takes its defaults from here."""
 
-    model: str = "student"
+    model: str = "lite0_unet"
     data: str | None = None  # None: the built-in synthetic dataset
     teacher: str | None = None  # a teacher .keras file: distil into ``model``
-    epochs: int = 20
-    batch_size: int = 16
+    epochs: int = 30
+    batch_size: int = 8
     lr: float = 1e-3
+    lr_schedule: str = "cosine"  # linear warm-up, then cosine decay to 1 % of lr
+    warmup_epochs: int = 1
+    weight_decay: float = 1e-4  # AdamW; 0: Adam
     patch_size: int = 256
+    sampling: str = "crops"  # crops: random crops of whole images per epoch; grid: fixed patches (reference)
+    crops_per_epoch: int = 512
+    scale: tuple = (0.7, 1.4)  # random crop scale (log-uniform)
+    rare_fraction: float = 0.5  # share of crops centred on a uniformly drawn class
+    photometric: float = 0.1  # brightness/contrast jitter (fraction of channel std / of contrast)
     patch_mode: str = "crop"
-    normalization: str = "minmax"
-    loss: str = "ce"
+    normalization: str = "auto"  # auto: ImageNet statistics for pretrained encoders, else the training images'
+    loss: str = "ce_dice"
     class_weights: list[float] | None = None
-    alpha: float = 0.1
-    temperature: float = 3.0
+    alpha: float = 0.5
+    temperature: float = 2.0
     distill_mode: str = "offline"  # offline: teacher logits cached once; online: teacher per step
     split: str = "image"
     val_fraction: float = 0.15
@@ -50,6 +69,44 @@ class TrainConfig:
     patience: int | None = None  # early stopping on val mIoU
     synthetic_images: int = 8
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        cfg = cls(**{k: v for k, v in d.items() if k in known})
+        cfg.scale = tuple(cfg.scale)
+        return cfg
+
+    def check(self):
+        """Every name and number, before anything is read or written."""
+        from satseg.models import check_model_name
+
+        check_model_name(self.model)
+        for key, valid in CHOICES.items():
+            if getattr(self, key) not in valid:
+                raise SatsegError(f"unknown {key.replace('_', '-')} '{getattr(self, key)}'; valid: {', '.join(valid)}")
+        for key in ("epochs", "batch_size", "patch_size", "crops_per_epoch"):
+            if int(getattr(self, key)) < 1:
+                raise SatsegError(f"--{key.replace('_', '-')} must be at least 1 (got {getattr(self, key)})")
+        for key in ("lr", "temperature"):
+            if not float(getattr(self, key)) > 0:
+                raise SatsegError(f"--{key} must be positive (got {getattr(self, key)})")
+        if not 0 <= self.alpha <= 1:
+            raise SatsegError(f"--alpha must be in [0, 1] (got {self.alpha})")
+        if self.max_patches is not None and self.max_patches < 1:
+            raise SatsegError(f"--max-patches must be at least 1 (got {self.max_patches})")
+        lo, hi = self.scale
+        if not 0 < lo <= hi:
+            raise SatsegError(f"--scale must be two positive numbers, low <= high (got {lo}, {hi})")
+        from satseg.models import STRIDES
+
+        if self.patch_size % STRIDES[self.model]:
+            raise SatsegError(f"--patch-size {self.patch_size} is not a multiple of {STRIDES[self.model]}, "
+                              f"the stride of '{self.model}'")
+        if self.sampling == "crops" and self.split == "patch":
+            raise SatsegError("--split patch needs --sampling grid (random crops are cut from whole images)")
+        if self.teacher and not Path(self.teacher).is_file():
+            raise SatsegError(f"{self.teacher}: teacher model file not found")
 
 
 def versions() -> dict:
@@ -76,45 +133,300 @@ def make_strategy(name: str):
     raise SatsegError(f"unknown strategy '{name}'; valid: default, mirrored, multiworker")
 
 
-def _normalization(cfg: TrainConfig, samples, train_images) -> dict:
-    if cfg.normalization == "minmax":
+# --- teacher -------------------------------------------------------------------------------
+
+def load_model_file(path, what: str = "model"):
+    """A ``.keras`` file as a Keras model; one-line errors for missing, unsafe or broken files."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise SatsegError(f"{path}: {what} file not found")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:  # Keras raises ValueError, OSError, zipfile errors, ...
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SatsegError(f"{path}: cannot load the {what} ({msg[:200]})") from None
+
+
+def load_teacher(cfg: TrainConfig, strategy):
+    """The frozen teacher with its spec, checked against the student's classes."""
+    if not cfg.teacher:
+        return None, None
+    from satseg.classes import load_spec
+
+    with strategy.scope():  # an online teacher runs on every replica
+        teacher = load_model_file(cfg.teacher, "teacher")
+    try:
+        tspec = load_spec(cfg.teacher)
+    except FileNotFoundError as e:
+        raise SatsegError(str(e)) from None
+    k = teacher.output_shape[-1]
+    if k != len(DUBAI_CLASSES) or tspec.num_classes != k:
+        raise SatsegError(f"{cfg.teacher}: teacher predicts {k} classes, the student {len(DUBAI_CLASSES)}")
+    return teacher, tspec
+
+
+# --- data ----------------------------------------------------------------------------------
+
+@dataclass
+class TrainData:
+    root: Path
+    samples: list
+    split: dict  # split name -> sample indices
+    train: list  # LoadedImage of the training images
+    val_x: np.ndarray
+    val_y: np.ndarray
+    normalization: dict
+    bands: int
+    grid: tuple | None = None  # (x, y) fixed training patches (sampling "grid")
+
+
+def resolve_normalization(cfg: TrainConfig, train_images) -> dict:
+    from satseg.models import PRETRAINED
+
+    kind = cfg.normalization
+    bands = train_images[0].image.shape[-1]
+    if kind == "auto":
+        kind = "imagenet" if cfg.model in PRETRAINED and bands == 3 else "dataset"
+    if kind == "imagenet" and bands != 3:
+        raise SatsegError(f"--normalization imagenet needs RGB images; the data has {bands} bands (use dataset)")
+    if kind == "minmax":
         return {"kind": "minmax"}
-    if cfg.normalization == "standard":
-        from satseg.imaging import channel_stats, read_image
+    if kind == "imagenet":
+        from satseg.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
-        return channel_stats(read_image(samples[i].image) for i in train_images)
-    raise SatsegError(f"unknown normalization '{cfg.normalization}'; valid: minmax, standard")
+        return {"kind": "in_model", "source": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    from satseg.imaging import channel_stats
+
+    st = channel_stats(li.image for li in train_images)
+    return {"kind": "in_model", "source": "training images", "mean": st["mean"], "std": st["std"]}
 
 
-def prepare_data(cfg: TrainConfig, run_dir: Path, progress: bool = True):
-    """Load patches, split them, and return (patch set, split indices, normalisation)."""
+def synthetic_root(cfg: TrainConfig, run: RunDir) -> Path:
+    from satseg.synthetic import write_dataset
+
+    root = run / "synthetic-data"
+    if not root.exists():
+        print(f"no --data given: training on built-in synthetic scenes written to {root}")
+        write_dataset(root, tiles=2, images_per_tile=max(cfg.synthetic_images // 2, 1), seed=cfg.seed)
+    return root
+
+
+def prepare_data(cfg: TrainConfig, root, progress: bool = True) -> TrainData:
+    """Read the training and validation images once, split once by image, normalisation
+    statistics from the training images only."""
     from satseg import data as D
 
-    root = cfg.data
-    if root is None:
-        from satseg.synthetic import write_dataset
-
-        root = run_dir / "synthetic-data"
-        if not root.exists():
-            write_dataset(root, tiles=2, images_per_tile=max(cfg.synthetic_images // 2, 1), seed=cfg.seed)
+    root = Path(root).absolute()
     samples = D.find_samples(root)
-    split_imgs = D.image_split(samples, cfg.val_fraction, cfg.test_fraction, cfg.seed)
-    norm = _normalization(cfg, samples, split_imgs["train"])
-    patches = D.load_patches(root, cfg.patch_size, cfg.patch_mode, norm, progress=progress)
-    if cfg.max_patches and cfg.max_patches < len(patches):
-        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(patches), cfg.max_patches, replace=False))
-        patches = patches.subset(keep)
-    splits = D.split_indices(patches, cfg.split, cfg.val_fraction, cfg.test_fraction, cfg.seed)
-    if len(splits["train"]) == 0 or len(splits["val"]) == 0:
-        raise SatsegError(f"{root}: too few images/patches for a train and a validation split "
-                          f"({len(splits['train'])} train, {len(splits['val'])} val patches)")
-    return root, patches, splits, norm
+    split = D.image_split(samples, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    if cfg.split == "patch":
+        split = {"train": list(range(len(samples))), "val": [], "test": []}
+    train = D.load_images([samples[i] for i in split["train"]], progress=progress)
+    val = D.load_images([samples[i] for i in split["val"]], bands=train[0].image.shape[-1], progress=progress)
+    norm = resolve_normalization(cfg, train)
+    data = TrainData(root, samples, split, train, None, None, norm, train[0].image.shape[-1])
+    if cfg.split == "patch":  # the reference's leaky random patch split
+        x, y, _ = D.grid_patches(train, cfg.patch_size, cfg.patch_mode, norm)
+        ps = D.PatchSet(x, y, np.zeros(len(x), int), samples)
+        idx = D.split_indices(ps, "patch", cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        data.grid = (x[idx["train"]], y[idx["train"]])
+        data.val_x, data.val_y = x[idx["val"]], y[idx["val"]]
+    else:
+        if not val:
+            raise SatsegError(f"{root}: too few images for a validation split ({len(samples)} images)")
+        data.val_x, data.val_y, _ = D.grid_patches(val, cfg.patch_size, cfg.patch_mode, norm)
+        if cfg.sampling == "grid":
+            x, y, _ = D.grid_patches(train, cfg.patch_size, cfg.patch_mode, norm)
+            data.grid = (x, y)
+    if data.grid is not None and cfg.max_patches and cfg.max_patches < len(data.grid[0]):
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(data.grid[0]), cfg.max_patches, replace=False))
+        data.grid = (data.grid[0][keep], data.grid[1][keep])
+    if data.grid is not None and len(data.grid[0]) == 0 or len(data.val_x) == 0:
+        raise SatsegError(f"{root}: too few patches for a train and a validation split")
+    for name, y in (("training", data.grid[1] if data.grid is not None else None), ("validation", data.val_y)):
+        if y is not None and not (y != 255).any():
+            raise SatsegError(f"{root}: the {name} masks have no pixel of any class (all off-palette?)")
+    if not any((li.mask != 255).any() for li in train):
+        raise SatsegError(f"{root}: the training masks have no pixel of any class (all off-palette?)")
+    return data
 
 
 def predict_logits(model, x: np.ndarray, batch_size: int = 16, dtype=np.float32) -> np.ndarray:
     out = [np.asarray(model(x[i:i + batch_size], training=False)).astype(dtype)
            for i in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0,), dtype)
+
+
+def whole_image_logits(model, image: np.ndarray, stride: int, dtype=np.float16) -> np.ndarray:
+    """Logits of a fully convolutional model for a whole image (padded by edge replication to
+    a multiple of ``stride``, cropped back)."""
+    h, w = image.shape[:2]
+    ph, pw = -h % stride, -w % stride
+    x = np.pad(image.astype(np.float32), [(0, ph), (0, pw), (0, 0)], mode="edge")
+    return np.asarray(model(x[None], training=False))[0, :h, :w].astype(dtype)
+
+
+def cache_teacher_logits(cfg: TrainConfig, teacher, tspec: ModelSpec, data: TrainData):
+    """Offline distillation: the teacher's logits, computed once, for every training image
+    (crop sampling) or training patch (grid sampling)."""
+    from satseg.models import STRIDES
+
+    t0 = time.perf_counter()
+    if data.grid is not None:
+        if tspec.normalization != data.normalization:
+            raise SatsegError(f"{cfg.teacher}: teacher normalisation {tspec.normalization.get('kind')} differs from "
+                              f"the student's; use --normalization to match it")
+        out = predict_logits(teacher, data.grid[0], cfg.batch_size, np.float16)
+    else:
+        if tspec.normalization.get("kind") != "in_model":
+            raise SatsegError(f"{cfg.teacher}: a teacher with per-patch normalisation cannot label whole images; "
+                              "use --sampling grid")
+        stride = STRIDES.get(tspec.architecture, 32)
+        out = [whole_image_logits(teacher, li.image, stride) for li in data.train]
+    print(f"cached teacher logits for {len(out)} training {'patches' if data.grid is not None else 'images'} "
+          f"in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+def make_datasets(cfg: TrainConfig, data: TrainData, logits):
+    from satseg import data as D
+
+    if data.grid is not None:
+        train_sampler = D.EpochSampler(*data.grid, logits, shuffle=True, augment=cfg.augment, seed=cfg.seed)
+    else:
+        train_sampler = D.CropSampler(data.train, cfg.patch_size, cfg.crops_per_epoch, logits, cfg.scale,
+                                      cfg.rare_fraction, cfg.photometric if cfg.augment else 0.0,
+                                      data.normalization, seed=cfg.seed)
+        if not cfg.augment:
+            train_sampler.scale = (1.0, 1.0)
+    val_sampler = D.EpochSampler(data.val_x, data.val_y, None, shuffle=False, augment=False, seed=cfg.seed)
+    # Across replicas every step needs a full global batch, so distributed runs drop the remainder.
+    drop = cfg.strategy != "default"
+    return (train_sampler, val_sampler, D.make_tf_dataset(train_sampler, cfg.batch_size, drop),
+            D.make_tf_dataset(val_sampler, cfg.batch_size, drop))
+
+
+# --- model and trainer ---------------------------------------------------------------------
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    lr = cfg.lr
+    if cfg.lr_schedule == "cosine":
+        total = max(cfg.epochs * steps_per_epoch, 1)
+        warm = min(cfg.warmup_epochs * steps_per_epoch, total - 1)
+        lr = keras.optimizers.schedules.CosineDecay(cfg.lr * 0.01 if warm else cfg.lr, max(total - warm, 1), alpha=0.01,
+                                                    warmup_target=cfg.lr if warm else None, warmup_steps=warm)
+    if cfg.weight_decay:
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
+def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, steps_per_epoch: int, strategy):
+    from satseg.distill import Distiller
+    from satseg.losses import get_loss
+    from satseg.metrics import SegMetrics
+    from satseg.models import build_model
+    from satseg.trainer import SegmentationTrainer
+
+    norm = spec.normalization if spec.normalization.get("kind") == "in_model" else None
+    with strategy.scope():
+        model = build_model(cfg.model, (None, None, spec.bands), spec.num_classes, seed=cfg.seed, normalization=norm)
+        loss = get_loss(cfg.loss, cfg.class_weights)
+        metrics = [SegMetrics(class_names(spec.seg_classes))]
+        opt = make_optimizer(cfg, steps_per_epoch)
+        if teacher is not None:
+            trainer = Distiller(model, None if cached else teacher)
+            trainer.compile(opt, student_loss=loss, alpha=cfg.alpha, temperature=cfg.temperature, metrics=metrics)
+        else:
+            trainer = SegmentationTrainer(model)
+            trainer.compile(opt, student_loss=loss, metrics=metrics)
+    return trainer
+
+
+# --- the run -------------------------------------------------------------------------------
+
+def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec) -> dict:
+    d = asdict(cfg)
+    d["data"] = str(data.root) if cfg.data else None
+    d["teacher"] = str(Path(cfg.teacher).absolute()) if cfg.teacher else None
+    return {
+        "config": d, "data_root": str(data.root), "versions": versions(), "spec": spec.to_dict(),
+        "split": {k: [str(data.samples[i].image.relative_to(data.root)) for i in v] for k, v in data.split.items()},
+        "patches": {"train": len(data.grid[0]) if data.grid is not None else None, "val": len(data.val_x),
+                    "crops_per_epoch": None if data.grid is not None else cfg.crops_per_epoch},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
+          verbose: int | str = "auto", callbacks=()) -> dict:
+    """Run (or resume) a training run; returns its summary."""
+    import keras
+
+    from satseg.callbacks import EpochSetter, RunCheckpoint, RunHistory
+
+    cfg.check()
+    run = RunDir(run_dir)
+    if resume:
+        run.config()
+    else:
+        run.check_new(force)
+    strategy = make_strategy(cfg.strategy)  # first: MultiWorkerMirroredStrategy must precede other ops
+    teacher, tspec = load_teacher(cfg, strategy)
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.data is None and not resume:
+        run.create(force)
+        root = synthetic_root(cfg, run)
+    else:
+        root = cfg.data or run / "synthetic-data"
+    data = prepare_data(cfg, root)
+    spec = ModelSpec(normalization=data.normalization, patch_size=cfg.patch_size, bands=data.bands,
+                     architecture=cfg.model)
+    if teacher is not None and teacher.input_shape[-1] != data.bands:
+        raise SatsegError(f"{cfg.teacher}: teacher takes {teacher.input_shape[-1]} bands, the data has {data.bands}")
+    if not resume:
+        if cfg.data is not None:
+            run.create(force)
+        run.write_config(_config_doc(cfg, data, spec))
+        save_spec(spec, run / "satseg.json")
+    cached = None
+    if teacher is not None and cfg.distill_mode == "offline":
+        cached = cache_teacher_logits(cfg, teacher, tspec, data)
+    train_s, val_s, train_ds, val_ds = make_datasets(cfg, data, cached)
+    trainer = build_trainer(cfg, spec, teacher, cached is not None, math.ceil(len(train_s) / cfg.batch_size), strategy)
+    ckpt = RunCheckpoint(run)
+    cbs = [EpochSetter(train_s, val_s), ckpt, RunHistory(run.path, title=cfg.model)]
+    if cfg.patience:
+        cbs.append(keras.callbacks.EarlyStopping("val_miou", mode="max", patience=cfg.patience))
+    t0 = time.perf_counter()
+    trainer.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=cbs + list(callbacks),
+                shuffle=False, verbose=verbose)
+    return finish(run, trainer, data, time.perf_counter() - t0)
+
+
+def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:
+    """``model.keras`` (the best epoch's model), ``model.satseg.json``, the plots, ``summary.json``."""
+    from satseg.callbacks import read_history
+
+    best_path = run / "best.keras"
+    best = load_model_file(best_path) if best_path.exists() else trainer.student
+    run.save_model(best)
+    save_spec(run.spec(), run / "model.satseg.json")
+    cm = final_plots(best, data.val_x, data.val_y, run.path)
+    hist = read_history(run / "history.csv")
+    ck = run.checkpoint() or {}
+    summary = {
+        "run_dir": str(run), "model": str(run / "model.keras"), "epochs": len(hist),
+        "best_epoch": ck.get("best_epoch"), "best_val_miou": ck.get("best"),
+        "wall_seconds_this_session": round(wall, 1),
+        "train_seconds_total": round(sum(float(r["seconds"]) for r in hist), 1),
+        "best_model_val_miou": cm.scores()["miou"],
+    }
+    run.write_summary(summary)
+    return summary
 
 
 def final_plots(model, images, masks, run_dir: Path, classes=DUBAI_CLASSES, batch_size: int = 16):
@@ -132,148 +444,26 @@ def final_plots(model, images, masks, run_dir: Path, classes=DUBAI_CLASSES, batc
     return cm
 
 
-def _prepare_run_dir(run_dir: Path, force: bool, resume: bool):
-    if resume:
-        if not (run_dir / "config.json").exists():
-            raise SatsegError(f"{run_dir}: not a run directory (no config.json) to resume")
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not force:
-            raise SatsegError(f"{run_dir}: run directory exists; pass --force to overwrite it "
-                              f"or --resume {run_dir} to continue it")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
 def load_config(run_dir) -> TrainConfig:
-    d = json.loads((Path(run_dir) / "config.json").read_text())["config"]
-    return TrainConfig(**{k: v for k, v in d.items() if k in TrainConfig.__dataclass_fields__})
-
-
-def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
-          verbose: int | str = "auto", callbacks=()) -> dict:
-    """Run (or resume) a training run; returns a summary dict."""
-    import keras
-
-    from satseg import data as D
-    from satseg.atomic import atomic_write, atomic_write_text
-    from satseg.callbacks import EpochSetter, RunHistory
-    from satseg.distill import Distiller, SegmentationTrainer
-    from satseg.losses import get_loss
-    from satseg.metrics import SegMetrics
-    from satseg.models import build_model
-
-    run_dir = Path(run_dir)
-    _prepare_run_dir(run_dir, force, resume)
-    strategy = make_strategy(cfg.strategy)  # first: MultiWorkerMirroredStrategy must precede other ops
-    keras.utils.set_random_seed(cfg.seed)
-    root, patches, splits, norm = prepare_data(cfg, run_dir)
-    bands = patches.images.shape[-1]
-    spec = ModelSpec(normalization=norm, patch_size=cfg.patch_size, bands=bands, architecture=cfg.model)
-    names = class_names(DUBAI_CLASSES)
-
-    teacher = None
-    if cfg.teacher:
-        if not Path(cfg.teacher).is_file():
-            raise SatsegError(f"{cfg.teacher}: teacher model file not found")
-        with strategy.scope():  # an online teacher runs on every replica
-            teacher = keras.saving.load_model(cfg.teacher, compile=False)
-        if teacher.input_shape[-1] != bands:
-            raise SatsegError(f"{cfg.teacher}: teacher takes {teacher.input_shape[-1]} bands, data has {bands}")
-
-    tr, va = splits["train"], splits["val"]
-    x_tr, y_tr = patches.images[tr], patches.masks[tr]
-    x_va, y_va = patches.images[va], patches.masks[va]
-    cached = None
-    if teacher is not None and cfg.distill_mode == "offline":
-        t0 = time.perf_counter()
-        cached = predict_logits(teacher, x_tr, cfg.batch_size, np.float16)
-        print(f"cached teacher logits for {len(x_tr)} patches in {time.perf_counter() - t0:.1f} s")
-    elif cfg.distill_mode not in ("offline", "online"):
-        raise SatsegError(f"unknown distill mode '{cfg.distill_mode}'; valid: offline, online")
-
-    if not resume:
-        config = {
-            "config": asdict(cfg), "data_root": str(root), "versions": versions(),
-            "spec": json.loads(spec.to_json()),
-            "split": {k: sorted({str(patches.samples[i].image.relative_to(root)) for i in patches.source[v]})
-                      for k, v in splits.items()},
-            "patches": {k: len(v) for k, v in splits.items()},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2))
-        save_spec(spec, run_dir / "satseg.json")
-
-    train_sampler = D.EpochSampler(x_tr, y_tr, cached, shuffle=True, augment=cfg.augment, seed=cfg.seed)
-    val_sampler = D.EpochSampler(x_va, y_va, None, shuffle=False, augment=False, seed=cfg.seed)
-    # Across replicas every step needs a full global batch (a partial last batch would leave
-    # some replicas without data), so distributed runs drop the remainder.
-    drop = cfg.strategy != "default"
-    train_ds = D.make_tf_dataset(train_sampler, cfg.batch_size, drop_remainder=drop)
-    val_ds = D.make_tf_dataset(val_sampler, cfg.batch_size, drop_remainder=drop)
-
-    with strategy.scope():
-        model = build_model(cfg.model, (cfg.patch_size, cfg.patch_size, bands), len(names), seed=cfg.seed)
-        loss = get_loss(cfg.loss, cfg.class_weights)
-        metrics = [SegMetrics(names)]
-        opt = keras.optimizers.Adam(cfg.lr)
-        if teacher is not None:
-            trainer = Distiller(model, teacher if cached is None else None)
-            trainer.compile(opt, student_loss=loss, alpha=cfg.alpha, temperature=cfg.temperature, metrics=metrics)
-        else:
-            trainer = SegmentationTrainer(model)
-            trainer.compile(opt, student_loss=loss, metrics=metrics)
-
-    cbs = [
-        EpochSetter(train_sampler, val_sampler),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_miou", mode="max",
-                                        save_best_only=True),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "last.keras")),
-        RunHistory(run_dir),
-    ]
-    if cfg.patience:
-        cbs.append(keras.callbacks.EarlyStopping("val_miou", mode="max", patience=cfg.patience))
-    t0 = time.perf_counter()
-    trainer.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=cbs + list(callbacks), shuffle=False,
-                verbose=verbose)
-    wall = time.perf_counter() - t0
-
-    best_path = run_dir / "best.keras"
-    best = keras.saving.load_model(best_path, compile=False) if best_path.exists() else model
-    atomic_write(run_dir / "model.keras", best.save)
-    save_spec(spec, run_dir / "model.satseg.json")
-    cm = final_plots(best, x_va, y_va, run_dir)
-    from satseg.callbacks import read_history
-
-    hist = read_history(run_dir / "history.csv")
-    best_row = max(hist, key=lambda r: float(r.get("val_miou") or "nan"), default={})
-    summary = {
-        "run_dir": str(run_dir), "model": str(run_dir / "model.keras"), "epochs": len(hist),
-        "best_epoch": int(best_row.get("epoch", -1)) + 1,
-        "best_val_miou": float(best_row.get("val_miou", "nan")),
-        "wall_seconds_this_session": round(wall, 1),
-        "train_seconds_total": round(sum(float(r["seconds"]) for r in hist), 1),
-        "best_model_val_miou": cm.scores()["miou"],
-    }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-    return summary
+    return TrainConfig.from_dict(RunDir(run_dir).config()["config"])
 
 
 def resume(run_dir, verbose="auto", epochs: int | None = None) -> dict:
-    """Continue a run from its last finished epoch; ``epochs`` changes the epoch budget (to
-    extend a finished run or shorten a long one), and the change is recorded in config.json."""
-    from satseg.atomic import atomic_write_text
-
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir)
+    """Continue a run from its last committed epoch. A finished run resumed with no new epoch
+    budget changes nothing; with a larger ``epochs`` it continues from its last epoch (the
+    change is recorded in config.json)."""
+    run = RunDir(run_dir)
+    cfg = load_config(run)
+    done = run.finished_epochs()
     if epochs is not None and epochs != cfg.epochs:
-        doc = json.loads((run_dir / "config.json").read_text())
-        doc.setdefault("changes", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                              "epochs": {"from": cfg.epochs, "to": epochs}})
-        doc["config"]["epochs"] = cfg.epochs = epochs
-        atomic_write_text(run_dir / "config.json", json.dumps(doc, indent=2))
-    return train(cfg, run_dir, resume=True, verbose=verbose)
+        if epochs < 1:
+            raise SatsegError(f"--epochs must be at least 1 (got {epochs})")
+        run.record_change("epochs", cfg.epochs, epochs)
+        cfg.epochs = epochs
+    if done >= cfg.epochs and run.summary() is not None:
+        print(f"{run}: finished ({done} of {cfg.epochs} epochs); nothing to do (pass --epochs N to train longer)")
+        return run.summary()
+    return train(cfg, run.path, resume=True, verbose=verbose)
 
 
 def default_run_dir(model: str, distilled: bool) -> Path:

@@ -6,7 +6,16 @@ import pytest
 from click.testing import CliRunner
 
 from satseg.errors import SatsegError
-from satseg.models import MODELS, build_model, model_stats
+from satseg.models import MODELS, PRETRAINED, STRIDES, build_model, model_stats
+
+SCRATCH = [n for n in MODELS if n not in PRETRAINED]
+
+
+def build(name, shape, classes=6, **kw):
+    """Pretrained models without reading the checkpoint (tests of the architecture)."""
+    if name in PRETRAINED:
+        kw.setdefault("pretrained", False)
+    return build_model(name, shape, classes, **kw)
 
 
 @pytest.mark.parametrize("name,params,convs", [("teacher", 1_941_190, 23), ("student", 25_766, 8)])
@@ -26,16 +35,29 @@ def test_macs_match_the_reference_figures():
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("shape", [(256, 256, 3), (512, 512, 3), (256, 256, 4)])
 def test_output_shapes(name, shape):
-    m = build_model(name, shape, 6)
+    m = build(name, shape, 6)
     assert m.output_shape == (None, shape[0], shape[1], 6)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_forward_gives_logits_of_input_size(name):
-    m = build_model(name, (64, 48, 4), 5, seed=0)
-    y = np.asarray(m(np.random.default_rng(0).random((2, 64, 48, 4)).astype("float32")))
-    assert y.shape == (2, 64, 48, 5)
-    assert not np.allclose(y.sum(-1), 1.0)  # logits, not probabilities
+def test_fully_convolutional_any_multiple_of_the_stride(name):
+    """Built for (None, None, bands): one model runs every size divisible by its stride."""
+    m = build(name, (None, None, 4), 5, seed=0)
+    s = STRIDES[name]
+    for h, w in ((2 * s, 3 * s), (max(64, s), max(96, 2 * s))):
+        y = np.asarray(m(np.random.default_rng(0).random((1, h, w, 4)).astype("float32") * 255))
+        assert y.shape == (1, h, w, 5)
+        assert not np.allclose(y.sum(-1), 1.0)  # logits, not probabilities
+
+
+def test_normalization_inside_the_graph_takes_raw_pixels():
+    norm = {"mean": [100.0, 110.0, 120.0], "std": [50.0, 40.0, 60.0]}
+    inside = build_model("student", (32, 32, 3), seed=0, normalization=norm)
+    outside = build_model("student", (32, 32, 3), seed=0)
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    xn = (x - np.array(norm["mean"], "float32")) / np.array(norm["std"], "float32")
+    np.testing.assert_allclose(np.asarray(inside(x)), np.asarray(outside(xn)), rtol=1e-4, atol=1e-4)
+    assert inside.count_params() == outside.count_params()  # the reference counts stay exact
 
 
 def test_input_size_the_architecture_cannot_take():
@@ -46,7 +68,8 @@ def test_input_size_the_architecture_cannot_take():
 
 
 def test_unknown_model_lists_valid_names_and_suggests():
-    with pytest.raises(SatsegError, match=r"unknown model 'studnet'; valid names: teacher, student, edge\. Did you mean 'student'\?"):
+    with pytest.raises(SatsegError, match=r"unknown model 'studnet'; valid names: teacher, student, edge, lite0_unet, "
+                                          r"lite0_edge\. Did you mean 'student'\?"):
         build_model("studnet")
 
 
@@ -60,7 +83,7 @@ def test_builders_are_deterministic_under_a_seed():
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_keras_round_trip_gives_identical_outputs(tmp_path, name):
-    m = build_model(name, (32, 32, 3), seed=0)
+    m = build(name, (32, 32, 3), seed=0)
     x = np.random.default_rng(1).random((2, 32, 32, 3)).astype("float32")
     m.save(tmp_path / "m.keras")
     back = keras.saving.load_model(tmp_path / "m.keras")  # plain Keras: no custom objects needed

@@ -2,11 +2,8 @@
 
 from pathlib import Path
 
-import click
-
+from satseg.cli.options import seed_option  # noqa: F401  (re-exported for older imports)
 from satseg.errors import SatsegError
-
-seed_option = click.option("--seed", default=42, show_default=True, help="Random seed (recorded in config.json).")
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "exported_models" / "student_distilled" / "model_int8.tflite"
 """The default model of `predict` and `evaluate`: the distilled student shipped in the repository."""

@@ -1,52 +1,60 @@
+from dataclasses import fields
 
 import click
 
-from satseg.cli.common import seed_option
+from satseg.cli.options import force_option
+from satseg.train import CHOICES, TrainConfig
+
+D = {f.name: f.default for f in fields(TrainConfig) if not callable(f.default_factory)}
+
+
+def _opt(*decls, key, **kw):
+    """An option whose default comes from TrainConfig (the one source of the recipe)."""
+    if key in CHOICES:
+        kw.setdefault("type", click.Choice(CHOICES[key]))
+    return click.option(*decls, default=D[key], show_default=True, **kw)
 
 
 @click.command("train")
-@click.option("--model", "model_name", default="student", show_default=True,
-              help="Zoo model to train (see `satseg models`).")
-@click.option("--data", type=click.Path(file_okay=False), help="Dataset root; default: built-in synthetic data.")
+@_opt("--model", "model_name", key="model", help="Zoo model to train (see `satseg models`).")
+@click.option("--data", type=click.Path(file_okay=False), help="Dataset root [default: built-in synthetic scenes, with a notice].")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/<model>-<time>].")
 @click.option("--teacher", type=click.Path(dir_okay=False), help="Teacher .keras file: distil into --model.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
-              help="Continue an interrupted run from its last finished epoch (options other than --epochs are ignored).")
-@click.option("--force", is_flag=True, help="Overwrite an existing run directory.")
-@click.option("--epochs", default=20, show_default=True)
-@click.option("--batch-size", default=16, show_default=True, help="Global batch size.")
-@click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--patch-size", default=256, show_default=True)
-@click.option("--patch-mode", type=click.Choice(["crop", "pad"]), default="crop", show_default=True)
-@click.option("--normalization", type=click.Choice(["minmax", "standard"]), default="minmax", show_default=True)
-@click.option("--loss", type=click.Choice(["ce", "dice", "focal", "dice_focal"]), default="ce", show_default=True)
-@click.option("--alpha", default=0.1, show_default=True, help="Weight of the student loss when distilling.")
-@click.option("--temperature", default=3.0, show_default=True, help="Distillation temperature T.")
-@click.option("--distill-mode", type=click.Choice(["offline", "online"]), default="offline", show_default=True,
-              help="offline: teacher logits computed once and cached; online: teacher runs every step.")
-@click.option("--split", type=click.Choice(["image", "patch"]), default="image", show_default=True,
-              help="image: whole images per split (no leakage); patch: the reference's random patch split.")
-@click.option("--max-patches", type=int, help="Use only N patches (quick checks).")
-@click.option("--patience", type=int, help="Stop early after N epochs without a better val mIoU.")
-@click.option("--no-augment", is_flag=True, help="Disable flips and 90-degree rotations.")
-@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
-              show_default=True, help="mirrored: all local GPUs; multiworker: across machines (TF_CONFIG).")
-@seed_option
-def command(model_name, data, out, teacher, resume_dir, force, epochs, batch_size, lr, patch_size, patch_mode,
-            normalization, loss, alpha, temperature, distill_mode, split, max_patches, patience, no_augment,
-            strategy, seed):
+              help="Continue a run from its last finished epoch (options other than --epochs are ignored).")
+@force_option
+@_opt("--epochs", key="epochs", type=click.IntRange(min=1))
+@_opt("--batch-size", key="batch_size", type=click.IntRange(min=1), help="Global batch size.")
+@_opt("--lr", key="lr", type=float, help="Peak learning rate (AdamW).")
+@_opt("--lr-schedule", key="lr_schedule", help="cosine: one warm-up epoch, then cosine decay.")
+@_opt("--weight-decay", key="weight_decay", type=float, help="AdamW weight decay; 0: Adam.")
+@_opt("--patch-size", key="patch_size", type=click.IntRange(min=1), help="Training crop / patch size.")
+@_opt("--sampling", key="sampling", help="crops: new random crops of whole images each epoch; grid: fixed patches (reference).")
+@_opt("--crops-per-epoch", key="crops_per_epoch", type=click.IntRange(min=1))
+@_opt("--patch-mode", key="patch_mode", help="Grid patches: crop drops the borders (reference), pad keeps them.")
+@_opt("--normalization", key="normalization",
+      help="auto: ImageNet statistics for pretrained encoders, else the training images' (inside the model); minmax: per patch (reference).")
+@_opt("--loss", key="loss")
+@_opt("--alpha", key="alpha", type=float, help="Weight of the student loss when distilling.")
+@_opt("--temperature", key="temperature", type=float, help="Distillation temperature T.")
+@_opt("--distill-mode", key="distill_mode",
+      help="offline: teacher logits computed once and cached; online: teacher runs every step.")
+@_opt("--split", key="split", help="image: whole images per split (no leakage); patch: the reference's random patch split.")
+@click.option("--max-patches", type=click.IntRange(min=1), help="Grid sampling: use only N patches (quick checks).")
+@click.option("--patience", type=click.IntRange(min=1), help="Stop early after N epochs without a better val mIoU.")
+@click.option("--no-augment", is_flag=True, help="Disable flips, rotations, scale and photometric jitter.")
+@_opt("--strategy", key="strategy", help="mirrored: all local GPUs; multiworker: across machines (TF_CONFIG).")
+@_opt("--seed", key="seed", type=int, help="Random seed (recorded in config.json).")
+def command(model_name, data, out, teacher, resume_dir, force, no_augment, **kw):
     """Train a teacher, a student from scratch, or a distilled student (--teacher)."""
-    from satseg.train import TrainConfig, default_run_dir, resume, train
+    from satseg.train import default_run_dir, resume, train
 
     if resume_dir:
         src = click.get_current_context().get_parameter_source("epochs")
-        summary = resume(resume_dir, epochs=epochs if src == click.core.ParameterSource.COMMANDLINE else None)
+        summary = resume(resume_dir, epochs=kw["epochs"] if src == click.core.ParameterSource.COMMANDLINE else None)
     else:
-        cfg = TrainConfig(model=model_name, data=data, teacher=teacher, epochs=epochs, batch_size=batch_size,
-                          lr=lr, patch_size=patch_size, patch_mode=patch_mode, normalization=normalization,
-                          loss=loss, alpha=alpha, temperature=temperature, distill_mode=distill_mode,
-                          split=split, max_patches=max_patches, seed=seed, augment=not no_augment,
-                          strategy=strategy, patience=patience)
+        cfg = TrainConfig(model=model_name, data=data, teacher=teacher, augment=not no_augment, **kw)
         summary = train(cfg, out or default_run_dir(model_name, bool(teacher)), force=force)
-    click.echo(f"done: best val mIoU {summary['best_val_miou']:.4f} at epoch {summary['best_epoch']} "
+    best = summary.get("best_val_miou")
+    click.echo(f"done: best val mIoU {best if best is None else f'{best:.4f}'} at epoch {summary['best_epoch']} "
                f"of {summary['epochs']}; model: {summary['model']}")

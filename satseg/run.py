@@ -1,0 +1,132 @@
+"""The run directory: one object reads and writes everything a training run keeps.
+
+``config.json`` (every setting, absolute paths, the split by image, versions, seed),
+``satseg.json`` (the model's contract), ``history.csv``, ``checkpoint/`` (the state that an exact
+resume needs: weights, optimizer, random-generator states, best score), ``best.keras``,
+``model.keras``, ``summary.json`` and the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+from satseg.atomic import atomic_write, atomic_write_text
+from satseg.errors import SatsegError
+
+
+def _finite(obj):
+    """JSON-safe: NaN and infinities become null (``json`` would write bare ``NaN``)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path, obj) -> Path:
+    return atomic_write_text(path, json.dumps(_finite(obj), indent=2) + "\n")
+
+
+class RunDir:
+    """A training run's folder. ``RunDir(path)`` never writes; ``create`` and ``check_*`` say
+    up front whether a run can start or resume there."""
+
+    def __init__(self, path):
+        self.path = Path(path).absolute()
+
+    def __str__(self):
+        return str(self.path)
+
+    def __truediv__(self, name):
+        return self.path / name
+
+    # --- state --------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def check_new(self, force: bool):
+        """A new run may start here: the folder is absent or empty, or ``force``; and it is writable."""
+        if self.path.exists() and not self.path.is_dir():
+            raise SatsegError(f"{self.path}: exists and is not a directory")
+        if self.path.is_dir() and any(self.path.iterdir()) and not force:
+            raise SatsegError(f"{self.path}: run directory exists; pass --force to overwrite it "
+                              f"or --resume {self.path} to continue it")
+        parent = self.path
+        while not parent.exists():
+            parent = parent.parent
+        import os
+
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise SatsegError(f"{self.path}: cannot write here (no permission on {parent})")
+
+    def create(self, force: bool):
+        self.check_new(force)
+        if self.path.is_dir() and force:
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def config(self) -> dict:
+        """The whole ``config.json`` document; a one-line error when absent or broken."""
+        if not self.path.is_dir():
+            raise SatsegError(f"{self.path}: run directory not found")
+        if not self.config_path.is_file():
+            raise SatsegError(f"{self.path}: not a run directory (no config.json)")
+        try:
+            doc = json.loads(self.config_path.read_text())
+            doc["config"]["model"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise SatsegError(f"{self.config_path}: not a valid run config ({type(e).__name__}: {e})") from None
+        return doc
+
+    def spec(self):
+        from satseg.classes import ModelSpec
+
+        return ModelSpec.from_dict(self.config()["spec"])
+
+    def write_config(self, doc: dict):
+        write_json(self.config_path, doc)
+
+    def record_change(self, key: str, old, new):
+        doc = self.config()
+        doc.setdefault("changes", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), key: {"from": old, "to": new}})
+        doc["config"][key] = new
+        self.write_config(doc)
+
+    # --- checkpoint -------------------------------------------------------------------------
+    def checkpoint(self) -> dict | None:
+        """The last committed checkpoint's metadata ({"epoch", "best", ...}) or None."""
+        meta = self.checkpoint_dir / "state.json"
+        if not meta.is_file():
+            return None
+        try:
+            return json.loads(meta.read_text())
+        except ValueError:
+            raise SatsegError(f"{meta}: broken checkpoint metadata; remove {self.checkpoint_dir} to restart the run") from None
+
+    def finished_epochs(self) -> int:
+        ck = self.checkpoint()
+        return int(ck["epoch"]) if ck else 0
+
+    def summary(self) -> dict | None:
+        p = self.path / "summary.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def write_summary(self, summary: dict):
+        write_json(self.path / "summary.json", summary)
+
+    def save_model(self, model, name: str = "model.keras") -> Path:
+        return atomic_write(self.path / name, model.save)
