@@ -25,12 +25,11 @@ class EpochSetter(keras.callbacks.Callback):
             s.epoch = epoch
 
 
-def seed_states(model) -> dict:
-    """Every random-generator state of a model (dropout masks and the like), by variable path.
-    ``save_weights`` does not store them, so without these a resumed run draws other masks."""
-    import numpy as np
-
-    return {v.path: np.asarray(v).tolist() for v in model.variables if v.path.endswith("seed_generator_state")}
+def seed_variables(model) -> list:
+    """Every random-generator state variable of a model (dropout masks and the like), in the
+    model's own order (names differ between processes). ``save_weights`` does not store them,
+    so without these a resumed run draws other masks."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -55,14 +54,21 @@ class RunCheckpoint(keras.callbacks.Callback):
         if not ck:
             return
         self.model.load_weights(self.run.checkpoint_dir / ck["weights"])
-        states = ck.get("seeds", {})
-        for v in self.model.variables:
-            if v.path in states:
-                v.assign(np.asarray(states[v.path], dtype=v.dtype))
+        states = ck.get("seeds", [])
+        seeds = seed_variables(self.model)
+        if len(states) != len(seeds):
+            from satseg.errors import SatsegError
+
+            raise SatsegError(f"{self.run.checkpoint_dir}: checkpoint holds {len(states)} random states, "
+                              f"the model has {len(seeds)}")
+        for v, state in zip(seeds, states):
+            v.assign(np.asarray(state, dtype=v.dtype))
         self.best, self.best_epoch = ck.get("best"), ck.get("best_epoch")
         self.model._initial_epoch = int(ck["epoch"])
 
     def on_epoch_end(self, epoch, logs=None):
+        import numpy as np
+
         current = (logs or {}).get(self.monitor)
         if current is not None and not math.isnan(float(current)) and (self.best is None or float(current) > self.best):
             self.best, self.best_epoch = float(current), epoch + 1
@@ -75,7 +81,7 @@ class RunCheckpoint(keras.callbacks.Callback):
 
         write_json(ck_dir / "state.json", {"epoch": epoch + 1, "weights": name, "best": self.best,
                                            "best_epoch": self.best_epoch, "monitor": self.monitor,
-                                           "seeds": seed_states(self.model)})
+                                           "seeds": [np.asarray(v).tolist() for v in seed_variables(self.model)]})
         for old in ck_dir.glob("epoch*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)

@@ -43,6 +43,9 @@ class RunDir:
     def __str__(self):
         return str(self.path)
 
+    def __fspath__(self):
+        return str(self.path)
+
     def __truediv__(self, name):
         return self.path / name
 

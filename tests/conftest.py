@@ -26,7 +26,7 @@ def trained_student(tmp_path_factory, tiny_dataset):
     from satseg.train import TrainConfig, train
 
     run = tmp_path_factory.mktemp("runs") / "student"
-    train(TrainConfig(model="student", data=str(tiny_dataset), epochs=4, batch_size=8, patch_size=32,
+    train(TrainConfig(model="student", data=str(tiny_dataset), epochs=4, batch_size=8, patch_size=32, crops_per_epoch=64,
                       loss="ce", seed=3, lr=1e-2), run, verbose=0)
     return run
 
