@@ -99,13 +99,49 @@ def spec_path_for(model_path) -> Path:
     return p.with_name(p.name.rsplit(".", 1)[0] + ".satseg.json")
 
 
+REQUIRED_SPEC_KEYS = ("classes", "normalization", "patch_size", "bands")
+
+
+def read_spec(path) -> ModelSpec:
+    """Parse and check one spec file: valid JSON, every key present, consistent classes."""
+    from satseg.errors import ModelFileError
+
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelFileError(f"{path}: model spec is not valid JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(d, dict):
+        raise ModelFileError(f"{path}: model spec must be a JSON object")
+    missing = [k for k in REQUIRED_SPEC_KEYS if k not in d]
+    if missing:
+        raise ModelFileError(f"{path}: model spec lacks {', '.join(missing)}")
+    try:
+        spec = ModelSpec.from_dict(d)
+        ids = [int(c["id"]) for c in spec.classes]
+        [tuple(int(v) for v in c["color"]) for c in spec.classes]
+        kind = spec.normalization["kind"]
+        int(spec.patch_size), int(spec.bands)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: malformed model spec ({type(e).__name__}: {e})") from None
+    if ids != list(range(len(ids))) or not ids:
+        raise ModelFileError(f"{path}: class ids must be 0..N-1 in order, got {ids}")
+    if kind not in ("in_model", "minmax", "standard"):
+        raise ModelFileError(f"{path}: unknown normalization kind '{kind}'")
+    if spec.patch_size < 1 or spec.bands < 1:
+        raise ModelFileError(f"{path}: patch_size and bands must be positive")
+    return spec
+
+
 def load_spec(model_path) -> ModelSpec:
     """The spec that travels with a model; falls back to ``satseg.json`` in the same folder."""
+    from satseg.errors import ModelFileError
+
     p = Path(model_path)
     for cand in (spec_path_for(p), p.parent / "satseg.json"):
         if cand.is_file():
-            return ModelSpec.from_dict(json.loads(cand.read_text()))
-    raise FileNotFoundError(
+            return read_spec(cand)
+    raise ModelFileError(
         f"{p}: no model spec found (looked for {spec_path_for(p).name} and satseg.json beside it); "
         "it records the classes, normalisation and patch size the model was trained with")
 

@@ -25,6 +25,7 @@ from satseg.imaging import (
     read_mask,
     resize,
 )
+from satseg.progress import progress as bar
 
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
@@ -100,19 +101,15 @@ def load_patches(root, patch_size: int = DEFAULT_PATCH_SIZE, mode: str = "crop",
     normalization = normalization or {"kind": "minmax"}
     samples = find_samples(root)
     xs, ms, src = [], [], []
-    it = samples
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(samples, desc="reading images", unit="img")
-    for i, s in enumerate(it):
-        li = load_sample(s, classes, bands)
-        if bands is None:
-            bands = li.image.shape[-1]
-        px, pm = cut_patches(li.image, li.mask, patch_size, mode)
-        xs.extend(normalize(p, normalization) for p in px)
-        ms.append(pm)
-        src.extend([i] * len(px))
+    with bar(samples, progress, desc="reading images", unit="img") as it:
+        for i, s in enumerate(it):
+            li = load_sample(s, classes, bands)
+            if bands is None:
+                bands = li.image.shape[-1]
+            px, pm = cut_patches(li.image, li.mask, patch_size, mode)
+            xs.extend(normalize(p, normalization) for p in px)
+            ms.append(pm)
+            src.extend([i] * len(px))
     if not xs:
         raise DataError(f"{root}: no {patch_size}x{patch_size} patch fits in any image "
                         "(use --patch-mode pad or a smaller --patch-size)")
@@ -170,22 +167,18 @@ def inspect(root, patch_size: int = DEFAULT_PATCH_SIZE, classes=DUBAI_CLASSES, p
     counts = np.zeros(len(classes), np.int64)
     total = ignored = patches = 0
     images = []
-    it = samples
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(samples, desc="inspecting", unit="img", leave=False)
-    for s in it:
-        li = load_sample(s, classes)
-        h, w = li.mask.shape
-        n = len(crop_grid(h, w, patch_size))
-        patches += n
-        valid = li.mask[li.mask != IGNORE_LABEL]
-        counts += np.bincount(valid, minlength=len(classes))[: len(classes)]
-        total += h * w
-        ignored += li.ignored
-        images.append({"image": str(s.image), "width": w, "height": h, "bands": li.image.shape[-1],
-                       "dtype": str(li.image.dtype), "patches": n, "ignored_pixels": li.ignored})
+    with bar(samples, progress, desc="inspecting", unit="img", leave=False) as it:
+        for s in it:
+            li = load_sample(s, classes)
+            h, w = li.mask.shape
+            n = len(crop_grid(h, w, patch_size))
+            patches += n
+            valid = li.mask[li.mask != IGNORE_LABEL]
+            counts += np.bincount(valid, minlength=len(classes))[: len(classes)]
+            total += h * w
+            ignored += li.ignored
+            images.append({"image": str(s.image), "width": w, "height": h, "bands": li.image.shape[-1],
+                           "dtype": str(li.image.dtype), "patches": n, "ignored_pixels": li.ignored})
     labelled = max(int(counts.sum()), 1)
     return {
         "root": str(root),
@@ -205,16 +198,12 @@ def inspect(root, patch_size: int = DEFAULT_PATCH_SIZE, classes=DUBAI_CLASSES, p
 def load_images(samples: list[Sample], classes=DUBAI_CLASSES, bands: int | None = None,
                 progress: bool = False) -> list[LoadedImage]:
     """Decode every sample once (raw pixels and class ids), checking band counts agree."""
-    it = samples
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(samples, desc="reading images", unit="img", leave=False)
     out = []
-    for s in it:
-        li = load_sample(s, classes, bands)
-        bands = li.image.shape[-1]
-        out.append(li)
+    with bar(samples, progress, desc="reading images", unit="img", leave=False) as it:
+        for s in it:
+            li = load_sample(s, classes, bands)
+            bands = li.image.shape[-1]
+            out.append(li)
     return out
 
 

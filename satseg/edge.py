@@ -115,14 +115,23 @@ class EdgeModel:
     def __init__(self, path, num_threads: int | None = None, spec: ModelSpec | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
+        from satseg.errors import ModelFileError
+
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: model file not found")
+            raise ModelFileError(f"{self.path}: model file not found")
         self.spec = spec or load_spec(self.path)
-        self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads or os.cpu_count())
-        self.interpreter.allocate_tensors()
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads or os.cpu_count())
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ModelFileError(f"{self.path}: not a usable LiteRT model ({msg[:160]})") from None
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]
+        k = int(self._out["shape"][-1])
+        if k != self.spec.num_classes:
+            raise ModelFileError(f"{self.path}: the model predicts {k} classes, its spec lists {self.spec.num_classes}")
         if tuple(self._in["shape"][1:3]) != (self.spec.patch_size, self.spec.patch_size):
             self.spec.patch_size = int(self._in["shape"][1])
 
@@ -249,15 +258,17 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
 
         bar = tqdm(total=len(pairs), unit="img", desc="predicting")
     written = []
-    for src, rel in pairs:
-        image = read_image(src, bands=model.spec.bands)
-        ids = predict_ids_tiled(image, model.predict_patches, model.spec, overlap)
-        del image  # before the writers allocate
-        written += write_prediction(ids, out_dir / rel, model.spec, source=src)
+    try:
+        for src, rel in pairs:
+            image = read_image(src, bands=model.spec.bands)
+            ids = predict_ids_tiled(image, model.predict_patches, model.spec, overlap)
+            del image  # before the writers allocate
+            written += write_prediction(ids, out_dir / rel, model.spec, source=src)
+            if bar is not None:
+                bar.update(1)
+    finally:
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
     return written
 
 

@@ -7,3 +7,7 @@ class SatsegError(Exception):
 
 class DataError(SatsegError, ValueError):
     """A dataset, image or mask that cannot be used; the message names the file."""
+
+
+class ModelFileError(SatsegError, FileNotFoundError):
+    """A model file or its spec sidecar that is missing, broken or does not fit; names the file."""

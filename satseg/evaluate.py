@@ -14,6 +14,8 @@ from satseg.classes import ModelSpec, class_names, load_spec
 from satseg.errors import SatsegError
 from satseg.imaging import softmax
 
+PLOT_FILES = ("pr_curve.png", "predictions.png", "confusion.png")
+
 
 class Predictor:
     """Anything a model file can be, as ``spec`` + ``predict_patches`` (normalised -> probs)."""
@@ -39,9 +41,12 @@ def load_predictor(path, num_threads: int | None = None) -> Predictor:
         m = EdgeModel(path, num_threads=num_threads, spec=spec)
         return Predictor(m.spec, m.predict_patches, "tflite", path)
     if path.suffix == ".keras":
-        import keras
+        from satseg.models import load_model_file
 
-        model = keras.saving.load_model(path, compile=False)
+        model = load_model_file(path)
+        if model.output_shape[-1] != spec.num_classes:
+            raise SatsegError(f"{path}: the model predicts {model.output_shape[-1]} classes, its spec lists "
+                              f"{spec.num_classes}")
 
         def fn(x):
             return softmax(np.asarray(model(x, training=False), np.float32))
@@ -50,7 +55,10 @@ def load_predictor(path, num_threads: int | None = None) -> Predictor:
     if path.is_dir() and (path / "saved_model.pb").exists():
         import tensorflow as tf
 
-        loaded = tf.saved_model.load(str(path))
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as e:  # a damaged SavedModel: protobuf, IO or graph errors
+            raise SatsegError(f"{path}: cannot load the SavedModel ({type(e).__name__})") from None
         serve = loaded.serve if hasattr(loaded, "serve") else loaded.signatures["serving_default"]
 
         def fn(x, loaded=loaded):  # keeps the loaded object (and its variables) alive
@@ -101,24 +109,22 @@ def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, ove
     pixels = 0
     pr_labels, pr_probs, panels = [], [], []
     rng = np.random.default_rng(seed)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from satseg.progress import progress as bar
 
-        bar = tqdm(samples, unit="img", desc="evaluating")
-    for s in bar if bar is not None else samples:
-        li = load_sample(s, spec.seg_classes, spec.bands)
-        probs = predict_tiled(li.image, predictor.predict_patches, spec, overlap,
-                              batch_size=1 if predictor.kind == "tflite" else 8)
-        pred = probs.argmax(-1)
-        cm.update(li.mask, pred)
-        pixels += li.mask.size
-        if plots_dir is not None:
-            sel = rng.choice(li.mask.size, min(20000, li.mask.size), replace=False)
-            pr_labels.append(li.mask.reshape(-1)[sel])
-            pr_probs.append(probs.reshape(-1, probs.shape[-1])[sel])
-            if len(panels) < keep_panels:
-                panels.append((li.image, li.mask, pred.astype(np.uint8), f"{s.group}/{s.image.name}"))
+    with bar(samples, progress, unit="img", desc="evaluating") as it:
+        for s in it:
+            li = load_sample(s, spec.seg_classes, spec.bands)
+            probs = predict_tiled(li.image, predictor.predict_patches, spec, overlap,
+                                  batch_size=1 if predictor.kind == "tflite" else 8)
+            pred = probs.argmax(-1)
+            cm.update(li.mask, pred)
+            pixels += li.mask.size
+            if plots_dir is not None:
+                sel = rng.choice(li.mask.size, min(20000, li.mask.size), replace=False)
+                pr_labels.append(li.mask.reshape(-1)[sel])
+                pr_probs.append(probs.reshape(-1, probs.shape[-1])[sel])
+                if len(panels) < keep_panels:
+                    panels.append((li.image, li.mask, pred.astype(np.uint8), f"{s.group}/{s.image.name}"))
     result = {"model": str(predictor.path), "kind": predictor.kind, "data": str(data), "split": split,
               "seed": seed, "images": len(samples), "pixels": int(pixels),
               "ignored_pixels": int(pixels - cm.matrix.sum()), "overlap": overlap,

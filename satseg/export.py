@@ -139,6 +139,24 @@ def calibration_patches(model_path: Path, data: str | None, spec: ModelSpec, n_c
     return calib, parity, masks
 
 
+def remove_stale_temporaries(out_dir: Path):
+    """Remove the temporary folders of exports into ``out_dir`` that were killed (their
+    process is gone), so a kill -9 leaves no debris behind for good."""
+    for tmp in out_dir.parent.glob(f".{out_dir.name}.export-*-*"):
+        try:
+            pid = int(tmp.name[len(f".{out_dir.name}.export-"):].split("-")[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or not tmp.is_dir() or tmp.is_symlink():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 def _miou_and_iou(masks, preds, k):
     from satseg.metrics import ConfusionMatrix
 
@@ -150,10 +168,9 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
                  int8_io: bool = False, force: bool = False, n_calibration: int = 64, n_parity: int = 32,
                  log=print) -> dict:
     """Export ``model_path`` (.keras) to ``out_dir``; returns the report (also written there)."""
-    import keras
 
     from satseg.edge import EdgeModel
-    from satseg.models import model_stats
+    from satseg.models import load_model_file, model_stats
     from satseg.train import predict_logits
 
     model_path, out_dir = Path(model_path), Path(out_dir)
@@ -162,13 +179,17 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
         raise SatsegError(f"unknown format(s) {', '.join(unknown)}; valid: {', '.join(FORMATS)}")
     if not model_path.is_file():
         raise SatsegError(f"{model_path}: model file not found")
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise SatsegError(f"{out_dir}: output directory exists; pass --force to overwrite it")
-    try:
-        spec = load_spec(model_path)
-    except FileNotFoundError as e:
-        raise SatsegError(str(e)) from None
-    model = keras.saving.load_model(model_path, compile=False)
+    if teacher and not Path(teacher).is_file():
+        raise SatsegError(f"{teacher}: teacher model file not found")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
+        raise SatsegError(f"{out_dir}: output exists; pass --force to overwrite it")
+    spec = load_spec(model_path)
+    model = load_model_file(model_path)
+    if model.output_shape[-1] != spec.num_classes:
+        raise SatsegError(f"{model_path}: the model predicts {model.output_shape[-1]} classes, its spec lists "
+                          f"{spec.num_classes}")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     fixed = fixed_batch(model, spec)
     serving = with_probs_head(fixed)
     stats = model_stats(fixed)
@@ -179,7 +200,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
     ref_pred = predict_logits(model, parity_x).argmax(-1)
     ref_miou, ref_iou = _miou_and_iou(parity_y, ref_pred, k)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-{os.getpid()}-", dir=out_dir.parent))
     artifacts = []
     try:
         for fmt in formats:
@@ -242,9 +263,9 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
 def teacher_reference(teacher_path, spec: ModelSpec, calib) -> dict:
     """Sizes of the teacher as the reference reported them: ``.keras`` with Adam state, and
     its float32 LiteRT file."""
-    import keras
+    from satseg.models import load_model_file
 
-    teacher = keras.saving.load_model(teacher_path, compile=False)
+    teacher = load_model_file(teacher_path, "teacher")
     return {
         "path": str(teacher_path), "params": int(teacher.count_params()),
         "keras_bytes": Path(teacher_path).stat().st_size,

@@ -36,9 +36,16 @@ def read_image(path, bands: int | None = None) -> np.ndarray:
 
             with Image.open(path) as im:
                 im.load()
-                if im.mode not in ("RGB", "L", "RGBA"):
-                    im = im.convert("RGB")
-                arr = np.asarray(im)
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit single band (class ids, DEMs)
+                    arr = np.asarray(im)
+                    if arr.dtype != np.uint16:
+                        if arr.min() < 0 or arr.max() > 65535:
+                            raise ValueError(f"{im.mode} values outside 0..65535")
+                        arr = arr.astype(np.uint16)
+                else:
+                    if im.mode not in ("RGB", "L", "RGBA"):
+                        im = im.convert("RGB")
+                    arr = np.asarray(im)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Exception as e:  # corrupt, truncated or unknown formats

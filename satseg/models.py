@@ -337,6 +337,25 @@ def build_model(name: str, input_shape=ANY_SIZE, num_classes: int = 6, seed: int
     return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
 
 
+def load_model_file(path, what: str = "model"):
+    """A ``.keras`` file as a Keras model; one-line errors for missing, unsafe or broken files."""
+    from pathlib import Path
+
+    from satseg.errors import ModelFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: {what} file not found")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # Keras raises ValueError, OSError, zipfile errors, ...
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path}: cannot load the {what} ({msg[:200]})") from None
+    if not isinstance(model, keras.Model):
+        raise ModelFileError(f"{path}: holds a {type(model).__name__}, not a Keras model")
+    return model
+
+
 # --- statistics ----------------------------------------------------------------------------
 
 CONV_TYPES = (layers.Conv2D, layers.Conv2DTranspose, layers.SeparableConv2D, layers.DepthwiseConv2D)

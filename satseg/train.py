@@ -135,25 +135,12 @@ def make_strategy(name: str):
 
 # --- teacher -------------------------------------------------------------------------------
 
-def load_model_file(path, what: str = "model"):
-    """A ``.keras`` file as a Keras model; one-line errors for missing, unsafe or broken files."""
-    import keras
-
-    path = Path(path)
-    if not path.is_file():
-        raise SatsegError(f"{path}: {what} file not found")
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as e:  # Keras raises ValueError, OSError, zipfile errors, ...
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SatsegError(f"{path}: cannot load the {what} ({msg[:200]})") from None
-
-
 def load_teacher(cfg: TrainConfig, strategy):
     """The frozen teacher with its spec, checked against the student's classes."""
     if not cfg.teacher:
         return None, None
     from satseg.classes import load_spec
+    from satseg.models import load_model_file
 
     with strategy.scope():  # an online teacher runs on every replica
         teacher = load_model_file(cfg.teacher, "teacher")
@@ -164,6 +151,16 @@ def load_teacher(cfg: TrainConfig, strategy):
     k = teacher.output_shape[-1]
     if k != len(DUBAI_CLASSES) or tspec.num_classes != k:
         raise SatsegError(f"{cfg.teacher}: teacher predicts {k} classes, the student {len(DUBAI_CLASSES)}")
+    if cfg.sampling == "crops":  # teacher and student see the same crop of a whole image
+        if None not in teacher.input_shape[1:3]:
+            raise SatsegError(f"{cfg.teacher}: teacher takes only {teacher.input_shape[1]}x{teacher.input_shape[2]} "
+                              "inputs; random crops need a fully convolutional teacher (or --sampling grid)")
+        if tspec.normalization.get("kind") != "in_model":
+            raise SatsegError(f"{cfg.teacher}: a teacher with per-patch normalisation cannot label whole images; "
+                              "use --sampling grid")
+    elif None not in teacher.input_shape[1:3] and teacher.input_shape[1] != cfg.patch_size:
+        raise SatsegError(f"{cfg.teacher}: teacher takes {teacher.input_shape[1]} px patches, "
+                          f"--patch-size is {cfg.patch_size}")
     return teacher, tspec
 
 
@@ -280,9 +277,6 @@ def cache_teacher_logits(cfg: TrainConfig, teacher, tspec: ModelSpec, data: Trai
                               f"the student's; use --normalization to match it")
         out = predict_logits(teacher, data.grid[0], cfg.batch_size, np.float16)
     else:
-        if tspec.normalization.get("kind") != "in_model":
-            raise SatsegError(f"{cfg.teacher}: a teacher with per-patch normalisation cannot label whole images; "
-                              "use --sampling grid")
         stride = STRIDES.get(tspec.architecture, 32)
         out = [whole_image_logits(teacher, li.image, stride) for li in data.train]
     print(f"cached teacher logits for {len(out)} training {'patches' if data.grid is not None else 'images'} "
@@ -410,6 +404,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
 def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:
     """``model.keras`` (the best epoch's model), ``model.satseg.json``, the plots, ``summary.json``."""
     from satseg.callbacks import read_history
+    from satseg.models import load_model_file
 
     best_path = run / "best.keras"
     best = load_model_file(best_path) if best_path.exists() else trainer.student

@@ -15,3 +15,26 @@ def default_model(path):
     if not SHIPPED_MODEL.exists():
         raise SatsegError(f"no --model given and the shipped default {SHIPPED_MODEL} is missing")
     return str(SHIPPED_MODEL)
+
+
+def check_outputs(paths, force: bool):
+    """Before any work: refuse to overwrite existing results without --force, and make sure
+    the folders they go to can be written."""
+    for path in paths:
+        if path is None:
+            continue
+        path = Path(path)
+        if path.exists() and not force:
+            raise SatsegError(f"{path}: exists; pass --force to overwrite it")
+        check_writable(path.parent, path)
+
+
+def check_writable(folder, target=None):
+    """``folder`` exists as a writable folder or can be created under one."""
+    import os
+
+    parent = Path(folder)
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise SatsegError(f"{target or folder}: cannot write there ({parent} is not a writable folder)")

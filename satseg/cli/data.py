@@ -2,6 +2,9 @@ import json
 
 import click
 
+from satseg.cli.common import check_outputs
+from satseg.cli.options import force_option
+
 
 @click.group("data")
 def command():
@@ -10,13 +13,15 @@ def command():
 
 @command.command("inspect")
 @click.argument("path", type=click.Path(file_okay=False))
-@click.option("--patch-size", default=256, show_default=True)
+@click.option("--patch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a picture of a few pairs and the class histogram.")
-def inspect_cmd(path, patch_size, as_json, plot):
+@force_option
+def inspect_cmd(path, patch_size, as_json, plot, force):
     """Images, sizes, patch count, class pixel shares, off-palette (ignored) share."""
     from satseg.data import find_samples, inspect, load_sample
 
+    check_outputs([plot], force)
     info = inspect(path, patch_size, progress=not as_json)
     if plot:
         from satseg.plots import plot_dataset
@@ -42,13 +47,20 @@ def inspect_cmd(path, patch_size, as_json, plot):
 
 @command.command("synth")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--tiles", default=2, show_default=True)
-@click.option("--images-per-tile", default=4, show_default=True)
-@click.option("--size", default=512, show_default=True, help="Square image size in pixels.")
+@click.option("--tiles", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--images-per-tile", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--size", default=512, show_default=True, type=click.IntRange(min=16), help="Square image size in pixels.")
 @click.option("--seed", default=0, show_default=True)
-def synth_cmd(out, tiles, images_per_tile, size, seed):
+@force_option
+def synth_cmd(out, tiles, images_per_tile, size, seed, force):
     """Write a synthetic dataset in the Dubai layout (no download needed)."""
+    import shutil
+    from pathlib import Path
+
     from satseg.synthetic import write_dataset
 
+    if Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
+        check_outputs([out], force)
+        shutil.rmtree(out)
     write_dataset(out, tiles, images_per_tile, (size, size), seed)
     click.echo(f"wrote {tiles * images_per_tile} synthetic images to {out}")

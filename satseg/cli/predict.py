@@ -1,6 +1,7 @@
 import click
 
-from satseg.cli.common import default_model
+from satseg.cli.common import check_writable, default_model
+from satseg.cli.options import force_option, overlap_option
 
 
 @click.command("predict")
@@ -8,9 +9,9 @@ from satseg.cli.common import default_model
 @click.option("--model", "model_path", type=click.Path(),
               help=".tflite (edge runtime, no TensorFlow) or .keras [default: the shipped distilled student].")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--overlap", type=int, help="Tile overlap in pixels [default: a quarter of the patch].")
-@click.option("--threads", type=int, help="LiteRT threads [default: all cores].")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@overlap_option
+@click.option("--threads", type=click.IntRange(min=1), help="LiteRT threads [default: all cores].")
+@force_option
 def command(inputs, model_path, out, overlap, threads, force):
     """Segment images of any size: writes NAME.png (class ids) and NAME_color.png.
 
@@ -21,20 +22,18 @@ def command(inputs, model_path, out, overlap, threads, force):
     from satseg.edge import predict_files
     from satseg.errors import SatsegError
 
+    check_writable(out)
     path = default_model(model_path)
     if str(path).endswith(".tflite"):
         from satseg.edge import EdgeModel
 
-        try:
-            model = EdgeModel(path, num_threads=threads)
-        except FileNotFoundError as e:
-            raise SatsegError(str(e)) from None
+        model = EdgeModel(path, num_threads=threads)
     else:
         from satseg.evaluate import load_predictor
 
         model = load_predictor(path)
     try:
         written = predict_files(model, inputs, out, overlap, force)
-    except (FileNotFoundError, FileExistsError) as e:
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as e:
         raise SatsegError(str(e)) from None
     click.echo(f"wrote {len(written)} files to {out}/")

@@ -1,0 +1,284 @@
+"""The fault-and-bad-input matrix: the CLI driven as a user would, in subprocesses.
+
+Every case asserts a non-zero exit, a last stderr line ``satseg: error: ...`` naming the file or
+option, no traceback, and that the files that were there before are byte-identical after.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from satseg.classes import save_spec
+
+from .helpers import pixel_model, pixel_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+
+pytestmark = pytest.mark.slow
+
+
+def satseg(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "satseg", *map(str, args)], capture_output=True, text=True,
+                          env=ENV, timeout=timeout)
+
+
+def snapshot(root: Path) -> dict:
+    return {p: (p.read_bytes() if p.is_file() and not p.is_symlink() else os.readlink(p) if p.is_symlink() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def assert_one_line_error(r, *needles):
+    assert r.returncode != 0, r.stdout[-1000:]
+    err = r.stderr.strip().splitlines()
+    assert err, "no error message"
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    last = err[-1]
+    assert last.startswith("satseg: error: ") or last.startswith("Error: "), last
+    for n in needles:
+        assert str(n) in last, (n, last)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_dataset):
+    """A tiny pixel model in every file form, an image, a run directory, and bad files."""
+    from satseg.export import convert_tflite, with_probs_head
+
+    d = tmp_path_factory.mktemp("world")
+    m = pixel_model(64)
+    tfl = d / "pixel.tflite"
+    tfl.write_bytes(convert_tflite(with_probs_head(m), "tflite_float32"))
+    save_spec(pixel_spec(64), d / "pixel.satseg.json")
+    m.save(d / "pixel.keras")
+    save_spec(pixel_spec(64), d / "pixel.satseg.json")
+    img = np.random.default_rng(0).integers(0, 256, (100, 130, 3)).astype(np.uint8)
+    Image.fromarray(img).save(d / "a.jpg")
+    bad = d / "bad"
+    bad.mkdir()
+    (bad / "empty.tflite").write_bytes(b"")
+    (bad / "corrupt.tflite").write_bytes(b"\x00garbage" * 100)
+    (bad / "truncated.tflite").write_bytes(tfl.read_bytes()[:1000])
+    for name in ("empty", "corrupt", "truncated"):
+        save_spec(pixel_spec(64), bad / f"{name}.satseg.json")
+    shutil.copy(tfl, bad / "notjson.tflite")
+    (bad / "notjson.satseg.json").write_text("{not json")
+    shutil.copy(tfl, bad / "missing.tflite")
+    (bad / "missing.satseg.json").write_text(json.dumps({"classes": pixel_spec().classes}))
+    shutil.copy(tfl, bad / "classes.tflite")
+    spec = pixel_spec(64)
+    spec.classes = spec.classes[:4]
+    save_spec(spec, bad / "classes.satseg.json")
+    (bad / "notmodel.keras").write_bytes(b"PK\x03\x04 this is not a keras zip")
+    save_spec(pixel_spec(64), bad / "notmodel.satseg.json")
+    nan = np.full((80, 80, 3), 0.5, np.float32)
+    nan[3, 4, 1] = np.nan
+    tifffile.imwrite(bad / "nan.tif", nan, photometric="rgb")
+    return {"dir": d, "tflite": tfl, "keras": d / "pixel.keras", "image": d / "a.jpg", "bad": bad,
+            "data": tiny_dataset}
+
+
+BAD_MODELS = [("empty.tflite", "not a usable LiteRT model"), ("corrupt.tflite", "not a usable LiteRT model"),
+              ("truncated.tflite", "not a usable LiteRT model"), ("notjson.tflite", "not valid JSON"),
+              ("missing.tflite", "lacks normalization, patch_size, bands"),
+              ("classes.tflite", "predicts 6 classes, its spec lists 4"), ("notmodel.keras", "cannot load the model")]
+
+
+@pytest.mark.parametrize("name,message", BAD_MODELS)
+def test_bad_model_files(world, tmp_path, name, message):
+    model = world["bad"] / name
+    spec_file = model.with_name(model.name.rsplit(".", 1)[0] + ".satseg.json")
+    r = satseg("predict", world["image"], "--model", model, "--out", tmp_path / "out")
+    assert_one_line_error(r, spec_file.name if "JSON" in message or "lacks" in message else model.name, message)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("overlap", ["-200", "300", "129"])
+def test_overlap_out_of_range(world, tmp_path, overlap):
+    r = satseg("predict", world["image"], "--model", world["tflite"], "--out", tmp_path / "o", "--overlap", overlap)
+    assert_one_line_error(r, "--overlap")
+
+
+def test_nan_tiff_is_refused(world, tmp_path):
+    spec = pixel_spec(64)
+    r = satseg("predict", world["bad"] / "nan.tif", "--model", world["tflite"], "--out", tmp_path / "o")
+    assert_one_line_error(r, "nan.tif", "NaN or infinite")
+    assert spec.bands == 3
+
+
+def test_planted_symlink_at_a_temporary_name_is_not_followed(world, tmp_path):
+    target = tmp_path / "victim.txt"
+    target.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in (".a.tmp.png", ".a.png.tmp.png", ".a_color.png.tmp.png", ".a.tmp"):
+        (out / name).symlink_to(target)
+    r = satseg("predict", world["image"], "--model", world["tflite"], "--out", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert target.read_text() == "precious"
+    assert Image.open(out / "a.png").mode == "P"
+
+
+def test_savedmodel_input_works(world, tmp_path):
+    import keras
+
+    from satseg.export import with_probs_head
+
+    sm = tmp_path / "saved_model"
+    with_probs_head(keras.models.clone_model(pixel_model(64))).export(str(sm), format="tf_saved_model", verbose=False)
+    save_spec(pixel_spec(64), sm / "satseg.json")
+    r = satseg("predict", world["image"], "--model", sm, "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "o" / "a.png").exists()
+
+
+def _existing(tmp_path, name, content=b"old"):
+    p = tmp_path / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(content)
+    return p
+
+
+def test_evaluate_out_and_plots_are_not_overwritten(world, tmp_path):
+    out = _existing(tmp_path, "eval.json")
+    plots = tmp_path / "plots"
+    _existing(plots, "confusion.png")
+    before = snapshot(tmp_path)
+    for extra in (["--out", out], ["--plots", plots]):
+        r = satseg("evaluate", "--model", world["tflite"], "--data", world["data"], *extra)
+        assert_one_line_error(r, "exists; pass --force")
+    assert snapshot(tmp_path) == before
+
+
+def test_inspect_plot_and_synth_are_not_overwritten(world, tmp_path):
+    plot = _existing(tmp_path, "ds.png")
+    synth = tmp_path / "synth"
+    _existing(synth, "keep.txt")
+    before = snapshot(tmp_path)
+    assert_one_line_error(satseg("data", "inspect", world["data"], "--plot", plot), "ds.png", "--force")
+    assert_one_line_error(satseg("data", "synth", synth), "synth", "--force")
+    assert snapshot(tmp_path) == before
+
+
+def test_existing_predictions_are_not_overwritten(world, tmp_path):
+    out = tmp_path / "o"
+    _existing(out, "a.png")
+    before = snapshot(tmp_path)
+    assert_one_line_error(satseg("predict", world["image"], "--model", world["tflite"], "--out", out), "a.png", "--force")
+    assert snapshot(tmp_path) == before
+
+
+TRAIN_CASES = [
+    (["--model", "unet"], "unknown model 'unet'"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--patch-size", "0"], "--patch-size"),
+    (["--epochs", "0"], "--epochs"),
+    (["--patch-size", "40", "--model", "teacher"], "not a multiple of 16"),
+    (["--teacher", "TEACHER_MISSING"], "teacher model file not found"),
+    (["--teacher", "TEACHER_NOTMODEL"], "cannot load the teacher"),
+    (["--teacher", "TEACHER_CLASSES"], "teacher predicts 4 classes"),
+    (["--teacher", "TEACHER_FIXED", "--patch-size", "32", "--model", "student"], "fully convolutional teacher"),
+    (["--out", "/dev/null/run"], "cannot write"),
+]
+
+
+@pytest.mark.parametrize("args,message", TRAIN_CASES)
+def test_train_checks_come_first_and_leave_nothing(world, tmp_path, args, message):
+    import keras
+
+    fixed_teacher = world["dir"] / "fixed.keras"
+    if not fixed_teacher.exists():
+        pixel_model(64).save(fixed_teacher)
+        save_spec(pixel_spec(64), world["dir"] / "fixed.satseg.json")
+        inp = keras.Input((None, None, 3))
+        four = keras.Model(inp, keras.layers.Conv2D(4, 1)(inp))
+        four.save(world["dir"] / "four.keras")
+        spec = pixel_spec(64)
+        spec.classes = spec.classes[:4]
+        save_spec(spec, world["dir"] / "four.satseg.json")
+    subst = {"TEACHER_MISSING": tmp_path / "nope.keras", "TEACHER_NOTMODEL": world["bad"] / "notmodel.keras",
+             "TEACHER_CLASSES": world["dir"] / "four.keras", "TEACHER_FIXED": fixed_teacher}
+    args = [str(subst.get(a, a)) for a in args]
+    out = tmp_path / "run"
+    if "--out" not in args:
+        args += ["--out", str(out)]
+    t0 = time.time()
+    r = satseg("train", "--data", world["data"], "--epochs" if "--epochs" not in args else "--seed", "1", *args)
+    assert_one_line_error(r, message)
+    assert not out.exists()  # no config.json debris: the next try needs no --force
+    assert time.time() - t0 < 60
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "notrun").mkdir()
+    assert_one_line_error(satseg("train", "--resume", tmp_path / "notrun"), "not a run directory")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{oops")
+    before = snapshot(tmp_path)
+    assert_one_line_error(satseg("train", "--resume", broken), "config.json", "not a valid run config")
+    assert snapshot(tmp_path) == before
+
+
+def test_masks_with_no_class_pixel_are_refused(tmp_path):
+    root = tmp_path / "data"
+    for t in ("Tile 1", "Tile 2"):
+        for i in range(3):
+            (root / t / "images").mkdir(parents=True, exist_ok=True)
+            (root / t / "masks").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(root / t / "images" / f"{i}.jpg")
+            Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(root / t / "masks" / f"{i}.png")
+    r = satseg("train", "--model", "student", "--data", root, "--out", tmp_path / "run", "--patch-size", "32",
+               "--epochs", "1")
+    assert_one_line_error(r, "no pixel of any class")
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_killed_leaves_no_temporary_folder_for_good(world, tmp_path):
+    out = tmp_path / "exp"
+    args = ["export", "--model", world["keras"], "--out", out, "--calibration-data", world["data"],
+            "--formats", "tflite_float32,tflite_int8"]
+    proc = subprocess.Popen([sys.executable, "-m", "satseg", *map(str, args)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".exp.*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = satseg(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not list(tmp_path.glob(".exp.*")), list(tmp_path.iterdir())
+    assert (out / "model_int8.tflite").exists()
+
+
+def test_predict_killed_then_rerun_gives_the_same_files(world, tmp_path):
+    big = tmp_path / "in"
+    big.mkdir()
+    img = np.random.default_rng(2).integers(0, 256, (900, 900, 3)).astype(np.uint8)
+    for i in range(6):
+        Image.fromarray(img).save(big / f"s{i}.png")
+    ref = tmp_path / "ref"
+    assert satseg("predict", big, "--model", world["tflite"], "--out", ref).returncode == 0
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "satseg", "predict", str(big), "--model", str(world["tflite"]),
+                             "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "s1.png").exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = [p for p in out.iterdir() if not p.name.startswith(".")]
+    for p in written:  # what a killed run left is complete, never half-written
+        assert p.read_bytes() == (ref / p.name).read_bytes()
+    assert satseg("predict", big, "--model", world["tflite"], "--out", out, "--force").returncode == 0
+    for p in ref.iterdir():
+        assert (out / p.name).read_bytes() == p.read_bytes()
