@@ -18,7 +18,7 @@ import numpy as np
 
 from satseg.atomic import atomic_write
 from satseg.classes import ModelSpec, colorize, load_spec
-from satseg.imaging import TIFF_SUFFIXES, normalize, read_image, tile_starts
+from satseg.imaging import TIFF_SUFFIXES, RowReader, normalize, tile_starts
 
 DEFAULT_OVERLAP = None
 """Tile overlap in pixels; None: a quarter of the patch (64 px for 256 px patches)."""
@@ -42,35 +42,39 @@ def check_overlap(overlap: int | None, patch: int) -> int:
     return int(overlap)
 
 
-def tiled_bands(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
+def tiled_bands(rows: Callable[[int, int], np.ndarray], h: int, w: int,
+                predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
                 overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, progress=None):
-    """Blend overlapping tiles row by row and yield ``(y0, y1, probs)`` for finished bands of
-    rows, so memory holds one patch-high band of probabilities, not the whole (H, W, K) image.
+    """Blend overlapping tiles row by row and yield ``(y0, y1, acc, wsum)`` for finished bands of
+    rows (probabilities are ``acc / wsum``; both are views, valid until the next band), so memory
+    holds one patch-high band, not the whole (H, W, K) image.
 
+    ``rows(y0, y1)`` returns image rows (a strip of a scene on disk, or of an array);
     ``predict_fn`` maps normalised patches (N, P, P, C) to probabilities (N, P, P, K). The image
     must be at least one patch in each direction.
     """
     p, k = spec.patch_size, spec.num_classes
-    h, w = image.shape[:2]
     stride = p - check_overlap(overlap, p)
     ys, xs = tile_starts(h, p, stride), tile_starts(w, p, stride)
     weight = blend_weights(p)[..., None]
     acc = np.zeros((p, w, k), np.float32)
     wsum = np.zeros((p, w, 1), np.float32)
     for j, y in enumerate(ys):
-        windows = [(y, x) for x in xs]
-        for i in range(0, len(windows), batch_size):
-            chunk = windows[i:i + batch_size]
-            batch = np.stack([normalize(image[y:y + p, x:x + p], spec.normalization) for _, x in chunk])
-            for (_, x), pr in zip(chunk, predict_fn(batch)):
+        strip = rows(y, y + p)
+        for i in range(0, len(xs), batch_size):
+            chunk = xs[i:i + batch_size]
+            batch = np.stack([normalize(strip[:, x:x + p], spec.normalization) for x in chunk])
+            for x, pr in zip(chunk, predict_fn(batch)):
                 acc[:, x:x + p] += pr * weight
                 wsum[:, x:x + p] += weight
             if progress is not None:
                 progress(len(chunk))
         done = (ys[j + 1] if j + 1 < len(ys) else h) - y  # rows no later tile touches
-        yield y, y + done, acc[:done] / wsum[:done]
-        acc = np.concatenate([acc[done:], np.zeros((done, w, k), np.float32)])
-        wsum = np.concatenate([wsum[done:], np.zeros((done, w, 1), np.float32)])
+        yield y, y + done, acc[:done], wsum[:done]
+        keep = p - done  # <= done, as the overlap is at most half a patch: the copy never overlaps
+        for buf in (acc, wsum):
+            buf[:keep] = buf[done:]
+            buf[keep:] = 0
 
 
 def _padded(image: np.ndarray, p: int) -> np.ndarray:
@@ -83,27 +87,53 @@ def _check_bands(image, spec):
         raise ValueError(f"image has {image.shape[-1]} bands, the model takes {spec.bands}")
 
 
+def _array_bands(image, predict_fn, spec, overlap, batch_size, progress):
+    _check_bands(image, spec)
+    padded = _padded(image, spec.patch_size)
+    return padded.shape[:2], tiled_bands(lambda y0, y1: padded[y0:y1], *padded.shape[:2], predict_fn, spec,
+                                         overlap, batch_size, progress)
+
+
 def predict_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
                   overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, progress=None) -> np.ndarray:
     """Per-class probabilities (H, W, K) for a whole image of any size (tiles blended with tent
     weights; images smaller than the patch are padded by edge replication and cropped back)."""
-    _check_bands(image, spec)
     h, w = image.shape[:2]
-    bands = tiled_bands(_padded(image, spec.patch_size), predict_fn, spec, overlap, batch_size, progress)
-    return np.concatenate([pr for _, _, pr in bands])[:h, :w]
+    _, bands = _array_bands(image, predict_fn, spec, overlap, batch_size, progress)
+    return np.concatenate([acc / wsum for _, _, acc, wsum in bands])[:h, :w]
+
+
+def ids_from_bands(shape, bands) -> np.ndarray:
+    """Class ids from blended bands; the argmax of ``acc`` is that of ``acc / wsum`` (the
+    weight sum is one positive number per pixel), so no division is needed."""
+    out = np.empty(shape, np.uint8)
+    for y0, y1, acc, _ in bands:
+        out[y0:y1] = acc.argmax(-1)
+    return out
 
 
 def predict_ids_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
                       overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, progress=None) -> np.ndarray:
     """Class ids (H, W) uint8, the same as ``predict_tiled(...).argmax(-1)`` in a fraction of the
     memory: ids are taken band by band."""
-    _check_bands(image, spec)
     h, w = image.shape[:2]
-    padded = _padded(image, spec.patch_size)
-    out = np.empty(padded.shape[:2], np.uint8)
-    for y0, y1, pr in tiled_bands(padded, predict_fn, spec, overlap, batch_size, progress):
-        out[y0:y1] = pr.argmax(-1)
-    return out[:h, :w]
+    shape, bands = _array_bands(image, predict_fn, spec, overlap, batch_size, progress)
+    return ids_from_bands(shape, bands)[:h, :w]
+
+
+def predict_scene(path, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
+                  overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1) -> np.ndarray:
+    """Class ids of an image file, reading it strip by strip: peak memory is about the decoded
+    image plus its ids, whatever the scene size."""
+    reader = RowReader(path, bands=spec.bands)
+    try:
+        h, w = reader.shape[:2]
+        p = spec.patch_size
+        if h < p or w < p:
+            return predict_ids_tiled(reader.rows(0, h), predict_fn, spec, overlap, batch_size)
+        return ids_from_bands((h, w), tiled_bands(reader.rows, h, w, predict_fn, spec, overlap, batch_size))
+    finally:
+        reader.close()
 
 
 class EdgeModel:
@@ -260,9 +290,7 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     written = []
     try:
         for src, rel in pairs:
-            image = read_image(src, bands=model.spec.bands)
-            ids = predict_ids_tiled(image, model.predict_patches, model.spec, overlap)
-            del image  # before the writers allocate
+            ids = predict_scene(src, model.predict_patches, model.spec, overlap)
             written += write_prediction(ids, out_dir / rel, model.spec, source=src)
             if bar is not None:
                 bar.update(1)

@@ -66,6 +66,74 @@ def read_image(path, bands: int | None = None) -> np.ndarray:
     return arr
 
 
+class RowReader:
+    """Rows of an image on demand, so a scene is never held twice: ``reader.rows(y0, y1)`` gives
+    (y1 - y0, W, C) pixels. JPEG/PNG stay decoded once inside Pillow (strips are copied out as
+    they are needed); uncompressed TIFFs are memory-mapped; other TIFFs are read whole.
+    Each strip is checked like :func:`read_image` (dtype, NaN)."""
+
+    def __init__(self, path, bands: int | None = None):
+        self.path = Path(path)
+        self._im = self._arr = None
+        try:
+            if self.path.suffix.lower() in TIFF_SUFFIXES:
+                self._arr = self._open_tiff()
+            else:
+                from PIL import Image
+
+                Image.MAX_IMAGE_PIXELS = None  # scenes are large on purpose
+                im = Image.open(self.path)
+                im.load()
+                if im.mode not in ("RGB", "L", "RGBA"):
+                    im = im.convert("RGB")
+                self._im = im
+        except FileNotFoundError:
+            raise DataError(f"{self.path}: file not found") from None
+        except DataError:
+            raise
+        except Exception as e:
+            raise DataError(f"{self.path}: cannot read image ({type(e).__name__}: {e})") from None
+        if self._im is not None:
+            self.shape = (self._im.height, self._im.width, len(self._im.getbands()))
+        else:
+            self.shape = self._arr.shape
+        if bands is not None and self.shape[-1] != bands:
+            raise DataError(f"{self.path}: has {self.shape[-1]} bands, the model takes {bands}")
+
+    def _open_tiff(self):
+        import tifffile
+
+        try:
+            arr = tifffile.memmap(self.path, mode="r")
+        except ValueError:  # compressed or tiled: not mappable
+            return read_image(self.path)
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim == 3 and arr.shape[0] < arr.shape[1] and arr.shape[0] < arr.shape[2] and arr.shape[0] <= 16:
+            arr = np.moveaxis(arr, 0, -1)
+        return arr
+
+    def rows(self, y0: int, y1: int) -> np.ndarray:
+        if self._im is not None:
+            arr = np.asarray(self._im.crop((0, y0, self.shape[1], y1)))
+        else:
+            arr = np.asarray(self._arr[y0:y1])
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.dtype not in (np.uint8, np.uint16, np.float32):
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise DataError(f"{self.path}: unsupported pixel type {arr.dtype} (uint8, uint16 or float32)")
+            arr = arr.astype(np.float32)
+        if arr.dtype == np.float32 and not np.isfinite(arr).all():
+            raise DataError(f"{self.path}: holds NaN or infinite pixel values")
+        return arr
+
+    def close(self):
+        if self._im is not None:
+            self._im.close()
+        self._im = self._arr = None
+
+
 def rgb_to_ids(mask_rgb: np.ndarray, classes=DUBAI_CLASSES) -> tuple[np.ndarray, int]:
     """RGB mask -> (class ids uint8, number of off-palette pixels set to IGNORE_LABEL)."""
     rgb = mask_rgb[..., :3].astype(np.int32)

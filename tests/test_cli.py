@@ -68,7 +68,7 @@ def test_evaluate_cli_json_and_plots(trained_student, tiny_dataset, tmp_path):
     from PIL import Image
 
     res = CliRunner().invoke(cli, ["evaluate", "--model", str(trained_student / "model.keras"), "--data",
-                                   str(tiny_dataset), "--json", "--plots", str(tmp_path / "p")])
+                                   str(tiny_dataset), "--split", "all", "--json", "--plots", str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
     r = json.loads(res.output)
     assert set(r) >= {"miou", "pixel_accuracy", "per_class", "images", "pixels"}
@@ -84,8 +84,8 @@ def test_training_run_writes_its_files(trained_student):
     cfg = json.loads((trained_student / "config.json").read_text())
     assert cfg["config"]["seed"] == 3 and cfg["versions"]["keras"].startswith("3.")
     assert set(cfg["split"]) == {"train", "val", "test"}
-    for name in ("history.csv", "best.keras", "last.keras", "model.keras", "loss.png", "miou.png",
-                 "pr_curve.png", "predictions.png", "confusion.png", "satseg.json"):
+    for name in ("history.csv", "best.keras", "checkpoint/state.json", "model.keras", "loss.png", "miou.png",
+                 "pr_curve.png", "predictions.png", "confusion.png", "satseg.json", "summary.json"):
         assert (trained_student / name).exists(), name
     header = (trained_student / "history.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "loss", "val_loss", "val_miou", "seconds"} <= set(header)
