@@ -165,3 +165,36 @@ def test_two_worker_multiworker_run_ends_with_identical_weights(tmp_path, tiny_d
     w1 = keras.saving.load_model(tmp_path / "w1" / "model.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(w0, w1))
     assert len(read_history(tmp_path / "w0" / "history.csv")) == 1
+
+
+def test_cached_whole_image_logits_follow_every_crop_exactly(tiny_dataset):
+    """Offline distillation with random crops: the teacher's logits are cached per whole image once,
+    then cut, scaled, flipped and turned with the image. For a pointwise linear teacher (which
+    commutes with all of these) the cut logits must equal the teacher run on the crop itself."""
+    from satseg import data as D
+    from satseg.train import prepare_data, whole_image_logits
+
+    inp = keras.Input((None, None, 3))
+    teacher = keras.Model(inp, keras.layers.Conv2D(6, 1, kernel_initializer="glorot_normal", bias_initializer="ones")(inp))
+    cfg = TrainConfig(model="student", data=str(tiny_dataset), patch_size=32, seed=2)
+    data = prepare_data(cfg, tiny_dataset, progress=False)
+    logits = [whole_image_logits(teacher, li.image, 1, np.float32) for li in data.train]
+    sampler = D.CropSampler(data.train, 32, 12, logits, (0.7, 1.4), 0.5, 0.0, data.normalization, seed=3)
+    n = 0
+    for x, y in sampler():
+        np.testing.assert_allclose(y["teacher_logits"], np.asarray(teacher(x[None]))[0], rtol=1e-4, atol=1e-3)
+        n += 1
+    assert n == 12
+
+
+@pytest.mark.slow
+def test_offline_distillation_with_crops_trains(tmp_path, tiny_dataset):
+    teacher_run = tmp_path / "teacher"
+    train(TrainConfig(model="edge", data=str(tiny_dataset), epochs=1, batch_size=4, patch_size=32,
+                      crops_per_epoch=8, seed=1), teacher_run, verbose=0)
+    cfg = TrainConfig(model="lite0_edge", data=str(tiny_dataset), teacher=str(teacher_run / "model.keras"), epochs=1,
+                      batch_size=4, patch_size=32, crops_per_epoch=8, seed=2)
+    summary = train(cfg, tmp_path / "student", verbose=0)
+    assert summary["epochs"] == 1
+    hist = read_history(tmp_path / "student" / "history.csv")
+    assert {"student_loss", "distillation_loss"} <= set(hist[0])
