@@ -87,6 +87,53 @@ class RunCheckpoint(keras.callbacks.Callback):
                 old.unlink(missing_ok=True)
 
 
+class EpochLine(keras.callbacks.Callback):
+    """A quiet console: one short line per epoch (loss and mIoU, train and validation, seconds);
+    on a terminal also a progress bar within the epoch. Per-class figures go to ``history.csv``
+    and the plots, not to the console."""
+
+    def __init__(self, epochs: int, steps: int, bar: bool | None = None, echo=print):
+        super().__init__()
+        import sys
+
+        self.epochs, self.steps, self.echo = epochs, steps, echo
+        self.bar_enabled = sys.stderr.isatty() if bar is None else bar
+        self._bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+
+        self._t0 = time.perf_counter()
+        if self.bar_enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._bar is not None:
+            self._bar.update(1)
+            logs = logs or {}
+            self._bar.set_postfix_str(f"loss {float(logs.get('loss', float('nan'))):.4f} "
+                                      f"mIoU {float(logs.get('miou', float('nan'))):.4f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        logs = logs or {}
+
+        def f(k):
+            return f"{float(logs[k]):.4f}" if k in logs else "n/a"
+        self.echo(f"epoch {epoch + 1}/{self.epochs}: loss {f('loss')} mIoU {f('miou')} | "
+                  f"val loss {f('val_loss')} val mIoU {f('val_miou')} | {time.perf_counter() - self._t0:.0f} s")
+
+    def on_train_end(self, logs=None):
+        if self._bar is not None:
+            self._bar.close()
+
+
 def read_history(path) -> list[dict]:
     path = Path(path)
     if not path.exists():

@@ -149,6 +149,8 @@ def format_table(result: dict) -> str:
             return "   n/a" if v is None else f"{v:.4f}"
         lines.append(f"{name:<22}{f(m['iou']):>8}{f(m['precision']):>11}{f(m['recall']):>9}{f(m['f1']):>8}"
                      f"{100 * m['share']:>8.2f}%")
-    lines.append(f"mean IoU {result['miou']:.4f}   pixel accuracy {result['pixel_accuracy']:.4f}   "
+    m5 = result.get("miou_without_unlabeled")
+    lines.append(f"mean IoU {result['miou']:.4f}" + (f" (without Unlabeled {m5:.4f})" if m5 is not None else "")
+                 + f"   pixel accuracy {result['pixel_accuracy']:.4f}   "
                  f"({result['images']} images, {result['pixels']:,} pixels, split: {result['split']})")
     return "\n".join(lines)

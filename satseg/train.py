@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -320,8 +321,8 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
 
 def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, steps_per_epoch: int, strategy):
     from satseg.distill import Distiller
+    from satseg.keras_metrics import SegMetrics
     from satseg.losses import get_loss
-    from satseg.metrics import SegMetrics
     from satseg.models import build_model
     from satseg.trainer import SegmentationTrainer
 
@@ -356,11 +357,12 @@ def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec) -> dict:
 
 
 def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
-          verbose: int | str = "auto", callbacks=()) -> dict:
-    """Run (or resume) a training run; returns its summary."""
+          verbose: int = 1, callbacks=()) -> dict:
+    """Run (or resume) a training run; returns its summary. ``verbose`` 0 prints nothing, 1 one
+    line per epoch (and a progress bar on a terminal)."""
     import keras
 
-    from satseg.callbacks import EpochSetter, RunCheckpoint, RunHistory
+    from satseg.callbacks import EpochLine, EpochSetter, RunCheckpoint, RunHistory
 
     cfg.check()
     run = RunDir(run_dir)
@@ -376,7 +378,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
         root = synthetic_root(cfg, run)
     else:
         root = cfg.data or run / "synthetic-data"
-    data = prepare_data(cfg, root)
+    data = prepare_data(cfg, root, progress=bool(verbose) and sys.stderr.isatty())
     spec = ModelSpec(normalization=data.normalization, patch_size=cfg.patch_size, bands=data.bands,
                      architecture=cfg.model)
     if teacher is not None and teacher.input_shape[-1] != data.bands:
@@ -390,14 +392,16 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     if teacher is not None and cfg.distill_mode == "offline":
         cached = cache_teacher_logits(cfg, teacher, tspec, data)
     train_s, val_s, train_ds, val_ds = make_datasets(cfg, data, cached)
-    trainer = build_trainer(cfg, spec, teacher, cached is not None, math.ceil(len(train_s) / cfg.batch_size), strategy)
-    ckpt = RunCheckpoint(run)
-    cbs = [EpochSetter(train_s, val_s), ckpt, RunHistory(run.path, title=cfg.model)]
+    steps = math.ceil(len(train_s) / cfg.batch_size)
+    trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy)
+    cbs = [EpochSetter(train_s, val_s), RunCheckpoint(run), RunHistory(run.path, title=cfg.model)]
+    if verbose:
+        cbs.append(EpochLine(cfg.epochs, steps))
     if cfg.patience:
         cbs.append(keras.callbacks.EarlyStopping("val_miou", mode="max", patience=cfg.patience))
     t0 = time.perf_counter()
     trainer.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=cbs + list(callbacks),
-                shuffle=False, verbose=verbose)
+                shuffle=False, verbose=0)
     return finish(run, trainer, data, time.perf_counter() - t0)
 
 
@@ -443,7 +447,7 @@ def load_config(run_dir) -> TrainConfig:
     return TrainConfig.from_dict(RunDir(run_dir).config()["config"])
 
 
-def resume(run_dir, verbose="auto", epochs: int | None = None) -> dict:
+def resume(run_dir, verbose: int = 1, epochs: int | None = None) -> dict:
     """Continue a run from its last committed epoch. A finished run resumed with no new epoch
     budget changes nothing; with a larger ``epochs`` it continues from its last epoch (the
     change is recorded in config.json)."""

@@ -36,7 +36,7 @@ def cli():
       satseg predict --model DIR/model_int8.tflite IMAGES... --out PRED
     `satseg demo` runs the whole chain on built-in synthetic data.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _register():

@@ -14,6 +14,9 @@ import click
 def command(models_dir, quick, repeats, baseline, as_json, out):
     """Measure inference (Keras, LiteRT float32/float16/int8), whole-image tiling and training
     steps side by side, against the machine's measured matmul limit."""
+    from satseg.cli.common import require_tensorflow
+
+    require_tensorflow("bench")
     from satseg.atomic import atomic_write_text
     from satseg.bench import format_bench, run_bench
 

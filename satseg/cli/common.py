@@ -38,3 +38,34 @@ def check_writable(folder, target=None):
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise SatsegError(f"{target or folder}: cannot write there ({parent} is not a writable folder)")
+
+
+def require_tensorflow(command: str):
+    """Import TensorFlow with its native start-up logging silenced (it writes to file descriptor
+    2 before any Python setting applies), or say in one line which extra to install."""
+    import importlib.util
+    import os
+    import tempfile
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
+        raise SatsegError(f"`satseg {command}` needs TensorFlow: pip install 'satseg-zoo[train]' "
+                          "(this install has only the edge runtime)")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+        except Exception:
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -14,6 +14,9 @@ import click
 def command(out, epochs, images, patch_size, force, seed):
     """The main job on built-in synthetic data, no download: train a teacher, distil a
     student, export it to LiteRT with a size report, evaluate it and predict with it."""
+    from satseg.cli.common import require_tensorflow
+
+    require_tensorflow("demo")
     from satseg.errors import SatsegError
     from satseg.evaluate import evaluate, format_table, load_predictor
     from satseg.export import export_model

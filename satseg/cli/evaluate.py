@@ -2,7 +2,7 @@ import json
 
 import click
 
-from satseg.cli.common import check_outputs, default_model
+from satseg.cli.common import check_outputs, default_model, require_tensorflow
 from satseg.cli.options import force_option, json_option, overlap_option
 
 
@@ -27,7 +27,10 @@ def command(model_path, data, split, seed, overlap, as_json, plots, out, force):
     from satseg.evaluate import PLOT_FILES, evaluate, format_table, load_predictor
 
     check_outputs([out] + ([Path(plots) / f for f in PLOT_FILES] if plots else []), force)
-    predictor = load_predictor(default_model(model_path))
+    model_path = default_model(model_path)
+    if not str(model_path).endswith(".tflite"):
+        require_tensorflow("evaluate")
+    predictor = load_predictor(model_path)
     check_overlap(overlap, predictor.spec.patch_size)
     result = evaluate(predictor, data, split, seed, overlap, plots_dir=plots, progress=not as_json)
     text = json.dumps(result, indent=2)

@@ -15,6 +15,9 @@ from satseg.export import DEFAULT_FORMATS, FORMATS
 @click.option("--force", is_flag=True, help="Overwrite an existing output directory.")
 def command(model_path, out, formats, calibration_data, teacher, int8_io, force):
     """Export to SavedModel and LiteRT (float32/float16/dynamic/int8) with a size and parity report."""
+    from satseg.cli.common import require_tensorflow
+
+    require_tensorflow("export")
     from satseg.export import export_model
 
     fmts = [f.strip() for f in formats.split(",") if f.strip()]

@@ -10,6 +10,9 @@ import click
 @click.option("--classes", "num_classes", default=6, show_default=True, help="Output classes.")
 def command(as_json, patch_size, bands, num_classes):
     """List the model zoo: parameters, conv layers, MACs per patch, float32 weight bytes."""
+    from satseg.cli.common import require_tensorflow
+
+    require_tensorflow("models")
     from satseg.models import zoo_table
 
     rows = zoo_table(patch_size, bands, num_classes)

@@ -1,6 +1,6 @@
 import click
 
-from satseg.cli.common import check_writable, default_model
+from satseg.cli.common import check_writable, default_model, require_tensorflow
 from satseg.cli.options import force_option, overlap_option
 
 
@@ -29,6 +29,7 @@ def command(inputs, model_path, out, overlap, threads, force):
 
         model = EdgeModel(path, num_threads=threads)
     else:
+        require_tensorflow("predict with a .keras or SavedModel model")
         from satseg.evaluate import load_predictor
 
         model = load_predictor(path)

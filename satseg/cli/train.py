@@ -47,6 +47,9 @@ def _opt(*decls, key, **kw):
 @_opt("--seed", key="seed", type=int, help="Random seed (recorded in config.json).")
 def command(model_name, data, out, teacher, resume_dir, force, no_augment, **kw):
     """Train a teacher, a student from scratch, or a distilled student (--teacher)."""
+    from satseg.cli.common import require_tensorflow
+
+    require_tensorflow("train")
     from satseg.train import default_run_dir, resume, train
 
     if resume_dir:
