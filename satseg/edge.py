@@ -151,9 +151,12 @@ class EdgeModel:
         if not self.path.is_file():
             raise ModelFileError(f"{self.path}: model file not found")
         self.spec = spec or load_spec(self.path)
+        from satseg.quiet import native_stderr_silenced
+
         try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads or os.cpu_count())
-            self.interpreter.allocate_tensors()
+            with native_stderr_silenced():  # the XNNPACK delegate notice
+                self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads or os.cpu_count())
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ModelFileError(f"{self.path}: not a usable LiteRT model ({msg[:160]})") from None
@@ -284,9 +287,11 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
             raise FileExistsError(f"{clash[0]}: output exists ({len(clash)} in all); pass --force to overwrite")
     bar = None
     if progress:
+        import sys
+
         from tqdm import tqdm
 
-        bar = tqdm(total=len(pairs), unit="img", desc="predicting")
+        bar = tqdm(total=len(pairs), unit="img", desc="predicting", disable=not sys.stderr.isatty())
     written = []
     try:
         for src, rel in pairs:

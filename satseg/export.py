@@ -49,8 +49,20 @@ def fixed_batch(model, spec: ModelSpec):
     return fixed
 
 
-def convert_tflite(model, kind: str, representative=None, int8_io: bool = False) -> bytes:
-    """Convert a Keras model (with its head) to a LiteRT flatbuffer of one kind."""
+def convert_tflite(model, kind: str, representative=None, int8_io: bool = False, verbose: bool = False) -> bytes:
+    """Convert a Keras model (with its head) to a LiteRT flatbuffer of one kind. The converter's
+    signature dump ("Saved artifact at ... Captures: ...") is shown only when ``verbose``."""
+    import contextlib
+    import io
+
+    from satseg.quiet import native_stderr_silenced
+
+    out = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with out, native_stderr_silenced(not verbose):
+        return _convert(model, kind, representative, int8_io)
+
+
+def _convert(model, kind: str, representative, int8_io: bool) -> bytes:
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)

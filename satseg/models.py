@@ -197,10 +197,11 @@ def mbconv_block(x, filters: int, kernel: int, stride: int, expand: int, name: s
     return h
 
 
-def efficientnet_lite_encoder(x, blocks=LITE0_BLOCKS, stages: int | None = None) -> list:
+def efficientnet_lite_encoder(x, blocks=LITE0_BLOCKS, stages: int | None = None, max_blocks: int | None = None) -> list:
     """EfficientNet-Lite feature extractor; returns the last feature map at each stride
-    (2, 4, 8, ...). ``stages`` keeps only the first N stages (a lighter encoder). Layer names
-    match :func:`satseg.pretrained.keras_weights`, so ImageNet weights load by name."""
+    (2, 4, 8, ...). ``stages`` keeps only the first N stages and ``max_blocks`` the first N
+    blocks (a lighter encoder). Layer names match :func:`satseg.pretrained.keras_weights`, so
+    ImageNet weights load by name."""
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(**LITE_BN, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
@@ -209,6 +210,8 @@ def efficientnet_lite_encoder(x, blocks=LITE0_BLOCKS, stages: int | None = None)
         if stride == 2 and i:
             feats.append(x)
         for r in range(repeats):
+            if max_blocks is not None and i >= max_blocks:
+                break
             x = mbconv_block(x, filters, kernel, stride if r == 0 else 1, expand, f"block{i}")
             i += 1
     feats.append(x)
@@ -278,15 +281,18 @@ def build_lite0_unet(input_shape=ANY_SIZE, num_classes: int = 6, decoder=(128, 6
     return model
 
 
-def build_lite0_edge(input_shape=ANY_SIZE, num_classes: int = 6, stages: int = 3, decoder=(32, 24),
-                     pretrained: bool = True, normalization=None, name: str = "lite0_edge") -> keras.Model:
-    """Pretrained edge student: the first ``stages`` stages of ImageNet EfficientNet-Lite0
-    (down to 1/8, 40 channels) with a light decoder of depthwise-separable blocks back to 1/2,
-    a 1x1 classifier there, and fixed bilinear upsampling to the input size."""
+def build_lite0_edge(input_shape=ANY_SIZE, num_classes: int = 6, stages: int = 3, max_blocks: int | None = 4,
+                     decoder=(32, 24), pretrained: bool = True, normalization=None,
+                     name: str = "lite0_edge") -> keras.Model:
+    """Pretrained edge student: the first ``max_blocks`` blocks (within ``stages`` stages) of
+    ImageNet EfficientNet-Lite0, down to 1/8 with 40 channels, a light decoder of
+    depthwise-separable blocks back to 1/2, a 1x1 classifier there, and fixed bilinear
+    upsampling to the input size. Four blocks keep the int8 file under 100 KB."""
     stride = 2 ** (stages)
     _check_input(input_shape, stride, name)
     inputs = keras.Input(input_shape, name="image")
-    feats = efficientnet_lite_encoder(normalization_layer(inputs, _imagenet(normalization, input_shape[-1])), stages=stages)
+    feats = efficientnet_lite_encoder(normalization_layer(inputs, _imagenet(normalization, input_shape[-1])),
+                                      stages=stages, max_blocks=max_blocks)
     x = feats[-1]
     for i, (f, skip) in enumerate(zip(decoder, feats[-2::-1])):
         level = len(decoder) - i

@@ -9,8 +9,11 @@ def progress(iterable, enabled: bool = True, **kw):
     if not enabled:
         yield iterable
         return
+    import sys
+
     from tqdm import tqdm
 
+    kw.setdefault("disable", not sys.stderr.isatty())  # no bar lines in log files
     bar = tqdm(iterable, **kw)
     try:
         yield bar

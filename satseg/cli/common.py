@@ -45,7 +45,6 @@ def require_tensorflow(command: str):
     2 before any Python setting applies), or say in one line which extra to install."""
     import importlib.util
     import os
-    import tempfile
 
     if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
         raise SatsegError(f"`satseg {command}` needs TensorFlow: pip install 'satseg-zoo[train]' "
@@ -53,19 +52,12 @@ def require_tensorflow(command: str):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import sys
 
+    from satseg.quiet import native_stderr_silenced
+
     if "tensorflow" in sys.modules:
         return
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
-        except Exception:
-            os.dup2(saved, 2)
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    with native_stderr_silenced():
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.constant(0)  # the first op probes devices, which logs too (cuInit on machines without a GPU)

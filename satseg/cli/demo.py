@@ -29,17 +29,19 @@ def command(out, epochs, images, patch_size, force, seed):
     data = out / "data"
     write_dataset(data, tiles=2, images_per_tile=max(images // 2, 1), seed=seed)
     click.echo(f"[1/5] synthetic dataset: {images} scenes in {data}")
-    common = dict(data=str(data), epochs=epochs, batch_size=8, seed=seed, loss="dice_focal", lr=3e-3,
-                  patch_size=patch_size)
-    t = train(TrainConfig(model="teacher", **common), out / "teacher", force=True)
-    click.echo(f"[2/5] teacher: best val mIoU {t['best_val_miou']:.3f} -> {t['model']}")
-    s = train(TrainConfig(model="student", teacher=t["model"], **common), out / "student", force=True)
-    click.echo(f"[3/5] distilled student: best val mIoU {s['best_val_miou']:.3f} -> {s['model']}")
+    common = dict(data=str(data), epochs=epochs, seed=seed, patch_size=patch_size, crops_per_epoch=64)
+    click.echo("[2/5] teacher: ImageNet-pretrained EfficientNet-Lite0 U-Net")
+    t = train(TrainConfig(model="lite0_unet", **common), out / "teacher", force=True)
+    click.echo(f"      best val mIoU {t['best_val_miou']:.3f} -> {t['model']}")
+    click.echo("[3/5] student: lite0_edge, distilled from the teacher")
+    s = train(TrainConfig(model="lite0_edge", teacher=t["model"], **common), out / "student", force=True)
+    click.echo(f"      best val mIoU {s['best_val_miou']:.3f} -> {s['model']}")
     export_model(s["model"], out / "export", teacher=t["model"], force=True, n_calibration=16, n_parity=8,
-                 log=click.echo)
-    click.echo(f"[4/5] exported to {out / 'export'} (report.md)")
+                 log=lambda *a: None)
+    click.echo(f"[4/5] exported to {out / 'export'}: " + ", ".join(
+        f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in sorted((out / "export").glob("*.tflite"))))
     tfl = out / "export" / "model_int8.tflite"
-    result = evaluate(load_predictor(tfl), data, split="test", seed=seed, plots_dir=out / "evaluate")
+    result = evaluate(load_predictor(tfl), data, split="test", seed=seed, plots_dir=out / "evaluate", progress=False)
     (out / "evaluate" / "evaluate.json").write_text(json.dumps(result, indent=2))
     click.echo(f"[5/5] int8 student on the synthetic test images:\n{format_table(result)}")
     click.echo(f"everything is in {out}/")
