@@ -207,7 +207,7 @@ def write_prediction(ids: np.ndarray, out_path, spec: ModelSpec, source=None) ->
     written = []
     if source is not None and Path(source).suffix.lower() in TIFF_SUFFIXES:
         ids_path = out_path.with_suffix(".tif")
-        _write_tiff_like(ids, ids_path, source)
+        _write_tiff_like(ids, ids_path, source, spec)
     else:
         ids_path = out_path.with_suffix(".png")
         atomic_write(ids_path, lambda p: palette_image(ids, spec).save(p, format="PNG"))
@@ -229,13 +229,29 @@ def palette_image(ids: np.ndarray, spec: ModelSpec):
     return im
 
 
-GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
+GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)
 """ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams,
-GeoAsciiParams, GDAL_METADATA, GDAL_NODATA."""
+GeoAsciiParams: the georeferencing (CRS and transform) copied from the source. GDAL_NODATA is not
+copied (the source's nodata value, often 0, would mask a class); GDAL_METADATA neither."""
+
+GDAL_NODATA = 42113
 
 
-def _write_tiff_like(ids: np.ndarray, path: Path, source):
-    """Write a single-band uint8 TIFF carrying the GeoTIFF tags of ``source``."""
+def tiff_colormap(spec: ModelSpec) -> np.ndarray:
+    """(3, 256) uint16 TIFF colour table: the class colours, black elsewhere."""
+    return colorize(np.arange(256, dtype=np.uint8), spec.seg_classes).T.astype(np.uint16) * 257
+
+
+def _write_tiff_like(ids: np.ndarray, path: Path, source, spec: ModelSpec):
+    """A GeoTIFF of class ids that GIS tools read right: the source's CRS and transform, a
+    colour table with the class colours, nodata 255 (the ignore label, never predicted),
+    deflate compression in 256 px tiles. Through rasterio when installed, else tifffile."""
+    try:
+        import rasterio
+    except ImportError:
+        rasterio = None
+    if rasterio is not None:
+        return _write_with_rasterio(rasterio, ids, path, source, spec)
     import tifffile
 
     extratags = []
@@ -243,7 +259,29 @@ def _write_tiff_like(ids: np.ndarray, path: Path, source):
         for tag in tif.pages[0].tags.values():
             if tag.code in GEO_TAGS:
                 extratags.append((tag.code, tag.dtype, tag.count, tag.value, True))
-    atomic_write(path, lambda p: tifffile.imwrite(p, ids.astype(np.uint8), extratags=extratags, photometric="minisblack"))
+    extratags.append((GDAL_NODATA, "s", 0, "255", True))
+    tile = (256, 256) if min(ids.shape) >= 256 else None
+    atomic_write(path, lambda p: tifffile.imwrite(p, ids.astype(np.uint8), extratags=extratags,
+                                                  photometric="palette", colormap=tiff_colormap(spec),
+                                                  compression="zlib", tile=tile))
+
+
+def _write_with_rasterio(rasterio, ids: np.ndarray, path: Path, source, spec: ModelSpec):
+    with rasterio.open(source) as src:
+        crs, transform = src.crs, src.transform
+    profile = {"driver": "GTiff", "height": ids.shape[0], "width": ids.shape[1], "count": 1, "dtype": "uint8",
+               "crs": crs, "transform": transform, "nodata": 255, "compress": "deflate",
+               "tiled": min(ids.shape) >= 256, "photometric": "palette"}
+    if profile["tiled"]:
+        profile.update(blockxsize=256, blockysize=256)
+    cmap = {i: tuple(int(v) for v in c) + (255,) for i, c in enumerate(colorize(np.arange(256, dtype=np.uint8),
+                                                                              spec.seg_classes))}
+
+    def write(p):
+        with rasterio.open(p, "w", **profile) as dst:
+            dst.write(ids, 1)
+            dst.write_colormap(1, cmap)
+    atomic_write(path, write)
 
 
 def collect_inputs(inputs) -> list[tuple[Path, Path]]:

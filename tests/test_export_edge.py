@@ -112,7 +112,8 @@ def test_blend_weights_peak_in_the_centre_and_never_vanish():
     assert w.min() > 0 and w[3:5, 3:5].min() == w.max() and np.allclose(w, w.T)
 
 
-def test_geotiff_in_gives_geotiff_out_with_the_same_tags(pixel_tflite, tmp_path):
+def test_geotiff_in_gives_geotiff_out_with_the_same_tags(pixel_tflite, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # the tifffile writer copies the tags themselves
     img = np.random.default_rng(2).integers(0, 256, (70, 90, 3)).astype(np.uint8)
     geo = [(33550, "d", 3, (0.5, 0.5, 0.0), True),  # ModelPixelScale
            (33922, "d", 6, (0, 0, 0, 355000.0, 2790000.0, 0), True),  # ModelTiepoint
@@ -125,6 +126,7 @@ def test_geotiff_in_gives_geotiff_out_with_the_same_tags(pixel_tflite, tmp_path)
         tags = {tag.code: tag.value for tag in t.pages[0].tags.values()}
         ids = t.asarray()
     assert tags[33550] == (0.5, 0.5, 0.0) and tags[33922][3] == 355000.0 and tags[34735][:4] == (1, 1, 0, 1)
+    assert tags[42113] == "255" and 320 in tags  # nodata is the ignore label; a colour table
     assert_matches_expected(ids, img)
 
 
@@ -208,3 +210,29 @@ def test_int8_io_model_runs_in_the_edge_runtime(tmp_path):
     assert m.input_dtype == np.int8
     img = rng.integers(0, 256, (80, 100, 3)).astype(np.uint8)
     assert (m.predict(img) == pixel_expected(img)).mean() > 0.95
+
+
+@pytest.mark.parametrize("writer", ["rasterio", "tifffile"])
+def test_predicted_geotiff_opens_in_rasterio_with_crs_transform_and_colours(pixel_tflite, tmp_path, writer, monkeypatch):
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    img = np.random.default_rng(5).integers(0, 256, (300, 280, 3)).astype(np.uint8)
+    src = tmp_path / "scene.tif"
+    with rasterio.open(src, "w", driver="GTiff", height=300, width=280, count=3, dtype="uint8", crs="EPSG:32640",
+                       transform=from_origin(355000, 2790000, 0.5, 0.5), nodata=0, compress="deflate") as dst:
+        dst.write(np.moveaxis(img, -1, 0))
+    if writer == "tifffile":
+        monkeypatch.setitem(sys.modules, "rasterio", None)  # the fallback writer
+    predict_files(EdgeModel(pixel_tflite), [src], tmp_path / "out", progress=False)
+    monkeypatch.undo()
+    with rasterio.open(tmp_path / "out" / "scene.tif") as ds:
+        assert ds.crs.to_epsg() == 32640
+        assert ds.transform == from_origin(355000, 2790000, 0.5, 0.5)
+        assert ds.nodata == 255  # the ignore label, never predicted: no class reads as nodata
+        ids = ds.read(1)
+        assert ds.read_masks(1).all()
+        cmap = ds.colormap(1)
+        assert cmap[0][:3] == (60, 16, 152) and cmap[3][:3] == (254, 221, 58)
+        assert ds.compression is not None
+    assert_matches_expected(ids, img)
