@@ -13,8 +13,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "exported_models"
-ORDER = ["teacher", "student_scratch", "student_distilled", "edge_scratch", "edge_distilled"]
+ORDER = ["lite0_unet", "lite0_edge_scratch", "lite0_edge_distilled", "edge_distilled_lite0",
+         "teacher", "student_scratch", "student_distilled", "edge_scratch", "edge_distilled"]
+TEACHERS = {"lite0_unet", "teacher"}
 TITLES = {
+    "lite0_unet": "Pretrained teacher: ImageNet EfficientNet-Lite0 encoder, U-Net decoder",
+    "lite0_edge_scratch": "Pretrained edge student (first four Lite0 blocks, light decoder), trained without a teacher",
+    "lite0_edge_distilled": "Pretrained edge student, distilled from the pretrained teacher",
+    "edge_distilled_lite0": "Edge student (random init), distilled from the pretrained teacher",
     "teacher": "Teacher U-Net (16-32-64-128-256)",
     "student_scratch": "Reference student, trained from scratch (the baseline distillation must beat)",
     "student_distilled": "Reference student, distilled from the teacher (the default model)",
@@ -23,11 +29,25 @@ TITLES = {
 }
 
 
+def teacher_of(config) -> str | None:
+    """The shipped model a run was distilled from (by the teacher's run folder name)."""
+    t = config["config"].get("teacher")
+    if not t:
+        return None
+    run = Path(t).parent.name
+    for name in ORDER:
+        rn = MODELS / name / "run_name.txt"
+        if rn.exists() and rn.read_text().strip() == run:
+            return name
+    return "teacher"
+
+
 def load(name):
     d = MODELS / name
     j = lambda f: json.loads((d / f).read_text()) if (d / f).exists() else None  # noqa: E731
     hist = list(csv.DictReader(open(d / "history.csv"))) if (d / "history.csv").exists() else []
-    return {"name": name, "dir": d, "config": j("config.json"), "report": j("report.json"),
+    config = j("config.json")
+    return {"name": name, "dir": d, "config": config, "report": j("report.json"), "teacher": teacher_of(config),
             "eval": j("evaluate.json"), "eval_int8": j("evaluate_int8.json"), "history": hist,
             "run_name": (d / "run_name.txt").read_text().strip() if (d / "run_name.txt").exists() else name,
             "commands": (d / "commands.txt").read_text().strip().splitlines() if (d / "commands.txt").exists() else []}
@@ -44,7 +64,19 @@ def train_command(c: dict, run_name: str) -> str:
     first = next((ch["epochs"]["from"] for ch in c.get("changes", []) if "epochs" in ch), cfg["epochs"])
     parts += ["--epochs", str(first), "--batch-size", str(cfg["batch_size"]), "--lr", str(cfg["lr"]),
               "--loss", cfg["loss"], "--split", cfg["split"], "--seed", str(cfg["seed"])]
+    if cfg.get("sampling") == "crops":
+        parts += ["--crops-per-epoch", str(cfg["crops_per_epoch"])]
+    elif "sampling" in cfg:
+        parts += ["--sampling", "grid", "--normalization", cfg["normalization"]]
     return " ".join(parts)
+
+
+def miou5(e: dict) -> float:
+    """Mean IoU without Unlabeled (evaluations older than the field get it from per_class)."""
+    if e.get("miou_without_unlabeled") is not None:
+        return e["miou_without_unlabeled"]
+    v = [c["iou"] for n, c in e["per_class"].items() if n != "Unlabeled" and c["iou"] is not None]
+    return sum(v) / len(v)
 
 
 def kb(n):
@@ -61,11 +93,22 @@ def card(m, teacher_eval):
     wall = sum(float(h["seconds"]) for h in m["history"])
     best = max(m["history"], key=lambda h: float(h["val_miou"]))
     lines = [f"## `{m['name']}`: {TITLES.get(m['name'], m['name'])}", ""]
+    if cfg.get("sampling", "grid") == "crops":
+        seen = (f"{cfg['crops_per_epoch']} random {cfg['patch_size']} px crops of whole training images per epoch "
+                f"(scale {cfg['scale'][0]}-{cfg['scale'][1]}, {100 * cfg['rare_fraction']:.0f} % centred on a uniformly "
+                f"drawn class, flips/rotations, brightness/contrast jitter {cfg['photometric']}); validation on "
+                f"{c['patches']['val']} grid patches")
+        norm = c["spec"]["normalization"]
+        seen += f"; normalisation inside the model ({norm.get('source', norm['kind'])} statistics)"
+    else:
+        seen = (f"{c['patches']['train']} / {c['patches']['val']} / {c['patches'].get('test')} fixed patches of "
+                f"{cfg['patch_size']} px ({cfg['patch_mode']} mode), per-patch min-max normalisation")
+    opt = (f"AdamW lr {cfg['lr']} (warm-up {cfg.get('warmup_epochs')} epoch, cosine decay), weight decay "
+           f"{cfg.get('weight_decay')}" if cfg.get("lr_schedule") == "cosine" else f"Adam lr {cfg['lr']}")
     lines += [f"- **Data**: `{c['data_root']}` (the Dubai release, 64 images); split by image, seed "
               f"{cfg['seed']}: {len(c['split']['train'])} train / {len(c['split']['val'])} val / "
-              f"{len(c['split']['test'])} test images ({c['patches']['train']} / {c['patches']['val']} / "
-              f"{c['patches']['test']} patches of {cfg['patch_size']} px, {cfg['patch_mode']} mode).",
-              f"- **Training**: `{cfg['model']}`, loss `{cfg['loss']}`, Adam lr {cfg['lr']}, batch {cfg['batch_size']}, "
+              f"{len(c['split']['test'])} test images; {seen}.",
+              f"- **Training**: `{cfg['model']}`, loss `{cfg['loss']}`, {opt}, batch {cfg['batch_size']}, "
               f"{len(m['history'])} epochs (best val mIoU {float(best['val_miou']):.4f} at epoch {int(best['epoch']) + 1}); "
               f"wall time {wall / 60:.1f} min of training epochs on 2 CPU cores (shared with the other runs of the "
               "session, so a quiet machine is faster; per-epoch seconds are in `history.csv`)"
@@ -74,10 +117,13 @@ def card(m, teacher_eval):
               "- **Versions**: " + ", ".join(f"{k} {v}" for k, v in c["versions"].items()) + "."]
     if c.get("changes"):
         lines.append(f"- **Changes during the run**: {json.dumps(c['changes'])}.")
+    m5 = miou5(e)
     lines += ["", f"**Test split, whole images** ({e['images']} images, {e['pixels']:,} pixels, tiled with overlap): "
-              f"mIoU **{e['miou']:.4f}**, pixel accuracy {e['pixel_accuracy']:.4f}"
+              f"mIoU **{e['miou']:.4f}**" + (f" (5 classes, without Unlabeled: {m5:.4f})" if m5 is not None else "")
+              + f", pixel accuracy {e['pixel_accuracy']:.4f}"
               + (f"; int8 LiteRT file: mIoU {m['eval_int8']['miou']:.4f}" if m["eval_int8"] else "")
-              + (f"; {m['eval']['miou'] / teacher_eval['miou']:.2f} x the teacher" if teacher_eval and m["name"] != "teacher" else "")
+              + (f"; {m['eval']['miou'] / teacher_eval[m['teacher']]['miou']:.2f} x its teacher `{m['teacher']}`"
+                 if m["teacher"] in teacher_eval else "")
               + ".", "", "| class | IoU | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
     for n, v in e["per_class"].items():
         f = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
@@ -155,20 +201,91 @@ def headline(ms) -> str:
     return " ".join(lines)
 
 
+def pretrained_headline(ms) -> str:
+    """The targets of the pretrained recipe, checked on the test split."""
+    e = {m["name"]: m for m in ms}
+    if "lite0_unet" not in e:
+        return ""
+    t = e["lite0_unet"]["eval"]
+    old = e["teacher"]["eval"] if "teacher" in e else None
+    yes = lambda ok: "yes" if ok else "**no**"  # noqa: E731
+    veg = t["per_class"]["Vegetation"]["iou"]
+    parts = [f"**Pretrained recipe (test split, whole images).** `lite0_unet` teacher: mIoU {t['miou']:.4f} "
+             f"(5 classes {miou5(t):.4f}); target >= 0.65: {yes(t['miou'] >= 0.65)}."]
+    if old:
+        oveg = old["per_class"]["Vegetation"]["iou"]
+        parts.append(f"Vegetation IoU {veg:.4f} against {oveg:.4f} for the classic teacher "
+                     f"(target: at least double, {yes(veg >= 2 * oveg)}; {veg / oveg:.2f} x).")
+    small = [m for m in ms if m["teacher"] == "lite0_unet" and art(m, "tflite_int8")["bytes"] < 100 * 1024]
+    if small:
+        b = max(small, key=lambda m: m["eval"]["miou"])
+        sc = e.get(b["name"].replace("_distilled", "_scratch"))
+        parts.append(f"Best student with an int8 file under 100 KB: `{b['name']}` "
+                     f"({art(b, 'tflite_int8')['bytes'] / 1024:.1f} KB), mIoU {b['eval']['miou']:.4f} = "
+                     f"{b['eval']['miou'] / t['miou']:.2f} x the teacher (target >= 0.95: "
+                     f"{yes(b['eval']['miou'] >= 0.95 * t['miou'])})"
+                     + (f"; the same student without a teacher {sc['eval']['miou']:.4f} (distilled better: "
+                        f"{yes(b['eval']['miou'] > sc['eval']['miou'])})" if sc else "") + ".")
+    if "edge_distilled_lite0" in e:
+        ed = e["edge_distilled_lite0"]["eval"]["miou"]
+        parts.append(f"`edge` distilled from the pretrained teacher: {ed:.4f} (from the classic teacher: "
+                     + (f"{e['edge_distilled']['eval']['miou']:.4f}; better: "
+                        f"{yes(ed > e['edge_distilled']['eval']['miou'])})." if "edge_distilled" in e else "n/a)."))
+    worst = max(ms, key=lambda m: m["eval"]["miou"] - m["eval_int8"]["miou"])
+    gap = 100 * (worst["eval"]["miou"] - worst["eval_int8"]["miou"])
+    parts.append(f"int8 files within 1 point of their float models: {yes(gap <= 1.0)} (largest loss {gap:.2f} points, "
+                 f"`{worst['name']}`).")
+    return " ".join(parts)
+
+
+def write_index(ms) -> list[dict]:
+    """exported_models/index.json: what is shipped, in a form programs can read."""
+    rows = []
+    for m in ms:
+        rows.append({"name": m["name"], "role": "teacher" if m["name"] in TEACHERS else "student",
+                     "teacher": m["teacher"], "architecture": m["config"]["config"]["model"],
+                     "keras": f"{m['name']}/model.keras", "int8": f"{m['name']}/model_int8.tflite",
+                     "int8_bytes": art(m, "tflite_int8")["bytes"], "test_miou": m["eval"]["miou"],
+                     "test_miou_without_unlabeled": miou5(m["eval"]),
+                     "test_miou_int8": m["eval_int8"]["miou"]})
+    (MODELS / "index.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def choose_default(rows) -> str:
+    """The packaged default model: the best shipped student whose int8 file is under 100 KB."""
+    import shutil
+
+    best = max((r for r in rows if r["role"] == "student" and r["int8_bytes"] < 100 * 1024),
+               key=lambda r: r["test_miou"])
+    dest = ROOT / "satseg" / "default_model"
+    dest.mkdir(exist_ok=True)
+    shutil.copy2(MODELS / best["int8"], dest / "model_int8.tflite")
+    shutil.copy2(MODELS / best["int8"].replace(".tflite", ".satseg.json"), dest / "model_int8.satseg.json")
+    (dest / "SOURCE").write_text(best["name"] + "\n")
+    return best["name"]
+
+
 def main():
     ms = [load(n) for n in ORDER if (MODELS / n / "report.json").exists()]
     bench = json.loads((MODELS / "bench.json").read_text()) if (MODELS / "bench.json").exists() else None
-    teacher_eval = next((m["eval"] for m in ms if m["name"] == "teacher"), None)
+    teacher_eval = {m["name"]: m["eval"] for m in ms if m["name"] in TEACHERS}
+    rows = write_index(ms)
+    default = choose_default(rows)
     table = results_table(ms, bench)
+    heads = [h for h in (pretrained_headline(ms), headline(ms)) if h]
+    note = (f"The default model of `satseg predict` and `satseg evaluate` (packaged in `satseg/default_model/`) is "
+            f"`{default}`: the best shipped student whose int8 file is under 100 KB.")
     doc = ["# Shipped models", "",
            "Trained on the real Dubai dataset (`../shared/data/dubai`) and measured on its test split: whole images "
-           "that no training run saw. Generated by `python benchmarks/model_cards.py` from the files in this folder.",
-           "", headline(ms), "", table, ""] + [card(m, teacher_eval) for m in ms]
+           "that no training run saw. Generated by `python benchmarks/model_cards.py` from the files in this folder; "
+           "`index.json` lists them for programs.", ""] + sum(([h, ""] for h in heads), []) + [note, "", table, ""] \
+        + [card(m, teacher_eval) for m in ms]
     (MODELS / "README.md").write_text("\n".join(doc))
     readme = (ROOT / "README.md").read_text()
     block = ("<!-- results:start -->\nGenerated by `python benchmarks/model_cards.py` from `exported_models/` "
-             "(test split of the real Dubai data, whole images):\n\n" + headline(ms) + "\n\n" + table
-             + "\n<!-- results:end -->")
+             "(test split of the real Dubai data, whole images):\n\n" + "\n\n".join(heads) + "\n\n" + note
+             + "\n\n" + table + "\n<!-- results:end -->")
     readme = re.sub(r"<!-- results:start -->.*<!-- results:end -->", lambda _: block, readme, flags=re.S)
     (ROOT / "README.md").write_text(readme)
     print(table)

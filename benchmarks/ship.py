@@ -56,9 +56,9 @@ def main():
         if (args.run / f).exists():
             shutil.copy2(args.run / f, dest / f)
     sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "test",
-        "--plots", str(dest), "--out", str(dest / "evaluate.json"), "--json"], log)
+        "--plots", str(dest), "--out", str(dest / "evaluate.json"), "--json", "--force"], log)
     sh(["satseg", "evaluate", "--model", str(dest / "model_int8.tflite"), "--data", args.data, "--split", "test",
-        "--out", str(dest / "evaluate_int8.json"), "--json"], log)
+        "--out", str(dest / "evaluate_int8.json"), "--json", "--force"], log)
     (dest / "commands.txt").write_text("\n".join(log) + "\n")
     (dest / "run_name.txt").write_text(args.run.name + "\n")
     print(json.dumps({"shipped": str(dest)}))

@@ -32,10 +32,10 @@ def main():
 
     from satseg import data as D
     from satseg.distill import Distiller
-    from satseg.trainer import SegmentationTrainer
     from satseg.losses import get_loss
     from satseg.models import build_model
     from satseg.train import predict_logits
+    from satseg.trainer import SegmentationTrainer
 
     ps = D.load_patches(args.data)
     keep = np.sort(np.random.default_rng(0).choice(len(ps), min(args.max_patches, len(ps)), replace=False))
