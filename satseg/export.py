@@ -49,12 +49,15 @@ def fixed_batch(model, spec: ModelSpec):
     return fixed
 
 
-def convert_tflite(model, kind: str, representative=None, int8_io: bool = False, verbose: bool = False) -> bytes:
+def convert_tflite(model, kind: str, representative=None, int8_io: bool = False, verbose: bool | None = None) -> bytes:
     """Convert a Keras model (with its head) to a LiteRT flatbuffer of one kind. The converter's
-    signature dump ("Saved artifact at ... Captures: ...") is shown only when ``verbose``."""
+    signature dump ("Saved artifact at ... Captures: ...") is shown only when ``verbose``
+    (default: the SATSEG_VERBOSE environment variable, which ``--verbose`` sets)."""
     import contextlib
     import io
 
+    if verbose is None:
+        verbose = bool(os.environ.get("SATSEG_VERBOSE"))
     from satseg.quiet import native_stderr_silenced
 
     out = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())

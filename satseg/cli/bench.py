@@ -2,6 +2,8 @@ import json
 
 import click
 
+from satseg.cli.options import verbosity_options
+
 
 @click.command("bench")
 @click.option("--models-dir", default="exported_models", show_default=True, type=click.Path(),
@@ -11,6 +13,7 @@ import click
 @click.option("--baseline", help="Row to compare against, as MODEL/RUNTIME [default: teacher/keras].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON result here.")
+@verbosity_options
 def command(models_dir, quick, repeats, baseline, as_json, out):
     """Measure inference (Keras, LiteRT float32/float16/int8), whole-image tiling and training
     steps side by side, against the machine's measured matmul limit."""

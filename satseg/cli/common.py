@@ -48,7 +48,13 @@ def require_tensorflow(command: str):
     import importlib.util
     import os
 
-    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
+    def missing(name):
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):
+            return True
+
+    if missing("tensorflow") or missing("keras"):
         raise SatsegError(f"`satseg {command}` needs TensorFlow: pip install 'satseg-zoo[train]' "
                           "(this install has only the edge runtime)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -3,7 +3,7 @@ import json
 import click
 
 from satseg.cli.common import check_outputs
-from satseg.cli.options import force_option
+from satseg.cli.options import force_option, verbosity_options
 
 
 @click.group("data")
@@ -12,6 +12,7 @@ def command():
 
 
 @command.command("inspect")
+@verbosity_options
 @click.argument("path", type=click.Path(file_okay=False))
 @click.option("--patch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -46,6 +47,7 @@ def inspect_cmd(path, patch_size, as_json, plot, force):
 
 
 @command.command("synth")
+@verbosity_options
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--tiles", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--images-per-tile", default=4, show_default=True, type=click.IntRange(min=1))

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import click
 
+from satseg.cli.options import verbosity_options
+
 
 @click.command("demo")
 @click.option("--out", default="satseg-demo", show_default=True, type=click.Path(file_okay=False))
@@ -11,6 +13,7 @@ import click
 @click.option("--patch-size", default=128, show_default=True, help="Training patch size.")
 @click.option("--force", is_flag=True, help="Overwrite an existing demo directory.")
 @click.option("--seed", default=42, show_default=True)
+@verbosity_options
 def command(out, epochs, images, patch_size, force, seed):
     """The main job on built-in synthetic data, no download: train a teacher, distil a
     student, export it to LiteRT with a size report, evaluate it and predict with it."""

@@ -3,7 +3,7 @@ import json
 import click
 
 from satseg.cli.common import check_outputs, default_model, require_tensorflow
-from satseg.cli.options import force_option, json_option, overlap_option
+from satseg.cli.options import force_option, json_option, overlap_option, verbosity_options
 
 
 @click.command("evaluate")
@@ -18,6 +18,7 @@ from satseg.cli.options import force_option, json_option, overlap_option
 @click.option("--plots", type=click.Path(file_okay=False), help="Write pr_curve.png, predictions.png, confusion.png here.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON result to this file.")
 @force_option
+@verbosity_options
 def command(model_path, data, split, seed, overlap, as_json, plots, out, force):
     """Score a model on whole images (tiled, borders included): IoU, precision, recall, F1."""
     from pathlib import Path

@@ -1,5 +1,6 @@
 import click
 
+from satseg.cli.options import quiet, verbosity_options
 from satseg.export import DEFAULT_FORMATS, FORMATS
 
 
@@ -13,6 +14,7 @@ from satseg.export import DEFAULT_FORMATS, FORMATS
 @click.option("--teacher", type=click.Path(dir_okay=False), help="Teacher .keras: report the size reduction against it.")
 @click.option("--int8-io", is_flag=True, help="int8 input and output tensors (microcontrollers).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output directory.")
+@verbosity_options
 def command(model_path, out, formats, calibration_data, teacher, int8_io, force):
     """Export to SavedModel and LiteRT (float32/float16/dynamic/int8) with a size and parity report."""
     from satseg.cli.common import require_tensorflow
@@ -21,6 +23,6 @@ def command(model_path, out, formats, calibration_data, teacher, int8_io, force)
     from satseg.export import export_model
 
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
-    export_model(model_path, out, fmts, calibration_data, teacher, int8_io, force, log=click.echo)
+    export_model(model_path, out, fmts, calibration_data, teacher, int8_io, force, log=(lambda *a: None) if quiet() else click.echo)
     click.echo(open(f"{out}/report.md").read())
     click.echo(f"wrote {out}/")

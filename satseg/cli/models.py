@@ -2,12 +2,15 @@ import json
 
 import click
 
+from satseg.cli.options import verbosity_options
+
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @click.option("--patch-size", default=256, show_default=True, help="Input size the statistics are for.")
 @click.option("--bands", default=3, show_default=True, help="Input bands.")
 @click.option("--classes", "num_classes", default=6, show_default=True, help="Output classes.")
+@verbosity_options
 def command(as_json, patch_size, bands, num_classes):
     """List the model zoo: parameters, conv layers, MACs per patch, float32 weight bytes."""
     from satseg.cli.common import require_tensorflow

@@ -11,3 +11,27 @@ overlap_option = click.option("--overlap", type=click.IntRange(min=0),
 def seed_option(default: int = 42):
     return click.option("--seed", default=default, show_default=True, type=int,
                         help="Random seed (recorded in config.json).")
+
+
+def _set_verbosity(ctx, param, value):
+    import os
+
+    if value:
+        os.environ["SATSEG_VERBOSE" if param.name == "verbose" else "SATSEG_QUIET"] = "1"
+        if param.name == "verbose":
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    return value
+
+
+def verbosity_options(f):
+    """--quiet (results only) and --verbose (also TensorFlow's and the converter's own output)."""
+    f = click.option("--verbose", "-v", is_flag=True, expose_value=False, callback=_set_verbosity, is_eager=True,
+                     help="Also show TensorFlow's logs and the converter's dumps.")(f)
+    return click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=_set_verbosity, is_eager=True,
+                        help="Print only results and errors (no progress).")(f)
+
+
+def quiet() -> bool:
+    import os
+
+    return bool(os.environ.get("SATSEG_QUIET"))

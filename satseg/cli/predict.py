@@ -1,7 +1,7 @@
 import click
 
 from satseg.cli.common import check_writable, default_model, require_tensorflow
-from satseg.cli.options import force_option, overlap_option
+from satseg.cli.options import force_option, overlap_option, verbosity_options
 
 
 @click.command("predict")
@@ -12,6 +12,7 @@ from satseg.cli.options import force_option, overlap_option
 @overlap_option
 @click.option("--threads", type=click.IntRange(min=1), help="LiteRT threads [default: all cores].")
 @force_option
+@verbosity_options
 def command(inputs, model_path, out, overlap, threads, force):
     """Segment images of any size: writes NAME.png (class ids) and NAME_color.png.
 

@@ -2,7 +2,7 @@ from dataclasses import fields
 
 import click
 
-from satseg.cli.options import force_option
+from satseg.cli.options import force_option, quiet, verbosity_options
 from satseg.train import CHOICES, TrainConfig
 
 D = {f.name: f.default for f in fields(TrainConfig) if not callable(f.default_factory)}
@@ -45,6 +45,7 @@ def _opt(*decls, key, **kw):
 @click.option("--no-augment", is_flag=True, help="Disable flips, rotations, scale and photometric jitter.")
 @_opt("--strategy", key="strategy", help="mirrored: all local GPUs; multiworker: across machines (TF_CONFIG).")
 @_opt("--seed", key="seed", type=int, help="Random seed (recorded in config.json).")
+@verbosity_options
 def command(model_name, data, out, teacher, resume_dir, force, no_augment, **kw):
     """Train a teacher, a student from scratch, or a distilled student (--teacher)."""
     from satseg.cli.common import require_tensorflow
@@ -54,10 +55,11 @@ def command(model_name, data, out, teacher, resume_dir, force, no_augment, **kw)
 
     if resume_dir:
         src = click.get_current_context().get_parameter_source("epochs")
-        summary = resume(resume_dir, epochs=kw["epochs"] if src == click.core.ParameterSource.COMMANDLINE else None)
+        summary = resume(resume_dir, verbose=0 if quiet() else 1,
+                         epochs=kw["epochs"] if src == click.core.ParameterSource.COMMANDLINE else None)
     else:
         cfg = TrainConfig(model=model_name, data=data, teacher=teacher, augment=not no_augment, **kw)
-        summary = train(cfg, out or default_run_dir(model_name, bool(teacher)), force=force)
+        summary = train(cfg, out or default_run_dir(model_name, bool(teacher)), force=force, verbose=0 if quiet() else 1)
     best = summary.get("best_val_miou")
     click.echo(f"done: best val mIoU {best if best is None else f'{best:.4f}'} at epoch {summary['best_epoch']} "
                f"of {summary['epochs']}; model: {summary['model']}")
