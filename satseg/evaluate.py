@@ -133,11 +133,12 @@ def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, ove
         from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
 
         plots_dir = Path(plots_dir)
+        title = f"{spec.architecture or predictor.path.stem} ({predictor.kind}), {split} split"
         aps = plot_pr_curves(np.concatenate(pr_labels), np.concatenate(pr_probs), plots_dir / "pr_curve.png",
-                             spec.seg_classes)
+                             spec.seg_classes, title=title)
         imgs, masks, preds, names = zip(*panels)
-        plot_predictions(imgs, masks, preds, plots_dir / "predictions.png", spec.seg_classes, titles=names)
-        plot_confusion(cm.matrix, plots_dir / "confusion.png", spec.seg_classes)
+        plot_predictions(imgs, masks, preds, plots_dir / "predictions.png", spec.seg_classes, titles=names, title=title)
+        plot_confusion(cm.matrix, plots_dir / "confusion.png", spec.seg_classes, title=title)
         result["average_precision"] = aps
     return result
 

@@ -43,7 +43,7 @@ def plot_history(rows: list[dict], path_loss, path_miou, title: str = ""):
     for key, (label, ls) in styles.items():
         if rows and key in rows[0]:
             ax.plot(epochs, [float(r[key]) for r in rows], ls, marker="o", ms=3, label=label)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title(f"{prefix}loss vs epoch")
@@ -55,7 +55,7 @@ def plot_history(rows: list[dict], path_loss, path_miou, title: str = ""):
     for key, label in (("miou", "train mIoU"), ("val_miou", "val mIoU")):
         if rows and key in rows[0]:
             ax.plot(epochs, [float(r[key]) for r in rows], marker="o", ms=3, label=label)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean IoU")
     ax.set_ylim(0, 1)
@@ -67,9 +67,10 @@ def plot_history(rows: list[dict], path_loss, path_miou, title: str = ""):
 
 
 def plot_pr_curves(labels: np.ndarray, probs: np.ndarray, path, classes=DUBAI_CLASSES,
-                   max_pixels: int = 400_000, seed: int = 0):
+                   max_pixels: int = 400_000, seed: int = 0, title: str = ""):
     """One precision-recall curve per class from softmax probabilities (one-vs-rest), average
-    precision in the legend. Ignore pixels are skipped; a seeded pixel sample keeps it fast."""
+    precision in the legend (outside the axes, so it never hides a curve). Ignore pixels are
+    skipped; a seeded pixel sample keeps it fast. ``title`` names the model and data."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     t = labels.reshape(-1)
@@ -78,7 +79,7 @@ def plot_pr_curves(labels: np.ndarray, probs: np.ndarray, path, classes=DUBAI_CL
     if len(keep) > max_pixels:
         keep = np.random.default_rng(seed).choice(keep, max_pixels, replace=False)
     t, p = t[keep], p[keep]
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = plt.subplots(figsize=(8.5, 5))
     aps = {}
     for c in classes:
         y = t == c.id
@@ -91,9 +92,10 @@ def plot_pr_curves(labels: np.ndarray, probs: np.ndarray, path, classes=DUBAI_CL
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    ax.set_title("Precision vs recall per class")
+    ax.set_title(f"{title}: precision vs recall per class" if title else "Precision vs recall per class")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.tight_layout()
     _save(fig, path)
     return aps
 
@@ -108,10 +110,12 @@ def _show_image(ax, image):
 
 
 def plot_predictions(images, labels, preds, path, classes=DUBAI_CLASSES, max_rows: int = 10,
-                     titles=None):
+                     titles=None, title: str = ""):
     """Rows of (image, ground truth, prediction) in the dataset's colours, with a legend."""
     n = min(len(images), max_rows)
     fig, axes = plt.subplots(n, 3, figsize=(9, 3 * n), squeeze=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
     for i in range(n):
         _show_image(axes[i, 0], images[i])
         axes[i, 1].imshow(colorize(labels[i], classes))
@@ -124,7 +128,7 @@ def plot_predictions(images, labels, preds, path, classes=DUBAI_CLASSES, max_row
     _save(fig, path)
 
 
-def plot_confusion(matrix: np.ndarray, path, classes=DUBAI_CLASSES):
+def plot_confusion(matrix: np.ndarray, path, classes=DUBAI_CLASSES, title: str = ""):
     """Row-normalised confusion matrix (recall on the diagonal) with counts' shares."""
     cm = np.asarray(matrix, np.float64)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -139,7 +143,7 @@ def plot_confusion(matrix: np.ndarray, path, classes=DUBAI_CLASSES):
                     color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("Confusion matrix (rows sum to 1)")
+    ax.set_title(f"{title}: confusion (rows sum to 1)" if title else "Confusion matrix (rows sum to 1)", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046)
     _save(fig, path)
 

@@ -414,7 +414,7 @@ def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:
     best = load_model_file(best_path) if best_path.exists() else trainer.student
     run.save_model(best)
     save_spec(run.spec(), run / "model.satseg.json")
-    cm = final_plots(best, data.val_x, data.val_y, run.path)
+    cm = final_plots(best, data.val_x, data.val_y, run.path, title=f"{run.spec().architecture}, validation patches")
     hist = read_history(run / "history.csv")
     ck = run.checkpoint() or {}
     summary = {
@@ -428,7 +428,7 @@ def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:
     return summary
 
 
-def final_plots(model, images, masks, run_dir: Path, classes=DUBAI_CLASSES, batch_size: int = 16):
+def final_plots(model, images, masks, run_dir: Path, classes=DUBAI_CLASSES, batch_size: int = 16, title: str = ""):
     """``pr_curve.png``, ``predictions.png`` and ``confusion.png`` on validation patches."""
     from satseg.imaging import softmax
     from satseg.metrics import ConfusionMatrix
@@ -437,9 +437,9 @@ def final_plots(model, images, masks, run_dir: Path, classes=DUBAI_CLASSES, batc
     probs = softmax(predict_logits(model, images, batch_size))
     preds = probs.argmax(-1)
     cm = ConfusionMatrix(len(classes)).update(masks, preds)
-    plot_pr_curves(masks, probs, run_dir / "pr_curve.png", classes)
-    plot_predictions(images, masks, preds, run_dir / "predictions.png", classes)
-    plot_confusion(cm.matrix, run_dir / "confusion.png", classes)
+    plot_pr_curves(masks, probs, run_dir / "pr_curve.png", classes, title=title)
+    plot_predictions(images, masks, preds, run_dir / "predictions.png", classes, title=title)
+    plot_confusion(cm.matrix, run_dir / "confusion.png", classes, title=title)
     return cm
 
 
