@@ -30,6 +30,17 @@ def blend_weights(size: int) -> np.ndarray:
     return np.outer(ramp, ramp).astype(np.float32) + 1e-3
 
 
+def with_flip_tta(predict_fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """Test-time augmentation: the mean of the probabilities for the patches as they are and
+    flipped left-right, up-down and both (each flipped back). Four times the work."""
+    def fn(x: np.ndarray) -> np.ndarray:
+        out = predict_fn(x).astype(np.float32)
+        for axes in ((2,), (1,), (1, 2)):
+            out += np.flip(predict_fn(np.ascontiguousarray(np.flip(x, axes))), axes)
+        return out / 4
+    return fn
+
+
 def check_overlap(overlap: int | None, patch: int) -> int:
     """The tile overlap to use: a quarter of the patch by default; at most half of it (more
     only multiplies the work), never negative."""
@@ -309,7 +320,7 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
 
 
 def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP, force: bool = False,
-                  progress: bool = True) -> list[Path]:
+                  progress: bool = True, tta: bool = False) -> list[Path]:
     """Predict every image under ``inputs`` into ``out_dir``; returns the files written.
 
     ``model`` is an :class:`EdgeModel` or anything with ``spec`` and ``predict_patches``.
@@ -333,7 +344,8 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     written = []
     try:
         for src, rel in pairs:
-            ids = predict_scene(src, model.predict_patches, model.spec, overlap)
+            fn = with_flip_tta(model.predict_patches) if tta else model.predict_patches
+            ids = predict_scene(src, fn, model.spec, overlap)
             written += write_prediction(ids, out_dir / rel, model.spec, source=src)
             if bar is not None:
                 bar.update(1)

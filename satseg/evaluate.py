@@ -96,11 +96,12 @@ def recorded_split(model_path) -> dict | None:
     return json.loads(cfg.read_text()).get("split") if cfg.is_file() else None
 
 
-def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, overlap: int | None = None,
-             plots_dir=None, progress: bool = True, keep_panels: int = 10) -> dict:
-    """Score whole images; returns the JSON-ready result (and writes plots if asked)."""
+def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, overlap: int | None = None,
+             plots_dir=None, progress: bool = True, keep_panels: int = 10, tta: bool = False) -> dict:
+    """Score whole images; returns the JSON-ready result (and writes plots if asked). ``tta``
+    averages the model over four flips of every tile (reported as such in the result)."""
     from satseg.data import load_sample
-    from satseg.edge import predict_tiled
+    from satseg.edge import predict_tiled, with_flip_tta
     from satseg.metrics import ConfusionMatrix
 
     spec = predictor.spec
@@ -114,7 +115,8 @@ def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, ove
     with bar(samples, progress, unit="img", desc="evaluating") as it:
         for s in it:
             li = load_sample(s, spec.seg_classes, spec.bands)
-            probs = predict_tiled(li.image, predictor.predict_patches, spec, overlap,
+            fn = with_flip_tta(predictor.predict_patches) if tta else predictor.predict_patches
+            probs = predict_tiled(li.image, fn, spec, overlap,
                                   batch_size=1 if predictor.kind == "tflite" else 8)
             pred = probs.argmax(-1)
             cm.update(li.mask, pred)
@@ -127,7 +129,7 @@ def evaluate(predictor: Predictor, data, split: str = "all", seed: int = 42, ove
                     panels.append((li.image, li.mask, pred.astype(np.uint8), f"{s.group}/{s.image.name}"))
     result = {"model": str(predictor.path), "kind": predictor.kind, "data": str(data), "split": split,
               "seed": seed, "images": len(samples), "pixels": int(pixels),
-              "ignored_pixels": int(pixels - cm.matrix.sum()), "overlap": overlap,
+              "ignored_pixels": int(pixels - cm.matrix.sum()), "overlap": overlap, "tta": bool(tta),
               **cm.report(class_names(spec.seg_classes))}
     if plots_dir is not None:
         from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
@@ -153,5 +155,6 @@ def format_table(result: dict) -> str:
     m5 = result.get("miou_without_unlabeled")
     lines.append(f"mean IoU {result['miou']:.4f}" + (f" (without Unlabeled {m5:.4f})" if m5 is not None else "")
                  + f"   pixel accuracy {result['pixel_accuracy']:.4f}   "
-                 f"({result['images']} images, {result['pixels']:,} pixels, split: {result['split']})")
+                 f"({result['images']} images, {result['pixels']:,} pixels, split: {result['split']}"
+                 + (", flip TTA" if result.get("tta") else "") + ")")
     return "\n".join(lines)

@@ -236,3 +236,18 @@ def test_predicted_geotiff_opens_in_rasterio_with_crs_transform_and_colours(pixe
         assert cmap[0][:3] == (60, 16, 152) and cmap[3][:3] == (254, 221, 58)
         assert ds.compression is not None
     assert_matches_expected(ids, img)
+
+
+def test_flip_tta_is_exact_for_a_pointwise_model(pixel_tflite):
+    """Flips commute with a 1x1 model, so TTA must change nothing; and it calls the model 4 times."""
+    from satseg.edge import with_flip_tta
+
+    m = EdgeModel(pixel_tflite)
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
+    calls = []
+
+    def fn(b):
+        calls.append(1)
+        return m.predict_patches(b)
+    np.testing.assert_allclose(with_flip_tta(fn)(x), m.predict_patches(x), atol=1e-5)
+    assert len(calls) == 4

@@ -17,9 +17,10 @@ from satseg.cli.options import force_option, json_option, overlap_option, verbos
 @json_option
 @click.option("--plots", type=click.Path(file_okay=False), help="Write pr_curve.png, predictions.png, confusion.png here.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON result to this file.")
+@click.option("--tta", is_flag=True, help="Test-time augmentation: average over four flips (4x the time).")
 @force_option
 @verbosity_options
-def command(model_path, data, split, seed, overlap, as_json, plots, out, force):
+def command(model_path, data, split, seed, overlap, as_json, plots, out, force, tta):
     """Score a model on whole images (tiled, borders included): IoU, precision, recall, F1."""
     from pathlib import Path
 
@@ -33,7 +34,7 @@ def command(model_path, data, split, seed, overlap, as_json, plots, out, force):
         require_tensorflow("evaluate")
     predictor = load_predictor(model_path)
     check_overlap(overlap, predictor.spec.patch_size)
-    result = evaluate(predictor, data, split, seed, overlap, plots_dir=plots, progress=not as_json)
+    result = evaluate(predictor, data, split, seed, overlap, plots_dir=plots, progress=not as_json, tta=tta)
     text = json.dumps(result, indent=2)
     if out:
         atomic_write_text(out, text)

@@ -11,9 +11,10 @@ from satseg.cli.options import force_option, overlap_option, verbosity_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @overlap_option
 @click.option("--threads", type=click.IntRange(min=1), help="LiteRT threads [default: all cores].")
+@click.option("--tta", is_flag=True, help="Test-time augmentation: average over four flips (4x the time).")
 @force_option
 @verbosity_options
-def command(inputs, model_path, out, overlap, threads, force):
+def command(inputs, model_path, out, overlap, threads, force, tta):
     """Segment images of any size: writes NAME.png (class ids) and NAME_color.png.
 
     INPUTS are files or folders; a folder's layout is mirrored under --out, and in a
@@ -35,7 +36,7 @@ def command(inputs, model_path, out, overlap, threads, force):
 
         model = load_predictor(path)
     try:
-        written = predict_files(model, inputs, out, overlap, force)
+        written = predict_files(model, inputs, out, overlap, force, tta=tta)
     except (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as e:
         raise SatsegError(str(e)) from None
     click.echo(f"wrote {len(written)} files to {out}/")
