@@ -48,7 +48,7 @@ def load(name):
     hist = list(csv.DictReader(open(d / "history.csv"))) if (d / "history.csv").exists() else []
     config = j("config.json")
     return {"name": name, "dir": d, "config": config, "report": j("report.json"), "teacher": teacher_of(config),
-            "eval": j("evaluate.json"), "eval_int8": j("evaluate_int8.json"), "history": hist,
+            "eval": j("evaluate.json"), "eval_int8": j("evaluate_int8.json"), "eval_tta": j("evaluate_tta.json"), "history": hist,
             "run_name": (d / "run_name.txt").read_text().strip() if (d / "run_name.txt").exists() else name,
             "commands": (d / "commands.txt").read_text().strip().splitlines() if (d / "commands.txt").exists() else []}
 
@@ -122,6 +122,7 @@ def card(m, teacher_eval):
               f"mIoU **{e['miou']:.4f}**" + (f" (5 classes, without Unlabeled: {m5:.4f})" if m5 is not None else "")
               + f", pixel accuracy {e['pixel_accuracy']:.4f}"
               + (f"; int8 LiteRT file: mIoU {m['eval_int8']['miou']:.4f}" if m["eval_int8"] else "")
+              + (f"; with flip TTA (4x the time, reported apart): mIoU {m['eval_tta']['miou']:.4f}" if m["eval_tta"] else "")
               + (f"; {m['eval']['miou'] / teacher_eval[m['teacher']]['miou']:.2f} x its teacher `{m['teacher']}`"
                  if m["teacher"] in teacher_eval else "")
               + ".", "", "| class | IoU | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]

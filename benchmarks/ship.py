@@ -39,6 +39,7 @@ def main():
     ap.add_argument("run", type=Path)
     ap.add_argument("--teacher")
     ap.add_argument("--data", default=DATA)
+    ap.add_argument("--tta", action="store_true", help="also evaluate with flip TTA (evaluate_tta.json)")
     args = ap.parse_args()
     dest = ROOT / "exported_models" / args.name
     dest.mkdir(parents=True, exist_ok=True)
@@ -59,6 +60,9 @@ def main():
         "--plots", str(dest), "--out", str(dest / "evaluate.json"), "--json", "--force"], log)
     sh(["satseg", "evaluate", "--model", str(dest / "model_int8.tflite"), "--data", args.data, "--split", "test",
         "--out", str(dest / "evaluate_int8.json"), "--json", "--force"], log)
+    if args.tta:
+        sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "test",
+            "--tta", "--out", str(dest / "evaluate_tta.json"), "--json", "--force"], log)
     (dest / "commands.txt").write_text("\n".join(log) + "\n")
     (dest / "run_name.txt").write_text(args.run.name + "\n")
     print(json.dumps({"shipped": str(dest)}))

@@ -229,3 +229,16 @@ def test_real_mask_black_pixels_become_ignore():
     ids, ignored = read_mask(DUBAI / "Tile 1" / "masks" / "image_part_001.png")
     assert ignored == int((ids == IGNORE_LABEL).sum())
     assert set(np.unique(ids)) <= set(range(6)) | {IGNORE_LABEL}
+
+
+def test_16_bit_class_id_png_masks_are_read_as_ids(tmp_path):
+    from PIL import Image
+
+    from satseg.imaging import read_mask
+
+    ids = (np.arange(48).reshape(6, 8) % 7).astype(np.uint16)  # 6 is not a class: ignored
+    Image.fromarray(ids).save(tmp_path / "m.png")
+    assert Image.open(tmp_path / "m.png").mode.startswith("I;16")
+    mask, ignored = read_mask(tmp_path / "m.png")
+    assert ignored == int((ids == 6).sum())
+    np.testing.assert_array_equal(mask, np.where(ids == 6, 255, ids).astype(np.uint8))

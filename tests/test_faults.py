@@ -188,6 +188,7 @@ TRAIN_CASES = [
     (["--teacher", "TEACHER_CLASSES"], "teacher predicts 4 classes"),
     (["--teacher", "TEACHER_FIXED", "--patch-size", "32", "--model", "student"], "fully convolutional teacher"),
     (["--out", "/dev/null/run"], "cannot write"),
+    (["--teacher", "TEACHER_UNSAFE"], "cannot load the teacher"),
 ]
 
 
@@ -205,7 +206,12 @@ def test_train_checks_come_first_and_leave_nothing(world, tmp_path, args, messag
         spec = pixel_spec(64)
         spec.classes = spec.classes[:4]
         save_spec(spec, world["dir"] / "four.satseg.json")
-    subst = {"TEACHER_MISSING": tmp_path / "nope.keras", "TEACHER_NOTMODEL": world["bad"] / "notmodel.keras",
+    unsafe = world["dir"] / "unsafe.keras"
+    if not unsafe.exists():  # a Lambda layer: Keras refuses to deserialise it in safe mode
+        inp = keras.Input((None, None, 3))
+        keras.Model(inp, keras.layers.Lambda(lambda t: t * 2)(inp)).save(unsafe)
+        save_spec(pixel_spec(64), world["dir"] / "unsafe.satseg.json")
+    subst = {"TEACHER_UNSAFE": unsafe, "TEACHER_MISSING": tmp_path / "nope.keras", "TEACHER_NOTMODEL": world["bad"] / "notmodel.keras",
              "TEACHER_CLASSES": world["dir"] / "four.keras", "TEACHER_FIXED": fixed_teacher}
     args = [str(subst.get(a, a)) for a in args]
     out = tmp_path / "run"
