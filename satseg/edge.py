@@ -319,11 +319,31 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False) -> list[Path]:
+    """One scene, one pure function of (model, scene): read strip by strip, predict, write."""
+    fn = with_flip_tta(model.predict_patches) if tta else model.predict_patches
+    ids = predict_scene(src, fn, model.spec, overlap)
+    return write_prediction(ids, dst, model.spec, source=src)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(path: str, threads: int):
+    _WORKER["model"] = EdgeModel(path, num_threads=threads)
+
+
+def _work(job):
+    return predict_one(_WORKER["model"], *job)
+
+
 def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP, force: bool = False,
-                  progress: bool = True, tta: bool = False) -> list[Path]:
+                  progress: bool = True, tta: bool = False, jobs: int = 1) -> list[Path]:
     """Predict every image under ``inputs`` into ``out_dir``; returns the files written.
 
-    ``model`` is an :class:`EdgeModel` or anything with ``spec`` and ``predict_patches``.
+    ``model`` is an :class:`EdgeModel` or anything with ``spec`` and ``predict_patches``. With
+    ``jobs`` > 1 and a LiteRT model, images are spread over that many processes, each with its
+    own interpreter and an equal share of the cores; the files are identical to ``jobs=1``.
     """
     out_dir = Path(out_dir)
     check_overlap(overlap, model.spec.patch_size)
@@ -334,25 +354,39 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
                  if (out_dir / rel.with_suffix(s)).exists()]
         if clash:
             raise FileExistsError(f"{clash[0]}: output exists ({len(clash)} in all); pass --force to overwrite")
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(pairs), unit="img", desc="predicting", disable=not sys.stderr.isatty())
+    jobs = max(1, min(jobs, len(pairs))) if isinstance(model, EdgeModel) else 1
+    work = [(src, out_dir / rel, overlap, tta) for src, rel in pairs]
     written = []
-    try:
-        for src, rel in pairs:
-            fn = with_flip_tta(model.predict_patches) if tta else model.predict_patches
-            ids = predict_scene(src, fn, model.spec, overlap)
-            written += write_prediction(ids, out_dir / rel, model.spec, source=src)
-            if bar is not None:
+    with _bar(len(pairs), progress) as bar:
+        if jobs == 1:
+            for job in work:
+                written += predict_one(model, *job)
                 bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            with ProcessPoolExecutor(jobs, mp.get_context("spawn"), _init_worker, (str(model.path), threads)) as pool:
+                for files in pool.map(_work, work):
+                    written += files
+                    bar.update(1)
     return written
 
 
-__all__ = ["EdgeModel", "predict_tiled", "predict_ids_tiled", "predict_files", "write_prediction", "blend_weights"]
+def _bar(total: int, enabled: bool):
+    import contextlib
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
+        class _Null:
+            def update(self, n):
+                pass
+        return contextlib.nullcontext(_Null())
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="predicting")
+
+
+__all__ = ["EdgeModel", "predict_tiled", "predict_ids_tiled", "predict_scene", "predict_one", "predict_files",
+           "write_prediction", "blend_weights"]

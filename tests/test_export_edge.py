@@ -251,3 +251,16 @@ def test_flip_tta_is_exact_for_a_pointwise_model(pixel_tflite):
         return m.predict_patches(b)
     np.testing.assert_allclose(with_flip_tta(fn)(x), m.predict_patches(x), atol=1e-5)
     assert len(calls) == 4
+
+
+def test_predict_with_several_jobs_writes_identical_files(pixel_tflite, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        img = np.random.default_rng(i).integers(0, 256, (90 + 10 * i, 140, 3)).astype(np.uint8)
+        Image.fromarray(img).save(src / f"s{i}.png")
+    one = predict_files(EdgeModel(pixel_tflite), [src], tmp_path / "one", progress=False, jobs=1)
+    two = predict_files(EdgeModel(pixel_tflite), [src], tmp_path / "two", progress=False, jobs=2)
+    assert [p.name for p in one] == [p.name for p in two] and len(one) == 6
+    for a, b in zip(one, two):
+        assert a.read_bytes() == b.read_bytes()

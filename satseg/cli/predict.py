@@ -1,3 +1,5 @@
+import os
+
 import click
 
 from satseg.cli.common import check_writable, default_model, require_tensorflow
@@ -10,11 +12,13 @@ from satseg.cli.options import force_option, overlap_option, verbosity_options
               help=".tflite (edge runtime, no TensorFlow) or .keras [default: the shipped distilled student].")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @overlap_option
-@click.option("--threads", type=click.IntRange(min=1), help="LiteRT threads [default: all cores].")
+@click.option("--threads", type=click.IntRange(min=1), help="LiteRT threads with --jobs 1 [default: all cores].")
+@click.option("--jobs", type=click.IntRange(min=1), help="Images predicted at once, each in its own process with "
+              "an equal share of the cores (.tflite models) [default: all cores].")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average over four flips (4x the time).")
 @force_option
 @verbosity_options
-def command(inputs, model_path, out, overlap, threads, force, tta):
+def command(inputs, model_path, out, overlap, threads, jobs, force, tta):
     """Segment images of any size: writes NAME.png (class ids) and NAME_color.png.
 
     INPUTS are files or folders; a folder's layout is mirrored under --out, and in a
@@ -36,7 +40,8 @@ def command(inputs, model_path, out, overlap, threads, force, tta):
 
         model = load_predictor(path)
     try:
-        written = predict_files(model, inputs, out, overlap, force, tta=tta)
+        written = predict_files(model, inputs, out, overlap, force, tta=tta,
+                                jobs=jobs or os.cpu_count() or 1)
     except (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as e:
         raise SatsegError(str(e)) from None
     click.echo(f"wrote {len(written)} files to {out}/")
