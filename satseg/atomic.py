@@ -47,11 +47,11 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 
-def atomic_dir(path, write: Callable[[Path], object]) -> Path:
+def atomic_dir(path, write: Callable[[Path], object], prefix: str | None = None) -> Path:
     """Like :func:`atomic_write` for a folder: ``write(tmpdir)`` fills a fresh temporary folder
     beside ``path``, which then replaces ``path`` (the old one is removed only after)."""
     path = Path(path)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix or f".{path.name}.", suffix=".tmp"))
     old = None
     try:
         write(tmp)

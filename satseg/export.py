@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -179,16 +180,8 @@ def _miou_and_iou(masks, preds, k):
     return s["miou"], s["iou"]
 
 
-def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=None, teacher=None,
-                 int8_io: bool = False, force: bool = False, n_calibration: int = 64, n_parity: int = 32,
-                 log=print) -> dict:
-    """Export ``model_path`` (.keras) to ``out_dir``; returns the report (also written there)."""
-
-    from satseg.edge import EdgeModel
-    from satseg.models import load_model_file, model_stats
-    from satseg.train import predict_logits
-
-    model_path, out_dir = Path(model_path), Path(out_dir)
+def check_export(model_path: Path, out_dir: Path, formats, teacher, force: bool):
+    """Every argument, before any work."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise SatsegError(f"unknown format(s) {', '.join(unknown)}; valid: {', '.join(FORMATS)}")
@@ -198,81 +191,115 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
         raise SatsegError(f"{teacher}: teacher model file not found")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
         raise SatsegError(f"{out_dir}: output exists; pass --force to overwrite it")
+
+
+def load_for_export(model_path: Path):
+    """(model, spec), checked against each other."""
+    from satseg.models import load_model_file
+
     spec = load_spec(model_path)
     model = load_model_file(model_path)
     if model.output_shape[-1] != spec.num_classes:
         raise SatsegError(f"{model_path}: the model predicts {model.output_shape[-1]} classes, its spec lists "
                           f"{spec.num_classes}")
+    return model, spec
+
+
+@dataclass
+class Parity:
+    """The reference the exported files are checked against: Keras predictions on real patches."""
+
+    calib: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    pred: np.ndarray
+    miou: float
+    iou: np.ndarray
+
+
+def write_artifact(fmt: str, serving, spec: ModelSpec, folder: Path, parity: Parity, int8_io: bool) -> dict:
+    """Write one format into ``folder`` with its spec, run it on the parity patches, measure it."""
+    from satseg.edge import EdgeModel
+
+    t0 = time.perf_counter()
+    path = folder / FILE_NAMES[fmt]
+    if fmt == "saved_model":
+        import tensorflow as tf
+
+        serving.export(str(path), format="tf_saved_model", verbose=False)
+        loaded = tf.saved_model.load(str(path))
+        probs = np.concatenate([np.asarray(loaded.serve(parity.x[i:i + 1])) for i in range(len(parity.x))])
+        save_spec(spec, path / "satseg.json")
+    else:
+        path.write_bytes(convert_tflite(serving, fmt, parity.calib, int8_io and fmt == "tflite_int8"))
+        save_spec(spec, path.with_name(path.stem + ".satseg.json"))
+        probs = EdgeModel(path, spec=spec).predict_patches(parity.x)
+    pred = probs.argmax(-1)
+    miou, iou = _miou_and_iou(parity.y, pred, spec.num_classes)
+    names = class_names(spec.seg_classes)
+    return {"format": fmt, "path": FILE_NAMES[fmt], "bytes": tree_bytes(path),
+            "agreement": float((pred == parity.pred).mean()), "miou": miou, "miou_delta": miou - parity.miou,
+            "iou_delta": {n: (None if np.isnan(a - b) else float(a - b)) for n, a, b in zip(names, iou, parity.iou)},
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def build_report(model_path: Path, model, stats: dict, spec: ModelSpec, parity: Parity, artifacts, int8_io,
+                 teacher) -> dict:
+    report = {
+        "model": str(model_path), "name": model.name, "params": stats["params"],
+        "conv_layers": stats["conv_layers"], "macs": stats["macs"], "keras_bytes": model_path.stat().st_size,
+        "keras_bytes_with_optimizer": keras_file_bytes(model, True),
+        "parity": {"patches": int(len(parity.x)), "keras_miou": parity.miou, "calibration_patches": int(len(parity.calib))},
+        "artifacts": artifacts, "int8_io": bool(int8_io), "spec": spec.to_dict(),
+    }
+    if teacher:
+        report["teacher"] = teacher_reference(teacher, spec, parity.calib)
+        add_reductions(report)
+    warn = [a for a in artifacts if a["format"] == "tflite_int8" and a["miou_delta"] < -0.01]
+    report["warnings"] = [f"int8 loses {-100 * a['miou_delta']:.2f} mIoU points against Keras" for a in warn]
+    return report
+
+
+def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=None, teacher=None,
+                 int8_io: bool = False, force: bool = False, n_calibration: int = 64, n_parity: int = 32,
+                 log=print) -> dict:
+    """Export ``model_path`` (.keras) to ``out_dir``; returns the report (also written there).
+    Everything is written to a temporary folder beside ``out_dir`` that replaces it at the end."""
+    from satseg.atomic import atomic_dir
+    from satseg.models import model_stats
+    from satseg.train import predict_logits
+
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    check_export(model_path, out_dir, formats, teacher, force)
+    model, spec = load_for_export(model_path)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
     fixed = fixed_batch(model, spec)
-    serving = with_probs_head(fixed)
-    stats = model_stats(fixed)
-    k = spec.num_classes
+    serving, stats = with_probs_head(fixed), model_stats(fixed)
 
     log("reading calibration and parity patches ...")
-    calib, parity_x, parity_y = calibration_patches(model_path, calibration_data, spec, n_calibration, n_parity)
-    ref_pred = predict_logits(model, parity_x).argmax(-1)
-    ref_miou, ref_iou = _miou_and_iou(parity_y, ref_pred, k)
+    calib, px, py = calibration_patches(model_path, calibration_data, spec, n_calibration, n_parity)
+    pred = predict_logits(model, px).argmax(-1)
+    parity = Parity(calib, px, py, pred, *_miou_and_iou(py, pred, spec.num_classes))
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-{os.getpid()}-", dir=out_dir.parent))
-    artifacts = []
-    try:
+    def write(folder: Path):
+        artifacts = []
         for fmt in formats:
-            t0 = time.perf_counter()
-            path = tmp / FILE_NAMES[fmt]
-            if fmt == "saved_model":
-                serving.export(str(path), format="tf_saved_model", verbose=False)
-                import tensorflow as tf
+            artifacts.append(write_artifact(fmt, serving, spec, folder, parity, int8_io))
+            a = artifacts[-1]
+            log(f"  {fmt:<16}{a['bytes'] / 1024:>10.1f} KB  agreement {100 * a['agreement']:.2f} %  "
+                f"mIoU delta {100 * a['miou_delta']:+.2f} pt")
+        write.report = build_report(model_path, model, stats, spec, parity, artifacts, int8_io, teacher)
+        (folder / "report.json").write_text(json.dumps(write.report, indent=2))
+        (folder / "report.md").write_text(report_markdown(write.report))
+        shutil.copy2(model_path, folder / "model.keras")
+        save_spec(spec, folder / "model.satseg.json")
+        os.chmod(folder, 0o755)  # mkdtemp makes it private
 
-                loaded = tf.saved_model.load(str(path))
-                probs = np.concatenate([np.asarray(loaded.serve(parity_x[i:i + 1])) for i in range(len(parity_x))])
-                save_spec(spec, path / "satseg.json")
-            else:
-                path.write_bytes(convert_tflite(serving, fmt, calib, int8_io and fmt == "tflite_int8"))
-                save_spec(spec, path.with_name(path.stem + ".satseg.json"))
-                probs = EdgeModel(path, spec=spec).predict_patches(parity_x)
-            pred = probs.argmax(-1)
-            miou, iou = _miou_and_iou(parity_y, pred, k)
-            art = {
-                "format": fmt, "path": FILE_NAMES[fmt], "bytes": tree_bytes(path),
-                "agreement": float((pred == ref_pred).mean()),
-                "miou": miou, "miou_delta": miou - ref_miou,
-                "iou_delta": {n: (None if np.isnan(a - b) else float(a - b)) for n, a, b in zip(class_names(spec.seg_classes), iou, ref_iou)},
-                "seconds": round(time.perf_counter() - t0, 1),
-            }
-            artifacts.append(art)
-            log(f"  {fmt:<16}{art['bytes'] / 1024:>10.1f} KB  agreement {100 * art['agreement']:.2f} %  "
-                f"mIoU delta {100 * art['miou_delta']:+.2f} pt")
-        report = {
-            "model": str(model_path), "name": model.name, "params": stats["params"],
-            "conv_layers": stats["conv_layers"], "macs": stats["macs"],
-            "keras_bytes": model_path.stat().st_size,
-            "keras_bytes_with_optimizer": keras_file_bytes(model, True),
-            "parity": {"patches": int(len(parity_x)), "keras_miou": ref_miou,
-                       "calibration_patches": int(len(calib))},
-            "artifacts": artifacts, "int8_io": bool(int8_io),
-            "spec": json.loads(spec.to_json()),
-        }
-        if teacher:
-            report["teacher"] = teacher_reference(teacher, spec, calib)
-            add_reductions(report)
-        warn = [a for a in artifacts if a["format"] == "tflite_int8" and a["miou_delta"] < -0.01]
-        report["warnings"] = [f"int8 loses {-100 * a['miou_delta']:.2f} mIoU points against Keras" for a in warn]
-        (tmp / "report.json").write_text(json.dumps(report, indent=2))
-        (tmp / "report.md").write_text(report_markdown(report))
-        shutil.copy2(model_path, tmp / "model.keras")
-        save_spec(spec, tmp / "model.satseg.json")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    for w in report["warnings"]:
+    atomic_dir(out_dir, write, prefix=f".{out_dir.name}.export-{os.getpid()}-")
+    for w in write.report["warnings"]:
         log(f"WARNING: {w}")
-    return report
+    return write.report
 
 
 def teacher_reference(teacher_path, spec: ModelSpec, calib) -> dict:

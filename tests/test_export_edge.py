@@ -189,7 +189,7 @@ def test_evaluate_scores_a_known_pattern_exactly(pixel_tflite, tmp_path):
         Image.fromarray(rgb).save(tmp_path / f"Tile {t}" / "masks" / "a.png")
         truth[-1, -3:] = 255
         cm.update(truth, pixel_expected(img))
-    res = evaluate(load_predictor(pixel_tflite), tmp_path, overlap=16, progress=False)
+    res = evaluate(load_predictor(pixel_tflite), tmp_path, split="all", overlap=16, progress=False)
     assert res["images"] == 2 and res["ignored_pixels"] == 6
     assert res["confusion_matrix"] == cm.matrix.tolist()
     assert res["miou"] == pytest.approx(cm.scores()["miou"])
