@@ -66,8 +66,9 @@ def train_command(c: dict, run_name: str) -> str:
               "--loss", cfg["loss"], "--split", cfg["split"], "--seed", str(cfg["seed"])]
     if cfg.get("sampling") == "crops":
         parts += ["--crops-per-epoch", str(cfg["crops_per_epoch"])]
-    elif "sampling" in cfg:
-        parts += ["--sampling", "grid", "--normalization", cfg["normalization"]]
+    else:  # the reference recipe: fixed patches, per-patch min-max, constant-rate Adam
+        parts += ["--sampling", "grid", "--normalization", cfg["normalization"], "--patch-mode", cfg["patch_mode"],
+                  "--lr-schedule", "constant", "--weight-decay", "0"]
     return " ".join(parts)
 
 
@@ -138,6 +139,9 @@ def card(m, teacher_eval):
               "[predictions](%s/predictions.png), [confusion](%s/confusion.png)." % ((m["name"],) * 5), "",
               "Commands that made these files (from the repository root; `python benchmarks/ship.py` ran the "
               "export and evaluation commands and copied their outputs here):", "", "```bash"]
+    if "sampling" not in cfg:
+        lines.append("# trained with satseg at commit 3e5a182 (fixed 256 px inputs); the `edge` builder has changed "
+                         "since (dynamic-size upsampling), so it no longer rebuilds this exact file")
     lines += [train_command(c, m["run_name"])]
     lines += [f"satseg train --resume runs/{m['run_name']} --epochs {ch['epochs']['to']}"
               for ch in c.get("changes", []) if "epochs" in ch]
