@@ -41,8 +41,9 @@ def command(out, epochs, images, patch_size, force, seed):
     click.echo(f"      best val mIoU {s['best_val_miou']:.3f} -> {s['model']}")
     export_model(s["model"], out / "export", teacher=t["model"], force=True, n_calibration=16, n_parity=8,
                  log=lambda *a: None)
-    click.echo(f"[4/5] exported to {out / 'export'}: " + ", ".join(
-        f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in sorted((out / "export").glob("*.tflite"))))
+    click.echo(f"[4/5] exported to {out / 'export'}")
+    click.echo("      " + ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB"
+                                    for p in sorted((out / "export").glob("*.tflite"))))
     tfl = out / "export" / "model_int8.tflite"
     result = evaluate(load_predictor(tfl), data, split="test", seed=seed, plots_dir=out / "evaluate", progress=False)
     (out / "evaluate" / "evaluate.json").write_text(json.dumps(result, indent=2))
