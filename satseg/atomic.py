@@ -43,8 +43,16 @@ def atomic_write_text(path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    return atomic_write(path, lambda p: p.write_bytes(data))
+def check_writable(folder, target=None):
+    """Before any work: ``folder`` is a writable folder, or can be created under one. Errors
+    name ``target`` (the file or folder the caller will write) when given."""
+    from satseg.errors import SatsegError
+
+    parent = Path(folder)
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise SatsegError(f"{target or folder}: cannot write there ({parent} is not a writable folder)")
 
 
 def atomic_dir(path, write: Callable[[Path], object], prefix: str | None = None) -> Path:

@@ -52,11 +52,17 @@ def palette_array(classes=DUBAI_CLASSES) -> np.ndarray:
     return np.array([c.color for c in classes], dtype=np.uint8)
 
 
-def colorize(ids: np.ndarray, classes=DUBAI_CLASSES) -> np.ndarray:
-    """Class-id image -> RGB image in the dataset's colours; ignore pixels become black."""
+def color_table(classes=DUBAI_CLASSES) -> np.ndarray:
+    """(256, 3) uint8 colour of every 8-bit class id: the class colours, black elsewhere (ignore).
+    The palette of class-id PNGs and GeoTIFFs."""
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[: len(classes)] = palette_array(classes)
-    return lut[ids.astype(np.uint8)]
+    return lut
+
+
+def colorize(ids: np.ndarray, classes=DUBAI_CLASSES) -> np.ndarray:
+    """Class-id image -> RGB image in the dataset's colours; ignore pixels become black."""
+    return color_table(classes)[ids.astype(np.uint8)]
 
 
 @dataclass
@@ -82,7 +88,7 @@ class ModelSpec:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:

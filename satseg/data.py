@@ -307,15 +307,9 @@ class CropSampler:
                 yield arrs[0], arrs[1]
 
     def signature(self):
-        import tensorflow as tf
-
-        bands = self.images[0].image.shape[-1]
-        x = tf.TensorSpec((self.size, self.size, bands), tf.float32)
-        y = tf.TensorSpec((self.size, self.size), tf.int32)
-        if self.logits is not None:
-            k = self.logits[0].shape[-1]
-            y = {"labels": y, "teacher_logits": tf.TensorSpec((self.size, self.size, k), tf.as_dtype(self.logits[0].dtype))}
-        return x, y
+        p, bands = self.size, self.images[0].image.shape[-1]
+        logits = None if self.logits is None else ((p, p, self.logits[0].shape[-1]), self.logits[0].dtype)
+        return _signature((p, p, bands), logits)
 
 
 # --- augmentation and tf.data ----------------------------------------------------------------
@@ -350,13 +344,8 @@ class EpochSampler:
         return len(self.images)
 
     def signature(self):
-        import tensorflow as tf
-
-        p = self.images.shape[1:]
-        y = tf.TensorSpec(p[:2], tf.int32)
-        if self.logits is not None:
-            y = {"labels": y, "teacher_logits": tf.TensorSpec(self.logits.shape[1:], tf.as_dtype(self.logits.dtype))}
-        return tf.TensorSpec(p, tf.float32), y
+        logits = None if self.logits is None else (self.logits.shape[1:], self.logits.dtype)
+        return _signature(self.images.shape[1:], logits)
 
     def __call__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -371,6 +360,17 @@ class EpochSampler:
                 yield arrs[0], {"labels": arrs[1], "teacher_logits": arrs[2]}
             else:
                 yield arrs[0], arrs[1]
+
+
+def _signature(image_shape, logits=None):
+    """tf.data output signature of a sampler: (image, labels) or (image, {labels, teacher_logits});
+    ``logits`` is (shape, dtype) of the cached teacher logits."""
+    import tensorflow as tf
+
+    y = tf.TensorSpec(tuple(image_shape[:2]), tf.int32)
+    if logits is not None:
+        y = {"labels": y, "teacher_logits": tf.TensorSpec(tuple(logits[0]), tf.as_dtype(logits[1]))}
+    return tf.TensorSpec(tuple(image_shape), tf.float32), y
 
 
 def make_tf_dataset(sampler: EpochSampler, batch_size: int, drop_remainder: bool = False):

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from satseg.atomic import atomic_write
-from satseg.classes import ModelSpec, colorize, load_spec
+from satseg.classes import ModelSpec, color_table, load_spec
 from satseg.imaging import TIFF_SUFFIXES, RowReader, normalize, tile_starts
+from satseg.progress import progress as bar_for
 
 DEFAULT_OVERLAP = None
 """Tile overlap in pixels; None: a quarter of the patch (64 px for 256 px patches)."""
@@ -212,22 +213,21 @@ class EdgeModel:
 def write_prediction(ids: np.ndarray, out_path, spec: ModelSpec, source=None) -> list[Path]:
     """Write class ids (8-bit PNG, or TIFF when the input was a TIFF, keeping its georeferencing
     tags) and ``<name>_color.png``. Writes are atomic."""
-
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    written = []
+    im = palette_image(ids, spec)
     if source is not None and Path(source).suffix.lower() in TIFF_SUFFIXES:
         ids_path = out_path.with_suffix(".tif")
         _write_tiff_like(ids, ids_path, source, spec)
     else:
         ids_path = out_path.with_suffix(".png")
-        atomic_write(ids_path, lambda p: palette_image(ids, spec).save(p, format="PNG"))
-    written.append(ids_path)
+        atomic_write(ids_path, lambda p: im.save(p, format="PNG"))
     color_path = out_path.with_name(out_path.stem + "_color.png")
-    atomic_write(color_path, lambda p: palette_image(ids, spec).convert("RGB").save(p, format="PNG")
-                 if ids.size <= 64_000_000 else palette_image(ids, spec).save(p, format="PNG"))
-    written.append(color_path)
-    return written
+    # RGB for viewers that ignore palettes, unless that copy would be large (a palette PNG
+    # shows the same colours)
+    color = im.convert("RGB") if ids.size <= 64_000_000 else im
+    atomic_write(color_path, lambda p: color.save(p, format="PNG"))
+    return [ids_path, color_path]
 
 
 def palette_image(ids: np.ndarray, spec: ModelSpec):
@@ -236,7 +236,7 @@ def palette_image(ids: np.ndarray, spec: ModelSpec):
     from PIL import Image
 
     im = Image.fromarray(ids.astype(np.uint8, copy=False), mode="L")
-    im.putpalette(colorize(np.arange(256, dtype=np.uint8), spec.seg_classes).reshape(-1).tolist())
+    im.putpalette(color_table(spec.seg_classes).reshape(-1).tolist())
     return im
 
 
@@ -250,7 +250,7 @@ GDAL_NODATA = 42113
 
 def tiff_colormap(spec: ModelSpec) -> np.ndarray:
     """(3, 256) uint16 TIFF colour table: the class colours, black elsewhere."""
-    return colorize(np.arange(256, dtype=np.uint8), spec.seg_classes).T.astype(np.uint16) * 257
+    return color_table(spec.seg_classes).T.astype(np.uint16) * 257
 
 
 def _write_tiff_like(ids: np.ndarray, path: Path, source, spec: ModelSpec):
@@ -285,8 +285,7 @@ def _write_with_rasterio(rasterio, ids: np.ndarray, path: Path, source, spec: Mo
                "tiled": min(ids.shape) >= 256, "photometric": "palette"}
     if profile["tiled"]:
         profile.update(blockxsize=256, blockysize=256)
-    cmap = {i: tuple(int(v) for v in c) + (255,) for i, c in enumerate(colorize(np.arange(256, dtype=np.uint8),
-                                                                              spec.seg_classes))}
+    cmap = {i: (*map(int, c), 255) for i, c in enumerate(color_table(spec.seg_classes))}
 
     def write(p):
         with rasterio.open(p, "w", **profile) as dst:
@@ -357,7 +356,7 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     jobs = max(1, min(jobs, len(pairs))) if isinstance(model, EdgeModel) else 1
     work = [(src, out_dir / rel, overlap, tta) for src, rel in pairs]
     written = []
-    with _bar(len(pairs), progress) as bar:
+    with bar_for(total=len(pairs), enabled=progress, unit="img", desc="predicting") as bar:
         if jobs == 1:
             for job in work:
                 written += predict_one(model, *job)
@@ -372,20 +371,6 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
                     written += files
                     bar.update(1)
     return written
-
-
-def _bar(total: int, enabled: bool):
-    import contextlib
-    import sys
-
-    if not enabled or not sys.stderr.isatty():
-        class _Null:
-            def update(self, n):
-                pass
-        return contextlib.nullcontext(_Null())
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc="predicting")
 
 
 __all__ = ["EdgeModel", "predict_tiled", "predict_ids_tiled", "predict_scene", "predict_one", "predict_files",

@@ -112,10 +112,10 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     rng = np.random.default_rng(seed)
     from satseg.progress import progress as bar
 
+    fn = with_flip_tta(predictor.predict_patches) if tta else predictor.predict_patches
     with bar(samples, progress, unit="img", desc="evaluating") as it:
         for s in it:
             li = load_sample(s, spec.seg_classes, spec.bands)
-            fn = with_flip_tta(predictor.predict_patches) if tta else predictor.predict_patches
             probs = predict_tiled(li.image, fn, spec, overlap,
                                   batch_size=1 if predictor.kind == "tflite" else 8)
             pred = probs.argmax(-1)

@@ -42,12 +42,9 @@ def with_probs_head(model):
 
 def fixed_batch(model, spec: ModelSpec):
     """The model with a static (1, P, P, bands) input, as the LiteRT files have it."""
-    import keras
+    from satseg.models import with_input_size
 
-    p = spec.patch_size
-    fixed = keras.models.clone_model(model, input_tensors=keras.Input((p, p, spec.bands), batch_size=1, name="image"))
-    fixed.set_weights(model.get_weights())
-    return fixed
+    return with_input_size(model, spec.patch_size, batch_size=1)
 
 
 def convert_tflite(model, kind: str, representative=None, int8_io: bool = False, verbose: bool | None = None) -> bytes:

@@ -21,56 +21,25 @@ def read_image(path, bands: int | None = None) -> np.ndarray:
     """Read an image as (H, W, C): JPEG/PNG through Pillow, TIFF/GeoTIFF through tifffile.
 
     TIFFs may have any band count and dtype uint8, uint16 or float32; a planar (C, H, W)
-    TIFF is transposed. ``bands`` checks the band count the model takes.
+    TIFF is transposed; 16-bit single-band PNGs (class ids) stay 16-bit. ``bands`` checks the
+    band count the model takes. NaN or infinite float pixels are refused.
     """
-    path = Path(path)
+    reader = RowReader(path, bands)
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            import tifffile
+        return reader.rows(0, reader.shape[0])
+    finally:
+        reader.close()
 
-            arr = tifffile.imread(path)
-            if arr.ndim == 3 and arr.shape[0] < arr.shape[1] and arr.shape[0] < arr.shape[2] and arr.shape[0] <= 16:
-                arr = np.moveaxis(arr, 0, -1)  # planar (bands, H, W)
-        else:
-            from PIL import Image
 
-            with Image.open(path) as im:
-                im.load()
-                if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit single band (class ids, DEMs)
-                    arr = np.asarray(im)
-                    if arr.dtype != np.uint16:
-                        if arr.min() < 0 or arr.max() > 65535:
-                            raise ValueError(f"{im.mode} values outside 0..65535")
-                        arr = arr.astype(np.uint16)
-                else:
-                    if im.mode not in ("RGB", "L", "RGBA"):
-                        im = im.convert("RGB")
-                    arr = np.asarray(im)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except Exception as e:  # corrupt, truncated or unknown formats
-        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3:
-        raise DataError(f"{path}: expected a 2-D image with bands, got shape {arr.shape}")
-    if arr.dtype not in (np.uint8, np.uint16, np.float32):
-        if np.issubdtype(arr.dtype, np.floating):
-            arr = arr.astype(np.float32)
-        else:
-            raise DataError(f"{path}: unsupported pixel type {arr.dtype} (uint8, uint16 or float32)")
-    if bands is not None and arr.shape[-1] != bands:
-        raise DataError(f"{path}: has {arr.shape[-1]} bands, the model takes {bands}")
-    if arr.dtype == np.float32 and not np.isfinite(arr).all():
-        raise DataError(f"{path}: holds NaN or infinite pixel values")
-    return arr
+PIL_16_BIT = ("I;16", "I;16B", "I;16L", "I")
+"""Pillow modes of single-band 16-bit (or 32-bit integer) images: read as uint16, not converted."""
 
 
 class RowReader:
-    """Rows of an image on demand, so a scene is never held twice: ``reader.rows(y0, y1)`` gives
-    (y1 - y0, W, C) pixels. JPEG/PNG stay decoded once inside Pillow (strips are copied out as
-    they are needed); uncompressed TIFFs are memory-mapped; other TIFFs are read whole.
-    Each strip is checked like :func:`read_image` (dtype, NaN)."""
+    """An image file whose rows are read on demand, so a scene is never held twice:
+    ``reader.rows(y0, y1)`` gives (y1 - y0, W, C) pixels, checked (dtype, NaN). JPEG/PNG stay
+    decoded once inside Pillow and strips are copied out as needed; uncompressed TIFFs are
+    memory-mapped; other TIFFs are read whole. :func:`read_image` is all rows at once."""
 
     def __init__(self, path, bands: int | None = None):
         self.path = Path(path)
@@ -78,39 +47,42 @@ class RowReader:
         try:
             if self.path.suffix.lower() in TIFF_SUFFIXES:
                 self._arr = self._open_tiff()
+                self.shape = self._arr.shape
             else:
-                from PIL import Image
-
-                Image.MAX_IMAGE_PIXELS = None  # scenes are large on purpose
-                im = Image.open(self.path)
-                im.load()
-                if im.mode not in ("RGB", "L", "RGBA"):
-                    im = im.convert("RGB")
-                self._im = im
+                self._im = self._open_pil()
+                self.shape = (self._im.height, self._im.width, len(self._im.getbands()))
         except FileNotFoundError:
             raise DataError(f"{self.path}: file not found") from None
         except DataError:
             raise
-        except Exception as e:
+        except Exception as e:  # corrupt, truncated or unknown formats
             raise DataError(f"{self.path}: cannot read image ({type(e).__name__}: {e})") from None
-        if self._im is not None:
-            self.shape = (self._im.height, self._im.width, len(self._im.getbands()))
-        else:
-            self.shape = self._arr.shape
         if bands is not None and self.shape[-1] != bands:
             raise DataError(f"{self.path}: has {self.shape[-1]} bands, the model takes {bands}")
 
-    def _open_tiff(self):
+    def _open_pil(self):
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = None  # scenes are large on purpose
+        im = Image.open(self.path)
+        im.load()
+        if im.mode not in ("RGB", "L", "RGBA") + PIL_16_BIT:
+            im = im.convert("RGB")
+        return im
+
+    def _open_tiff(self) -> np.ndarray:
         import tifffile
 
         try:
             arr = tifffile.memmap(self.path, mode="r")
         except ValueError:  # compressed or tiled: not mappable
-            return read_image(self.path)
+            arr = tifffile.imread(self.path)
         if arr.ndim == 2:
             arr = arr[..., None]
-        if arr.ndim == 3 and arr.shape[0] < arr.shape[1] and arr.shape[0] < arr.shape[2] and arr.shape[0] <= 16:
-            arr = np.moveaxis(arr, 0, -1)
+        if arr.ndim != 3:
+            raise DataError(f"{self.path}: expected a 2-D image with bands, got shape {arr.shape}")
+        if arr.shape[0] < arr.shape[1] and arr.shape[0] < arr.shape[2] and arr.shape[0] <= 16:
+            arr = np.moveaxis(arr, 0, -1)  # planar (bands, H, W)
         return arr
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
@@ -120,10 +92,16 @@ class RowReader:
             arr = np.asarray(self._arr[y0:y1])
         if arr.ndim == 2:
             arr = arr[..., None]
+        return self._checked(arr)
+
+    def _checked(self, arr: np.ndarray) -> np.ndarray:
         if arr.dtype not in (np.uint8, np.uint16, np.float32):
-            if not np.issubdtype(arr.dtype, np.floating):
+            if np.issubdtype(arr.dtype, np.floating):
+                arr = arr.astype(np.float32)
+            elif np.issubdtype(arr.dtype, np.integer) and arr.size and arr.min() >= 0 and arr.max() <= 65535:
+                arr = arr.astype(np.uint16)  # Pillow's 32-bit "I" mode holding 16-bit values
+            else:
                 raise DataError(f"{self.path}: unsupported pixel type {arr.dtype} (uint8, uint16 or float32)")
-            arr = arr.astype(np.float32)
         if arr.dtype == np.float32 and not np.isfinite(arr).all():
             raise DataError(f"{self.path}: holds NaN or infinite pixel values")
         return arr

@@ -221,10 +221,10 @@ def efficientnet_lite_encoder(x, blocks=LITE0_BLOCKS, stages: int | None = None,
 def efficientnet_lite_classifier(input_shape=(224, 224, 3), classes: int = 1000) -> keras.Model:
     """The ImageNet classifier (encoder, 1x1 head to 1280, pooling, dense): used to prove the
     ported weights exact. Takes raw 0-255 pixels (ImageNet normalisation inside)."""
-    from satseg.pretrained import IMAGENET_MEAN, IMAGENET_STD
+    from satseg.pretrained import IMAGENET_NORMALIZATION
 
     inputs = keras.Input(input_shape, name="image")
-    x = normalization_layer(inputs, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD})
+    x = normalization_layer(inputs, IMAGENET_NORMALIZATION)
     x = efficientnet_lite_encoder(x)[-1]
     x = layers.Conv2D(1280, 1, use_bias=False, name="head_conv")(x)
     x = layers.BatchNormalization(**LITE_BN, name="head_bn")(x)
@@ -248,11 +248,11 @@ def decoder_block(x, skip, filters: int, name: str):
 
 def _imagenet(normalization, bands: int):
     """ImageNet statistics for RGB input unless given; other band counts need their own."""
-    from satseg.pretrained import IMAGENET_MEAN, IMAGENET_STD
+    from satseg.pretrained import IMAGENET_NORMALIZATION
 
     if normalization or bands != 3:
         return normalization
-    return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    return IMAGENET_NORMALIZATION
 
 
 def build_lite0_unet(input_shape=ANY_SIZE, num_classes: int = 6, decoder=(128, 64, 48, 32, 16),
@@ -392,12 +392,20 @@ def layer_macs(layer) -> int:
     return 0
 
 
+def with_input_size(model: keras.Model, size: int, batch_size: int | None = None) -> keras.Model:
+    """The same model (same weights) with a static ``size`` x ``size`` input: for statistics
+    and for runtimes that want fixed shapes (the exported LiteRT files)."""
+    inp = keras.Input((size, size, model.input_shape[-1]), batch_size=batch_size, name="image")
+    fixed = keras.models.clone_model(model, input_tensors=inp)
+    fixed.set_weights(model.get_weights())
+    return fixed
+
+
 def model_stats(model: keras.Model, patch_size: int = DEFAULT_PATCH_SIZE) -> dict:
     """Parameters, conv layers (Conv2D-family incl. transposed), MACs per input, fp32 bytes.
     A fully convolutional model is measured for a ``patch_size`` square input."""
     if None in model.input_shape[1:3]:
-        fixed = keras.Input((patch_size, patch_size, model.input_shape[-1]))
-        model = keras.models.clone_model(model, input_tensors=fixed)
+        model = with_input_size(model, patch_size)
     params = int(model.count_params())
     return {
         "name": model.name,

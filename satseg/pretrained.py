@@ -25,6 +25,10 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 """The statistics (on 0-255 pixels) the EfficientNet-Lite weights were trained with."""
 
+IMAGENET_NORMALIZATION = {"kind": "in_model", "source": "imagenet", "mean": list(IMAGENET_MEAN),
+                          "std": list(IMAGENET_STD)}
+"""The spec's normalisation for pretrained encoders (applied inside the model)."""
+
 _DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
            "LongStorage": np.int64, "IntStorage": np.int32, "ByteStorage": np.uint8}
 

@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from satseg.atomic import atomic_write, atomic_write_text
+from satseg.atomic import atomic_write, atomic_write_text, check_writable
 from satseg.errors import SatsegError
 
 
@@ -58,9 +58,6 @@ class RunDir:
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoint"
 
-    def exists(self) -> bool:
-        return self.config_path.is_file()
-
     def check_new(self, force: bool):
         """A new run may start here: the folder is absent or empty, or ``force``; and it is writable."""
         if self.path.exists() and not self.path.is_dir():
@@ -68,13 +65,7 @@ class RunDir:
         if self.path.is_dir() and any(self.path.iterdir()) and not force:
             raise SatsegError(f"{self.path}: run directory exists; pass --force to overwrite it "
                               f"or --resume {self.path} to continue it")
-        parent = self.path
-        while not parent.exists():
-            parent = parent.parent
-        import os
-
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise SatsegError(f"{self.path}: cannot write here (no permission on {parent})")
+        check_writable(self.path)
 
     def create(self, force: bool):
         self.check_new(force)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from satseg.classes import DUBAI_CLASSES, ModelSpec, class_names, save_spec
+from satseg.classes import DUBAI_CLASSES, IGNORE_LABEL, ModelSpec, class_names, save_spec
 from satseg.errors import SatsegError
 from satseg.run import RunDir
 
@@ -192,9 +192,9 @@ def resolve_normalization(cfg: TrainConfig, train_images) -> dict:
     if kind == "minmax":
         return {"kind": "minmax"}
     if kind == "imagenet":
-        from satseg.pretrained import IMAGENET_MEAN, IMAGENET_STD
+        from satseg.pretrained import IMAGENET_NORMALIZATION
 
-        return {"kind": "in_model", "source": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        return dict(IMAGENET_NORMALIZATION)
     from satseg.imaging import channel_stats
 
     st = channel_stats(li.image for li in train_images)
@@ -241,13 +241,12 @@ def prepare_data(cfg: TrainConfig, root, progress: bool = True) -> TrainData:
     if data.grid is not None and cfg.max_patches and cfg.max_patches < len(data.grid[0]):
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(data.grid[0]), cfg.max_patches, replace=False))
         data.grid = (data.grid[0][keep], data.grid[1][keep])
-    if data.grid is not None and len(data.grid[0]) == 0 or len(data.val_x) == 0:
+    if (data.grid is not None and len(data.grid[0]) == 0) or len(data.val_x) == 0:
         raise SatsegError(f"{root}: too few patches for a train and a validation split")
-    for name, y in (("training", data.grid[1] if data.grid is not None else None), ("validation", data.val_y)):
-        if y is not None and not (y != 255).any():
+    train_y = data.grid[1] if data.grid is not None else [li.mask for li in train]
+    for name, masks in (("training", train_y), ("validation", [data.val_y])):
+        if not any((m != IGNORE_LABEL).any() for m in masks):
             raise SatsegError(f"{root}: the {name} masks have no pixel of any class (all off-palette?)")
-    if not any((li.mask != 255).any() for li in train):
-        raise SatsegError(f"{root}: the training masks have no pixel of any class (all off-palette?)")
     return data
 
 

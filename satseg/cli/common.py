@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from satseg.cli.options import seed_option  # noqa: F401  (re-exported for older imports)
+from satseg.atomic import check_writable
 from satseg.errors import SatsegError
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "default_model" / "model_int8.tflite"
@@ -29,17 +29,6 @@ def check_outputs(paths, force: bool):
         if path.exists() and not force:
             raise SatsegError(f"{path}: exists; pass --force to overwrite it")
         check_writable(path.parent, path)
-
-
-def check_writable(folder, target=None):
-    """``folder`` exists as a writable folder or can be created under one."""
-    import os
-
-    parent = Path(folder)
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise SatsegError(f"{target or folder}: cannot write there ({parent} is not a writable folder)")
 
 
 def require_tensorflow(command: str):

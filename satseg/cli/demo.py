@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from satseg.cli.options import verbosity_options
+from satseg.cli.options import force_option, seed_option, verbosity_options
 
 
 @click.command("demo")
@@ -11,8 +11,8 @@ from satseg.cli.options import verbosity_options
 @click.option("--epochs", default=10, show_default=True, help="Epochs for the teacher and the student.")
 @click.option("--images", default=12, show_default=True, help="Synthetic 512x512 scenes to generate.")
 @click.option("--patch-size", default=128, show_default=True, help="Training patch size.")
-@click.option("--force", is_flag=True, help="Overwrite an existing demo directory.")
-@click.option("--seed", default=42, show_default=True)
+@force_option
+@seed_option()
 @verbosity_options
 def command(out, epochs, images, patch_size, force, seed):
     """The main job on built-in synthetic data, no download: train a teacher, distil a

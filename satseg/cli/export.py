@@ -1,6 +1,6 @@
 import click
 
-from satseg.cli.options import quiet, verbosity_options
+from satseg.cli.options import force_option, quiet, verbosity_options
 from satseg.export import DEFAULT_FORMATS, FORMATS
 
 
@@ -13,7 +13,7 @@ from satseg.export import DEFAULT_FORMATS, FORMATS
               help="Dataset for int8 calibration and parity checks [default: the run's training data].")
 @click.option("--teacher", type=click.Path(dir_okay=False), help="Teacher .keras: report the size reduction against it.")
 @click.option("--int8-io", is_flag=True, help="int8 input and output tensors (microcontrollers).")
-@click.option("--force", is_flag=True, help="Overwrite an existing output directory.")
+@force_option
 @verbosity_options
 def command(model_path, out, formats, calibration_data, teacher, int8_io, force):
     """Export to SavedModel and LiteRT (float32/float16/dynamic/int8) with a size and parity report."""

@@ -2,7 +2,8 @@ import os
 
 import click
 
-from satseg.cli.common import check_writable, default_model, require_tensorflow
+from satseg.atomic import check_writable
+from satseg.cli.common import default_model, require_tensorflow
 from satseg.cli.options import force_option, overlap_option, verbosity_options
 
 
