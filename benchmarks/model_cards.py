@@ -246,9 +246,14 @@ def pretrained_headline(ms) -> str:
                         f"{yes(ed > e['edge_distilled']['eval']['miou'])})." if "edge_distilled" in e else "n/a)."))
     if e["lite0_unet"].get("eval_tta"):
         parts.append(f"With flip TTA (4x the time) the teacher scores {e['lite0_unet']['eval_tta']['miou']:.4f}.")
-    parts.append("The recipe's choices (CE + Dice, scale 0.7-1.4, rare-class crops, photometric jitter, AdamW with "
-                 "cosine decay, alpha 0.5, T 2) follow the out-of-project experiment in issue 11 and were not "
-                 "ablated on the validation split in this budget; every run's validation curve is in its card.")
+    c = e["lite0_unet"]["config"]["config"]
+    d = next((m["config"]["config"] for m in ms if m["teacher"] == "lite0_unet"), None)
+    parts.append(f"The recipe's choices (loss `{c['loss']}`, crop scale {c['scale'][0]}-{c['scale'][1]}, "
+                 f"{100 * c['rare_fraction']:.0f} % rare-class crops, photometric jitter {c['photometric']}, "
+                 f"{c['lr_schedule']} learning rate"
+                 + (f", distillation alpha {d['alpha']} and T {d['temperature']}" if d else "")
+                 + ") follow the out-of-project experiment in issue 11 and were not ablated on the validation "
+                 "split in this budget; every run's validation curve is in its card.")
     worst = max(ms, key=lambda m: m["eval"]["miou"] - m["eval_int8"]["miou"])
     gap = 100 * (worst["eval"]["miou"] - worst["eval_int8"]["miou"])
     parts.append(f"int8 files within 1 point of their float models: {yes(gap <= 1.0)} (largest loss {gap:.2f} points, "
