@@ -75,6 +75,11 @@ class ModelSpec:
     bands: int = 3
     ignore_label: int = IGNORE_LABEL
     architecture: str = ""
+    stride: int = 1
+    """Input sides must be multiples of this (the model's total downsampling)."""
+    margin: int = 0
+    """Whole-image models: input pixels around a pixel that change its prediction; windows
+    overlap by this much and drop it, so windowed and full-frame results agree."""
 
     @property
     def seg_classes(self) -> tuple[SegClass, ...]:

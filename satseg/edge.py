@@ -21,6 +21,9 @@ from satseg.classes import ModelSpec, color_table, load_spec
 from satseg.imaging import TIFF_SUFFIXES, RowReader, normalize, tile_starts
 from satseg.progress import progress as bar_for
 
+FIXED_SUFFIX = "_fixed.tflite"
+"""Name ending of the fixed-size (1, P, P, C) probability file exported beside a whole-image one."""
+
 DEFAULT_OVERLAP = None
 """Tile overlap in pixels; None: a quarter of the patch (64 px for 256 px patches)."""
 
@@ -133,13 +136,56 @@ def predict_ids_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.n
     return ids_from_bands(shape, bands)[:h, :w]
 
 
+WINDOW_PIXELS = 8_000_000
+"""Largest window a whole-image model runs in one call (memory: the interpreter's activations
+grow with it; speed is flat from 0.25 to 3 Mpx, measured in benchmarks/whole_image.py)."""
+
+
+def window_rows(h: int, w: int, stride: int, margin: int, max_pixels: int = WINDOW_PIXELS) -> tuple[int, int]:
+    """(window height, rows kept per window) for full-width windows over an (h, w) frame whose
+    sides are multiples of ``stride``: the whole frame when it fits in ``max_pixels``."""
+    if h * w <= max_pixels:
+        return h, h
+    core = max(stride, (max_pixels // w - 2 * margin) // stride * stride)
+    return min(core + 2 * margin, h), core
+
+
+def predict_windowed(rows: Callable[[int, int], np.ndarray], h: int, w: int,
+                     run: Callable[[np.ndarray], np.ndarray], stride: int, margin: int,
+                     max_pixels: int = WINDOW_PIXELS) -> np.ndarray:
+    """Class ids (h, w) uint8 from a whole-image model, one call per full-width window.
+
+    The frame is padded (edge rows/columns) to multiples of ``stride``. Windows start on the
+    stride grid and overlap by ``margin`` (the model's receptive margin) on each side; each keeps
+    only the rows at least ``margin`` from a cut, so the result equals one full-frame call.
+    ``rows(y0, y1)`` returns image rows; ``run`` maps (win, W, C) pixels to (win, W) ids.
+    """
+    hh, ww = -(-h // stride) * stride, -(-w // stride) * stride
+    win, core = window_rows(hh, ww, stride, margin, max_pixels)
+
+    def padded(y0, y1):
+        x = rows(y0, min(y1, h))
+        return np.pad(x, [(0, y1 - y0 - x.shape[0]), (0, ww - w), (0, 0)], mode="edge")
+
+    out = np.empty((h, w), np.uint8)
+    for y in range(0, hh, core):
+        y0 = min(max(y - margin, 0), hh - win)
+        ids = run(padded(y0, y0 + win))
+        y1 = min(y + core, h)
+        if y1 > y:
+            out[y:y1] = ids[y - y0:y1 - y0, :w]
+    return out
+
+
 def predict_scene(path, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
-                  overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1) -> np.ndarray:
+                  overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, model=None) -> np.ndarray:
     """Class ids of an image file, reading it strip by strip: peak memory is about the decoded
-    image plus its ids, whatever the scene size."""
+    image plus its ids, whatever the scene size. A whole-image ``model`` runs in windows."""
     reader = RowReader(path, bands=spec.bands)
     try:
         h, w = reader.shape[:2]
+        if model is not None and model.whole_image:
+            return model.predict_rows(reader.rows, h, w)
         p = spec.patch_size
         if h < p or w < p:
             return predict_ids_tiled(reader.rows(0, h), predict_fn, spec, overlap, batch_size)
@@ -168,17 +214,52 @@ class EdgeModel:
         try:
             with native_stderr_silenced():  # the XNNPACK delegate notice
                 self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads or os.cpu_count())
+                self._in = self.interpreter.get_input_details()[0]
+                self._out = self.interpreter.get_output_details()[0]
+                # (1, H, W) uint8 class ids for any H and W, or (1, P, P, K) probabilities
+                self.whole_image = len(self._out["shape_signature"]) == 3
+                if self.whole_image:  # a size every layer can take, until the first window
+                    s = max(self.spec.stride, 1) * 2
+                    self._shape = [1, s, s, int(self._in["shape"][-1])]
+                    self.interpreter.resize_tensor_input(self._in["index"], self._shape)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ModelFileError(f"{self.path}: not a usable LiteRT model ({msg[:160]})") from None
-        self._in = self.interpreter.get_input_details()[0]
-        self._out = self.interpreter.get_output_details()[0]
+        if self.whole_image:
+            if self._out["dtype"] != np.uint8 or -1 not in list(self._in["shape_signature"][1:3]):
+                raise ModelFileError(f"{self.path}: a class-id model must take any size and return uint8 ids")
+            return
         k = int(self._out["shape"][-1])
         if k != self.spec.num_classes:
             raise ModelFileError(f"{self.path}: the model predicts {k} classes, its spec lists {self.spec.num_classes}")
         if tuple(self._in["shape"][1:3]) != (self.spec.patch_size, self.spec.patch_size):
             self.spec.patch_size = int(self._in["shape"][1])
+
+    def run_window(self, x: np.ndarray) -> np.ndarray:
+        """Raw pixels (H, W, C) of a whole-image model -> class ids (H, W) uint8, in one call."""
+        shape = [1, *x.shape]
+        if shape != self._shape:
+            self.interpreter.resize_tensor_input(self._in["index"], shape)
+            self.interpreter.allocate_tensors()
+            self._shape = shape
+        self.interpreter.set_tensor(self._in["index"], self._input(x[None]))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out["index"])[0]
+
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        dt = self._in["dtype"]
+        if dt not in (np.int8, np.uint8):
+            return x.astype(dt, copy=False)
+        scale, zp = self._in["quantization"]
+        if dt == np.uint8 and x.dtype == np.uint8 and (scale, zp) == (1.0, 0):
+            return x  # raw 8-bit pixels are the model's input as they are
+        info = np.iinfo(dt)
+        return np.clip(np.round(x.astype(np.float32) / scale + zp), info.min, info.max).astype(dt)
+
+    def predict_rows(self, rows, h: int, w: int) -> np.ndarray:
+        """Class ids of an (h, w) image given as ``rows(y0, y1)``, window by window."""
+        return predict_windowed(rows, h, w, self.run_window, self.spec.stride, self.spec.margin)
 
     @property
     def input_dtype(self):
@@ -186,14 +267,14 @@ class EdgeModel:
 
     def predict_patches(self, x: np.ndarray) -> np.ndarray:
         """Normalised float patches (N, P, P, C) -> probabilities (N, P, P, K), float32."""
+        if self.whole_image:
+            from satseg.errors import SatsegError
+
+            raise SatsegError(f"{self.path}: returns class ids, not probabilities (tiles, --tta); "
+                              f"use the fixed-size file beside it ({FIXED_SUFFIX})")
         out = []
         for patch in x:
-            q = patch[None].astype(np.float32)
-            if self._in["dtype"] in (np.int8, np.uint8):
-                scale, zp = self._in["quantization"]
-                info = np.iinfo(self._in["dtype"])
-                q = np.clip(np.round(q / scale + zp), info.min, info.max).astype(self._in["dtype"])
-            self.interpreter.set_tensor(self._in["index"], q)
+            self.interpreter.set_tensor(self._in["index"], self._input(patch[None].astype(np.float32)))
             self.interpreter.invoke()
             y = self.interpreter.get_tensor(self._out["index"])[0]
             if self._out["dtype"] in (np.int8, np.uint8):
@@ -206,7 +287,11 @@ class EdgeModel:
         return predict_tiled(image, self.predict_patches, self.spec, overlap, progress=progress)
 
     def predict(self, image: np.ndarray, overlap: int | None = DEFAULT_OVERLAP) -> np.ndarray:
-        """Whole image (H, W, C) raw pixels -> class ids (H, W) uint8."""
+        """Whole image (H, W, C) raw pixels -> class ids (H, W) uint8 (in windows for a
+        whole-image model, else in blended tiles)."""
+        if self.whole_image:
+            _check_bands(image, self.spec)
+            return self.predict_rows(lambda y0, y1: image[y0:y1], *image.shape[:2])
         return predict_ids_tiled(image, self.predict_patches, self.spec, overlap)
 
 
@@ -321,7 +406,7 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
 def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False) -> list[Path]:
     """One scene, one pure function of (model, scene): read strip by strip, predict, write."""
     fn = with_flip_tta(model.predict_patches) if tta else model.predict_patches
-    ids = predict_scene(src, fn, model.spec, overlap)
+    ids = predict_scene(src, fn, model.spec, overlap, model=None if tta else model)
     return write_prediction(ids, dst, model.spec, source=src)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from satseg.classes import ModelSpec, class_names, load_spec, save_spec
 from satseg.errors import SatsegError
 
-FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8")
+FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8", "tflite_int8_fixed")
 DEFAULT_FORMATS = FORMATS
 FILE_NAMES = {
     "saved_model": "saved_model",
@@ -29,7 +29,17 @@ FILE_NAMES = {
     "tflite_float16": "model_float16.tflite",
     "tflite_dynamic": "model_dynamic.tflite",
     "tflite_int8": "model_int8.tflite",
+    "tflite_int8_fixed": "model_int8_fixed.tflite",
 }
+"""For a model with its normalisation inside (``in_model``), the LiteRT files are whole-image
+files (any size, raw pixels in, uint8 class ids out; int8: uint8 pixels in) and
+``model_int8_fixed.tflite`` is the fixed-size (1, P, P, C) probability file for tiles and TTA.
+Otherwise every LiteRT file is a fixed-size probability file."""
+
+
+def whole_image_capable(spec: ModelSpec) -> bool:
+    """Whole-image export needs the normalisation inside the model (not per patch)."""
+    return spec.normalization.get("kind") == "in_model"
 
 
 def with_probs_head(model):
@@ -47,7 +57,8 @@ def fixed_batch(model, spec: ModelSpec):
     return with_input_size(model, spec.patch_size, batch_size=1)
 
 
-def convert_tflite(model, kind: str, representative=None, int8_io: bool = False, verbose: bool | None = None) -> bytes:
+def convert_tflite(model, kind: str, representative=None, int8_io: bool = False, verbose: bool | None = None,
+                   uint8_pixels: bool = False) -> bytes:
     """Convert a Keras model (with its head) to a LiteRT flatbuffer of one kind. The converter's
     signature dump ("Saved artifact at ... Captures: ...") is shown only when ``verbose``
     (default: the SATSEG_VERBOSE environment variable, which ``--verbose`` sets)."""
@@ -60,14 +71,17 @@ def convert_tflite(model, kind: str, representative=None, int8_io: bool = False,
 
     out = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with out, native_stderr_silenced(not verbose):
-        return _convert(model, kind, representative, int8_io)
+        return _convert(model, kind, representative, int8_io, uint8_pixels)
 
 
-def _convert(model, kind: str, representative, int8_io: bool) -> bytes:
+def _convert(model, kind: str, representative, int8_io: bool, uint8_pixels: bool) -> bytes:
+    """``uint8_pixels``: an int8 file whose input is raw uint8 pixels (scale 1, zero point 0)."""
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if kind == "tflite_int8_fixed":
+        kind = "tflite_int8"
     if kind == "tflite_float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -77,14 +91,26 @@ def _convert(model, kind: str, representative, int8_io: bool) -> bytes:
         if representative is None:
             raise SatsegError("int8 export needs calibration patches (--calibration-data)")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if uint8_pixels:
+            representative = with_pixel_range(representative)
         conv.representative_dataset = lambda: ([p[None].astype(np.float32)] for p in representative)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
+        if uint8_pixels:
+            conv.inference_input_type = tf.uint8
+        elif int8_io:
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
     elif kind != "tflite_float32":
         raise SatsegError(f"unknown LiteRT kind '{kind}'")
     return conv.convert()
+
+
+def with_pixel_range(patches) -> list:
+    """Calibration patches whose first one holds a 0 and a 255 in every band, so the int8 input
+    quantisation is exactly scale 1, zero point 0: raw 8-bit pixels go in as they are."""
+    first = np.array(patches[0], np.float32, copy=True)
+    first[0, 0], first[0, 1] = 0.0, 255.0
+    return [first, *patches[1:]]
 
 
 def keras_file_bytes(model, with_optimizer: bool) -> int:
@@ -214,27 +240,65 @@ class Parity:
     iou: np.ndarray
 
 
-def write_artifact(fmt: str, serving, spec: ModelSpec, folder: Path, parity: Parity, int8_io: bool) -> dict:
-    """Write one format into ``folder`` with its spec, run it on the parity patches, measure it."""
+@dataclass
+class Graphs:
+    """What the files are converted from: the fixed-size probability graph (SavedModel, tiles)
+    and, when the model can take whole images, the any-size class-id graph with its spec."""
+
+    fixed: object
+    whole: object = None
+    whole_spec: ModelSpec | None = None
+
+    def for_format(self, fmt: str):
+        if self.whole is not None and fmt.startswith("tflite") and fmt != "tflite_int8_fixed":
+            return self.whole, self.whole_spec
+        return self.fixed, None
+
+
+def make_graphs(model, spec: ModelSpec) -> Graphs:
+    from satseg.models import STRIDES
+    from satseg.serving import receptive_margin, serving_model
+
+    graphs = Graphs(with_probs_head(fixed_batch(model, spec)))
+    if whole_image_capable(spec):
+        stride = STRIDES.get(spec.architecture, 32)
+        whole_spec = ModelSpec.from_dict({**spec.to_dict(), "stride": stride,
+                                          "margin": receptive_margin(model, stride)})
+        graphs.whole, graphs.whole_spec = serving_model(model), whole_spec
+    return graphs
+
+
+def _file_predictions(fmt: str, path: Path, spec: ModelSpec, graph_is_whole: bool, parity: Parity) -> np.ndarray:
     from satseg.edge import EdgeModel
 
-    t0 = time.perf_counter()
-    path = folder / FILE_NAMES[fmt]
     if fmt == "saved_model":
         import tensorflow as tf
 
-        serving.export(str(path), format="tf_saved_model", verbose=False)
         loaded = tf.saved_model.load(str(path))
-        probs = np.concatenate([np.asarray(loaded.serve(parity.x[i:i + 1])) for i in range(len(parity.x))])
+        return np.concatenate([np.asarray(loaded.serve(parity.x[i:i + 1])) for i in range(len(parity.x))]).argmax(-1)
+    em = EdgeModel(path, spec=spec)
+    if graph_is_whole:
+        return np.stack([em.run_window(x) for x in parity.x])
+    return em.predict_patches(parity.x).argmax(-1)
+
+
+def write_artifact(fmt: str, graphs: Graphs, spec: ModelSpec, folder: Path, parity: Parity, int8_io: bool) -> dict:
+    """Write one format into ``folder`` with its spec, run it on the parity patches, measure it."""
+    t0 = time.perf_counter()
+    path = folder / FILE_NAMES[fmt]
+    graph, whole_spec = graphs.for_format(fmt)
+    if fmt == "saved_model":
+        graph.export(str(path), format="tf_saved_model", verbose=False)
         save_spec(spec, path / "satseg.json")
     else:
-        path.write_bytes(convert_tflite(serving, fmt, parity.calib, int8_io and fmt == "tflite_int8"))
-        save_spec(spec, path.with_name(path.stem + ".satseg.json"))
-        probs = EdgeModel(path, spec=spec).predict_patches(parity.x)
-    pred = probs.argmax(-1)
+        pixels = whole_spec is not None and fmt == "tflite_int8" and 0 <= parity.calib.min() <= parity.calib.max() <= 255
+        path.write_bytes(convert_tflite(graph, fmt, parity.calib, int8_io and fmt == "tflite_int8" and not pixels,
+                                        uint8_pixels=pixels))
+        save_spec(whole_spec or spec, path.with_name(path.stem + ".satseg.json"))
+    pred = _file_predictions(fmt, path, whole_spec or spec, whole_spec is not None, parity)
     miou, iou = _miou_and_iou(parity.y, pred, spec.num_classes)
     names = class_names(spec.seg_classes)
-    return {"format": fmt, "path": FILE_NAMES[fmt], "bytes": tree_bytes(path),
+    return {"format": fmt, "path": FILE_NAMES[fmt], "bytes": tree_bytes(path), "whole_image": whole_spec is not None,
             "agreement": float((pred == parity.pred).mean()), "miou": miou, "miou_delta": miou - parity.miou,
             "iou_delta": {n: (None if np.isnan(a - b) else float(a - b)) for n, a, b in zip(names, iou, parity.iou)},
             "seconds": round(time.perf_counter() - t0, 1)}
@@ -271,8 +335,9 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
     model, spec = load_for_export(model_path)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
-    fixed = fixed_batch(model, spec)
-    serving, stats = with_probs_head(fixed), model_stats(fixed)
+    graphs, stats = make_graphs(model, spec), model_stats(fixed_batch(model, spec))
+    if graphs.whole is None:  # every LiteRT file is fixed-size: no separate one
+        formats = [f for f in formats if f != "tflite_int8_fixed"]
 
     log("reading calibration and parity patches ...")
     calib, px, py = calibration_patches(model_path, calibration_data, spec, n_calibration, n_parity)
@@ -282,7 +347,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
     def write(folder: Path):
         artifacts = []
         for fmt in formats:
-            artifacts.append(write_artifact(fmt, serving, spec, folder, parity, int8_io))
+            artifacts.append(write_artifact(fmt, graphs, spec, folder, parity, int8_io))
             a = artifacts[-1]
             log(f"  {fmt:<16}{a['bytes'] / 1024:>10.1f} KB  agreement {100 * a['agreement']:.2f} %  "
                 f"mIoU delta {100 * a['miou_delta']:+.2f} pt")

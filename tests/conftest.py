@@ -33,3 +33,18 @@ def trained_student(tmp_path_factory, tiny_dataset):
 
 def random_logits(shape, seed=0, scale=3.0):
     return (np.random.default_rng(seed).normal(size=shape) * scale).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def pixel_tflite(tmp_path_factory):
+    """A float32 LiteRT file of the per-pixel test model (tests/helpers.py), with its spec."""
+    from satseg.classes import save_spec
+    from satseg.export import convert_tflite, with_probs_head
+
+    from .helpers import pixel_model, pixel_spec
+
+    d = tmp_path_factory.mktemp("pixel")
+    path = d / "pixel.tflite"
+    path.write_bytes(convert_tflite(with_probs_head(pixel_model(64)), "tflite_float32"))
+    save_spec(pixel_spec(64), d / "pixel.satseg.json")
+    return path

@@ -30,17 +30,6 @@ def exported(tmp_path_factory, trained_student, tiny_dataset):
     return out, report
 
 
-@pytest.fixture(scope="module")
-def pixel_tflite(tmp_path_factory):
-    from satseg.export import convert_tflite, with_probs_head
-
-    d = tmp_path_factory.mktemp("pixel")
-    path = d / "pixel.tflite"
-    path.write_bytes(convert_tflite(with_probs_head(pixel_model(64)), "tflite_float32"))
-    save_spec(pixel_spec(64), d / "pixel.satseg.json")
-    return path
-
-
 @pytest.mark.slow
 def test_export_round_trip_every_artifact_loads_and_agrees(exported):
     out, report = exported

@@ -1,0 +1,114 @@
+"""The whole-image serving graph: same ids as the Keras model at any size, and windowed
+prediction equal to one full-frame call."""
+
+import numpy as np
+import pytest
+
+from satseg.classes import ModelSpec, save_spec
+from satseg.edge import EdgeModel, predict_windowed, window_rows
+
+RNG = np.random.default_rng(0)
+
+
+def _tiny_edge(arch: str):
+    from satseg.models import build_model
+
+    norm = {"mean": [120.0, 110.0, 100.0], "std": [60.0, 55.0, 50.0]}
+    kw = {"pretrained": False} if arch == "lite0_edge" else {}
+    return build_model(arch, num_classes=4, seed=1, normalization=norm, **kw)
+
+
+@pytest.mark.parametrize("arch", ["edge", "lite0_edge"])
+def test_serving_graph_gives_the_keras_argmax_at_any_size(arch):
+    from satseg.serving import serving_model
+
+    model = _tiny_edge(arch)
+    ids = serving_model(model)
+    for h, w in ((64, 64), (48, 104)):
+        x = RNG.uniform(0, 255, (1, h, w, 3)).astype(np.float32)
+        got = np.asarray(ids(x))
+        assert got.dtype == np.uint8 and got.shape == (1, h, w)
+        assert (got == np.asarray(model(x)).argmax(-1)).mean() == 1.0
+
+
+def test_receptive_margin_bounds_what_changes_a_prediction():
+    from satseg.serving import receptive_margin
+
+    model = _tiny_edge("edge")
+    margin = receptive_margin(model, 8)
+    assert margin % 8 == 0 and margin > 0
+    x = RNG.uniform(0, 255, (1, 160, 160, 3)).astype(np.float32)
+    y = x.copy()
+    y[0, 80, 80] = 255 - y[0, 80, 80]  # change one pixel
+    changed = np.abs(np.asarray(model(x)) - np.asarray(model(y))).max(-1)[0] > 0
+    rows, cols = np.nonzero(changed)
+    assert rows.size and max(np.abs(rows - 80).max(), np.abs(cols - 80).max()) <= margin
+
+
+def test_windowed_prediction_equals_one_full_frame_call():
+    """A fake model whose ids depend on a neighbourhood of `reach` pixels (box sum): windows that
+    overlap by the margin and drop it must reproduce the full-frame result exactly."""
+    reach, stride = 5, 4
+
+    def run(x):
+        s = x.astype(np.int64).sum(-1)
+        p = np.pad(s, reach)
+        box = sum(np.roll(np.roll(p, dy, 0), dx, 1) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1))
+        return (box[reach:-reach, reach:-reach] % 7).astype(np.uint8)
+
+    img = RNG.integers(0, 256, (203, 150, 3)).astype(np.uint8)
+    full = predict_windowed(lambda a, b: img[a:b], 203, 150, run, stride, margin=8, max_pixels=10 ** 9)
+    win, core = window_rows(204, 152, stride, 8, max_pixels=40 * 152)
+    assert win < 204  # several windows
+    windowed = predict_windowed(lambda a, b: img[a:b], 203, 150, run, stride, margin=8, max_pixels=40 * 152)
+    assert np.array_equal(full, windowed)
+
+
+@pytest.fixture(scope="module")
+def whole_int8(tmp_path_factory):
+    from satseg.export import convert_tflite
+    from satseg.models import STRIDES
+    from satseg.serving import receptive_margin, serving_model
+
+    model = _tiny_edge("edge")
+    calib = [RNG.uniform(0, 255, (64, 64, 3)).astype(np.float32) for _ in range(8)]
+    d = tmp_path_factory.mktemp("whole")
+    path = d / "m.tflite"
+    path.write_bytes(convert_tflite(serving_model(model), "tflite_int8", calib, uint8_pixels=True))
+    spec = ModelSpec(classes=[{"id": i, "name": str(i), "color": [i, i, i]} for i in range(4)],
+                     normalization={"kind": "in_model"}, patch_size=64, architecture="edge",
+                     stride=STRIDES["edge"], margin=receptive_margin(model, 8))
+    save_spec(spec, d / "m.satseg.json")
+    return path, model
+
+
+def test_int8_whole_image_file_takes_uint8_pixels_and_returns_ids(whole_int8):
+    path, model = whole_int8
+    em = EdgeModel(path, num_threads=1)
+    assert em.whole_image and em.input_dtype == np.uint8
+    assert em._in["quantization"] == (1.0, 0)  # raw pixels go in as they are
+    img = RNG.integers(0, 256, (75, 93, 3)).astype(np.uint8)  # not a stride multiple
+    ids = em.predict(img)
+    assert ids.shape == (75, 93) and ids.dtype == np.uint8
+    ref = np.asarray(model(np.pad(img, [(0, 5), (0, 3), (0, 0)], mode="edge")[None].astype(np.float32))).argmax(-1)[0]
+    assert (ids == ref[:75, :93]).mean() > 0.9  # int8 against float Keras
+
+
+def test_int8_whole_image_windows_equal_full_frame(whole_int8):
+    import satseg.edge as E
+
+    em = EdgeModel(whole_int8[0], num_threads=1)
+    img = RNG.integers(0, 256, (200, 120, 3)).astype(np.uint8)
+    full = em.predict(img)
+    em2 = EdgeModel(whole_int8[0], num_threads=1)
+    rows = lambda a, b: img[a:b]  # noqa: E731
+    windowed = E.predict_windowed(rows, 200, 120, em2.run_window, em2.spec.stride, em2.spec.margin,
+                                  max_pixels=(2 * em2.spec.margin + 16) * 120)
+    assert np.array_equal(full, windowed)
+
+
+def test_whole_image_file_refuses_probabilities(whole_int8):
+    from satseg.errors import SatsegError
+
+    with pytest.raises(SatsegError, match="class ids"):
+        EdgeModel(whole_int8[0]).predict_patches(np.zeros((1, 64, 64, 3), np.float32))
