@@ -48,7 +48,8 @@ def load(name):
     hist = list(csv.DictReader(open(d / "history.csv"))) if (d / "history.csv").exists() else []
     config = j("config.json")
     return {"name": name, "dir": d, "config": config, "report": j("report.json"), "teacher": teacher_of(config),
-            "eval": j("evaluate.json"), "eval_int8": j("evaluate_int8.json"), "eval_tta": j("evaluate_tta.json"), "history": hist,
+            "eval": j("evaluate.json"), "eval_int8": j("evaluate_int8.json"),
+            "eval_int8_fixed": j("evaluate_int8_fixed.json"), "eval_tta": j("evaluate_tta.json"), "history": hist,
             "run_name": (d / "run_name.txt").read_text().strip() if (d / "run_name.txt").exists() else name,
             "commands": (d / "commands.txt").read_text().strip().splitlines() if (d / "commands.txt").exists() else []}
 
@@ -122,7 +123,9 @@ def card(m, teacher_eval):
     lines += ["", f"**Test split, whole images** ({e['images']} images, {e['pixels']:,} pixels, tiled with overlap): "
               f"mIoU **{e['miou']:.4f}**" + (f" (5 classes, without Unlabeled: {m5:.4f})" if m5 is not None else "")
               + f", pixel accuracy {e['pixel_accuracy']:.4f}"
-              + (f"; int8 LiteRT file: mIoU {m['eval_int8']['miou']:.4f}" if m["eval_int8"] else "")
+              + (f"; int8 LiteRT file: mIoU {m['eval_int8']['miou']:.4f}"
+                 + (" (whole image in windows; the fixed-size int8 file in tiles: "
+                    f"{m['eval_int8_fixed']['miou']:.4f})" if m["eval_int8_fixed"] else "") if m["eval_int8"] else "")
               + (f"; with flip TTA (4x the time, reported apart): mIoU {m['eval_tta']['miou']:.4f}" if m["eval_tta"] else "")
               + (f"; {m['eval']['miou'] / teacher_eval[m['teacher']]['miou']:.2f} x its teacher `{m['teacher']}`"
                  if m["teacher"] in teacher_eval else "")

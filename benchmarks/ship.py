@@ -3,6 +3,10 @@ images), export it with `satseg export`, and copy what a user needs. Every comma
 recorded in exported_models/NAME/commands.txt.
 
     python benchmarks/ship.py NAME RUN_DIR [--teacher TEACHER.keras] [--data DATA]
+    python benchmarks/ship.py NAME exported_models/NAME --reexport   # new export of a shipped model
+
+``--reexport`` exports and evaluates the LiteRT files again and keeps the run's files and the
+Keras evaluation as they are (the model is the same).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ DATA = "../shared/data/dubai/Semantic segmentation dataset"
 KEEP_EXPORT = ["model.keras", "model.satseg.json", "model_float32.tflite", "model_float32.satseg.json",
                "model_float16.tflite", "model_float16.satseg.json", "model_dynamic.tflite", "model_dynamic.satseg.json",
                "model_int8.tflite", "model_int8.satseg.json",
+               "model_int8_fixed.tflite", "model_int8_fixed.satseg.json",
                "report.json", "report.md"]
 KEEP_RUN = ["config.json", "history.csv", "loss.png", "miou.png", "summary.json"]
 
@@ -40,31 +45,41 @@ def main():
     ap.add_argument("--teacher")
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--tta", action="store_true", help="also evaluate with flip TTA (evaluate_tta.json)")
+    ap.add_argument("--reexport", action="store_true", help="export and evaluate the LiteRT files only")
     args = ap.parse_args()
     dest = ROOT / "exported_models" / args.name
     dest.mkdir(parents=True, exist_ok=True)
     log: list[str] = []
+    if args.reexport:
+        log = [line for line in (dest / "commands.txt").read_text().splitlines()
+               if " evaluate " in line and "tflite" not in line]
     with tempfile.TemporaryDirectory() as tmp:
         exp = Path(tmp) / "export"
         cmd = ["satseg", "export", "--model", str(args.run / "model.keras"), "--out", str(exp),
-               "--formats", "tflite_float32,tflite_float16,tflite_dynamic,tflite_int8", "--calibration-data", args.data]
+               "--formats", "tflite_float32,tflite_float16,tflite_dynamic,tflite_int8,tflite_int8_fixed",
+               "--calibration-data", args.data]
         if args.teacher:
             cmd += ["--teacher", args.teacher]
         sh(cmd, log)
         for f in KEEP_EXPORT:
-            shutil.copy2(exp / f, dest / f)
-    for f in KEEP_RUN:
-        if (args.run / f).exists():
-            shutil.copy2(args.run / f, dest / f)
-    sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "test",
-        "--plots", str(dest), "--out", str(dest / "evaluate.json"), "--json", "--force"], log)
-    sh(["satseg", "evaluate", "--model", str(dest / "model_int8.tflite"), "--data", args.data, "--split", "test",
-        "--out", str(dest / "evaluate_int8.json"), "--json", "--force"], log)
-    if args.tta:
+            if (exp / f).exists():  # no _fixed file for models normalised per patch
+                shutil.copy2(exp / f, dest / f)
+    if not args.reexport:
+        for f in KEEP_RUN:
+            if (args.run / f).exists():
+                shutil.copy2(args.run / f, dest / f)
+        sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "test",
+            "--plots", str(dest), "--out", str(dest / "evaluate.json"), "--json", "--force"], log)
+    for name in ("model_int8", "model_int8_fixed"):
+        if (dest / f"{name}.tflite").exists():
+            sh(["satseg", "evaluate", "--model", str(dest / f"{name}.tflite"), "--data", args.data, "--split", "test",
+                "--out", str(dest / f"evaluate_{name.replace('model_', '')}.json"), "--json", "--force"], log)
+    if args.tta and not args.reexport:
         sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "test",
             "--tta", "--out", str(dest / "evaluate_tta.json"), "--json", "--force"], log)
     (dest / "commands.txt").write_text("\n".join(log) + "\n")
-    (dest / "run_name.txt").write_text(args.run.name + "\n")
+    if not args.reexport:
+        (dest / "run_name.txt").write_text(args.run.name + "\n")
     print(json.dumps({"shipped": str(dest)}))
 
 

@@ -39,19 +39,27 @@ def _quick_models(tmp: Path, patch: int):
     from satseg.classes import ModelSpec, save_spec
     from satseg.export import convert_tflite, with_probs_head
     from satseg.models import build_model
+    from satseg.serving import receptive_margin, serving_model
 
     out = []
-    calib = np.random.default_rng(0).random((4, patch, patch, 3)).astype(np.float32)
+    calib = list(np.random.default_rng(0).uniform(0, 255, (4, patch, patch, 3)).astype(np.float32))
+    norm = {"mean": [128.0] * 3, "std": [64.0] * 3}
     for name in ("student", "edge"):
         d = tmp / name
         d.mkdir(parents=True, exist_ok=True)
-        m = build_model(name, (patch, patch, 3), seed=0)
+        whole = name == "edge"  # a whole-image file, as exported for in-model normalisation
+        m = build_model(name, (patch, patch, 3), seed=0, normalization=norm if whole else None)
         m.save(d / "model.keras")
-        spec = ModelSpec(patch_size=patch, architecture=name)
+        spec = ModelSpec(patch_size=patch, architecture=name,
+                         normalization={"kind": "in_model", **norm} if whole else {"kind": "minmax"})
         save_spec(spec, d / "model.satseg.json")
         for kind in ("tflite_float32", "tflite_int8"):
             p = d / f"model_{kind.split('_')[1]}.tflite"
-            p.write_bytes(convert_tflite(with_probs_head(m), kind, calib))
+            if whole:
+                spec.stride, spec.margin = 8, receptive_margin(m, 8)
+                p.write_bytes(convert_tflite(serving_model(m), kind, calib, uint8_pixels=kind == "tflite_int8"))
+            else:
+                p.write_bytes(convert_tflite(with_probs_head(m), kind, [c / 255 for c in calib]))
             save_spec(spec, p.with_name(p.stem + ".satseg.json"))
         out.append((name, d))
     return out
@@ -63,7 +71,7 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
     import tensorflow as tf
 
     from satseg.classes import load_spec
-    from satseg.edge import EdgeModel, predict_tiled
+    from satseg.edge import EdgeModel
     from satseg.models import model_stats
 
     repeats = repeats or (3 if quick else 20)
@@ -87,34 +95,91 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
         x = np.random.default_rng(0).random((1, p, p, spec.bands)).astype(np.float32)
         fn = tf.function(lambda t, m=keras_model: m(t, training=False))
         sec = median_seconds(lambda fn=fn, x=x: fn(x).numpy(), repeats)
-        rows.append({"model": name, "runtime": "keras", "ms_per_patch": 1e3 * sec, "macs": stats["macs"]})
+        rows.append({"model": name, "runtime": "keras", "ms_per_patch": 1e3 * sec, "macs": stats["macs"], "patch": p})
         for f in sorted(d.glob("model_*.tflite")):
             kind = f.stem.replace("model_", "")
             if kind == "dynamic":
                 continue
             em = EdgeModel(f, num_threads=threads)
-            sec = median_seconds(lambda em=em, x=x: em.predict_patches(x), repeats)
-            row = {"model": name, "runtime": f"litert_{kind}", "ms_per_patch": 1e3 * sec, "macs": stats["macs"],
-                   "bytes": f.stat().st_size}
-            if kind == "int8" or quick:
-                img = np.random.default_rng(1).integers(0, 256, (*image_size, spec.bands)).astype(np.uint8)
-                row["whole_image_s"] = median_seconds(lambda em=em, img=img: predict_tiled(img, em.predict_patches, em.spec),
-                                                      1 if not quick else 1, warmup=0)
+            row = {"model": name, "runtime": f"litert_{kind}", "macs": stats["macs"], "bytes": f.stat().st_size,
+                   "whole_image": em.whole_image, "patch": p}
+            if em.whole_image:
+                xu = (255 * x[0]).astype(np.uint8)
+                sec = median_seconds(lambda em=em, xu=xu: em.run_window(xu), repeats)
+            else:
+                sec = median_seconds(lambda em=em, x=x: em.predict_patches(x), repeats)
+            row["ms_per_patch"] = 1e3 * sec
+            if kind.startswith("int8") or quick:
+                row.update(whole_image_seconds(em, image_size, spec.bands, 1 if quick else 3))
             rows.append(row)
         log(f"  {name}: " + ", ".join(f"{r['runtime']} {r['ms_per_patch']:.1f} ms" for r in rows if r["model"] == name))
     for r in rows:
         r["limit_ms"] = 1e3 * r["macs"] / mac_rate
+        for key in ("whole_image_s", "tiled_s", "windowed_s"):
+            if key in r:
+                image_macs = r["macs"] * image_size[0] * image_size[1] / r["patch"] ** 2
+                r[key.replace("_s", "_x_limit")] = r[key] / (image_macs / mac_rate)
         r["x_limit"] = r["ms_per_patch"] / r["limit_ms"] if r["limit_ms"] else None
     base_key = baseline or next((f"{r['model']}/{r['runtime']}" for r in rows if r["model"].startswith("teacher")
                                  and r["runtime"] == "keras"), f"{rows[0]['model']}/{rows[0]['runtime']}")
     base = next((r for r in rows if f"{r['model']}/{r['runtime']}" == base_key), rows[0])
     for r in rows:
         r["speedup_vs_baseline"] = base["ms_per_patch"] / r["ms_per_patch"]
+    folder = bench_folder(models, quick, log=log)
     training = bench_training(quick, train_batch, repeats=3 if quick else 5, log=log)
     if tmp is not None:
         tmp.cleanup()
     return {"threads": threads, "matmul_gmacs": mac_rate / 1e9, "baseline": base_key, "repeats": repeats,
-            "image_size": list(image_size), "inference": rows, "training": training, "quick": quick}
+            "image_size": list(image_size), "inference": rows, "folder": folder, "training": training, "quick": quick}
+
+
+def whole_image_seconds(em, image_size, bands: int, repeats: int) -> dict:
+    """Seconds for one whole random image: in one full-frame call and in ~1 Mpx windows (whole-image
+    files), or in blended tiles (fixed-size files)."""
+    from satseg.edge import predict_ids_tiled, predict_windowed
+
+    img = np.random.default_rng(1).integers(0, 256, (*image_size, bands)).astype(np.uint8)
+    if not em.whole_image:
+        return {"tiled_s": median_seconds(lambda: predict_ids_tiled(img, em.predict_patches, em.spec), repeats, 1)}
+    rows = lambda y0, y1: img[y0:y1]  # noqa: E731
+    out = {}
+    for key, budget in (("whole_image_s", 10 ** 12), ("windowed_s", 1_000_000)):
+        out[key] = median_seconds(lambda b=budget: predict_windowed(rows, *image_size, em.run_window, em.spec.stride,
+                                                                    em.spec.margin, max_pixels=b), repeats, 1)
+    return out
+
+
+def bench_folder(models, quick: bool, log=print) -> dict | None:
+    """Images per second of `predict` on a folder of 16 scenes with the smallest int8 file:
+    ``jobs=1`` with one interpreter thread against all cores (the default); outputs compared."""
+    import tempfile
+
+    from PIL import Image
+
+    from satseg.edge import EdgeModel, predict_files
+
+    files = sorted((f.stat().st_size, f) for _, d in models for f in d.glob("model_int8.tflite"))
+    if not files:
+        return None
+    path = files[0][1]
+    n, size = (4, (150, 200)) if quick else (16, (1479, 2149))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rng = np.random.default_rng(2)
+        (tmp / "in").mkdir()
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (*size, 3)).astype(np.uint8)).save(tmp / "in" / f"{i}.png")
+        result = {"model": str(path), "images": n, "image_size": list(size), "cores": os.cpu_count()}
+        for label, jobs, threads in (("jobs_1", 1, 1), ("all_cores", os.cpu_count() or 1, None)):
+            t0 = time.perf_counter()
+            predict_files(EdgeModel(path, num_threads=threads), [tmp / "in"], tmp / label, progress=False, jobs=jobs)
+            result[f"{label}_images_per_s"] = n / (time.perf_counter() - t0)
+        result["speedup"] = result["all_cores_images_per_s"] / result["jobs_1_images_per_s"]
+        result["identical"] = all((tmp / "jobs_1" / f.name).read_bytes() == f.read_bytes()
+                                  for f in (tmp / "all_cores").iterdir())
+    log(f"  folder of {n}: {result['jobs_1_images_per_s']:.2f} img/s (jobs 1, 1 thread), "
+        f"{result['all_cores_images_per_s']:.2f} img/s (all {result['cores']} cores), identical {result['identical']}")
+    return result
 
 
 def bench_training(quick: bool, batch: int, repeats: int, log=print) -> list[dict]:
@@ -154,12 +219,24 @@ def bench_training(quick: bool, batch: int, repeats: int, log=print) -> list[dic
 
 def format_bench(r: dict) -> str:
     lines = [f"matmul limit: {r['matmul_gmacs']:.1f} GMAC/s on {r['threads']} threads; baseline {r['baseline']}; "
-             f"medians of {r['repeats']} after warm-up", "",
-             f"{'model':<20}{'runtime':<17}{'ms/patch':>9}{'x baseline':>11}{'limit ms':>10}{'x limit':>9}{'image s':>9}"]
+             f"medians of {r['repeats']} after warm-up; whole image {r['image_size'][0]}x{r['image_size'][1]}: "
+             "full frame / ~1 Mpx windows (whole-image files) or tiles (fixed-size files), s and x limit", "",
+             f"{'model':<22}{'runtime':<20}{'ms/patch':>9}{'x baseline':>11}{'limit ms':>10}{'x limit':>9}"
+             f"{'frame s':>9}{'windows s':>10}{'tiles s':>9}{'x limit':>9}"]
+
+    def cell(x, key, width):
+        return f"{x[key]:>{width}.3f}" if key in x else " " * width
+
     for x in r["inference"]:
-        img = f"{x['whole_image_s']:.2f}" if "whole_image_s" in x else ""
-        lines.append(f"{x['model']:<20}{x['runtime']:<17}{x['ms_per_patch']:>9.2f}{x['speedup_vs_baseline']:>10.1f}x"
-                     f"{x['limit_ms']:>10.2f}{x['x_limit'] or 0:>8.1f}x{img:>9}")
+        lim = x.get("whole_image_x_limit", x.get("tiled_x_limit"))
+        lines.append(f"{x['model']:<22}{x['runtime']:<20}{x['ms_per_patch']:>9.2f}{x['speedup_vs_baseline']:>10.1f}x"
+                     f"{x['limit_ms']:>10.2f}{x['x_limit'] or 0:>8.1f}x{cell(x, 'whole_image_s', 9)}"
+                     f"{cell(x, 'windowed_s', 10)}{cell(x, 'tiled_s', 9)}" + (f"{lim:>8.1f}x" if lim else ""))
+    f = r.get("folder")
+    if f:
+        lines += ["", f"folder of {f['images']} images {f['image_size'][0]}x{f['image_size'][1]} ({f['model']}): "
+                  f"{f['jobs_1_images_per_s']:.2f} img/s with --jobs 1 (1 thread), {f['all_cores_images_per_s']:.2f} "
+                  f"img/s on all {f['cores']} cores = {f['speedup']:.2f}x; outputs identical: {f['identical']}"]
     lines += ["", f"{'train step':<26}{'s/step':>8}{'x scratch':>10}"]
     for t in r["training"]:
         lines.append(f"{t['step']:<26}{t['seconds_per_step']:>8.3f}{t['x_student_scratch']:>9.2f}x")

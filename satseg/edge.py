@@ -136,44 +136,52 @@ def predict_ids_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.n
     return ids_from_bands(shape, bands)[:h, :w]
 
 
-WINDOW_PIXELS = 8_000_000
-"""Largest window a whole-image model runs in one call (memory: the interpreter's activations
-grow with it; speed is flat from 0.25 to 3 Mpx, measured in benchmarks/whole_image.py)."""
+WINDOW_PIXELS = 4_000_000
+"""Largest window a whole-image model runs in one call: a 2149x1479 image in one; larger scenes
+in square windows, so memory depends on the window, not the scene (the interpreter's activations
+grow with the window; speed is about flat from 0.25 to 3 Mpx: benchmarks/whole_image.py)."""
 
 
-def window_rows(h: int, w: int, stride: int, margin: int, max_pixels: int = WINDOW_PIXELS) -> tuple[int, int]:
-    """(window height, rows kept per window) for full-width windows over an (h, w) frame whose
-    sides are multiples of ``stride``: the whole frame when it fits in ``max_pixels``."""
+def window_plan(length: int, stride: int, margin: int, size: int) -> list[tuple[int, int, int]]:
+    """(window start, first kept, end kept) along one axis of a frame of ``length`` (a multiple of
+    ``stride``), windows of ``size``: each keeps what lies at least ``margin`` from its cuts."""
+    if length <= size:
+        return [(0, 0, length)]
+    core = size - 2 * margin  # a positive multiple of the stride (window_size)
+    return [(min(max(k - margin, 0), length - size), k, min(k + core, length)) for k in range(0, length, core)]
+
+
+def window_size(h: int, w: int, stride: int, margin: int, max_pixels: int = WINDOW_PIXELS) -> tuple[int, int]:
+    """(rows, columns) of the windows over an (h, w) frame: the frame when it fits."""
     if h * w <= max_pixels:
-        return h, h
-    core = max(stride, (max_pixels // w - 2 * margin) // stride * stride)
-    return min(core + 2 * margin, h), core
+        return h, w
+    side = max(int(max_pixels ** 0.5) // stride * stride, 2 * margin + 4 * stride)
+    return min(side, h), min(side, w)
 
 
 def predict_windowed(rows: Callable[[int, int], np.ndarray], h: int, w: int,
                      run: Callable[[np.ndarray], np.ndarray], stride: int, margin: int,
                      max_pixels: int = WINDOW_PIXELS) -> np.ndarray:
-    """Class ids (h, w) uint8 from a whole-image model, one call per full-width window.
+    """Class ids (h, w) uint8 from a whole-image model, one call per window.
 
     The frame is padded (edge rows/columns) to multiples of ``stride``. Windows start on the
     stride grid and overlap by ``margin`` (the model's receptive margin) on each side; each keeps
-    only the rows at least ``margin`` from a cut, so the result equals one full-frame call.
-    ``rows(y0, y1)`` returns image rows; ``run`` maps (win, W, C) pixels to (win, W) ids.
+    only what lies at least ``margin`` from a cut, so the result equals one full-frame call.
+    ``rows(y0, y1)`` returns image rows (read once per row of windows); ``run`` maps
+    (wh, ww, C) pixels to (wh, ww) ids.
     """
     hh, ww = -(-h // stride) * stride, -(-w // stride) * stride
-    win, core = window_rows(hh, ww, stride, margin, max_pixels)
-
-    def padded(y0, y1):
-        x = rows(y0, min(y1, h))
-        return np.pad(x, [(0, y1 - y0 - x.shape[0]), (0, ww - w), (0, 0)], mode="edge")
-
+    wh, wz = window_size(hh, ww, stride, margin, max_pixels)
     out = np.empty((h, w), np.uint8)
-    for y in range(0, hh, core):
-        y0 = min(max(y - margin, 0), hh - win)
-        ids = run(padded(y0, y0 + win))
-        y1 = min(y + core, h)
-        if y1 > y:
-            out[y:y1] = ids[y - y0:y1 - y0, :w]
+    for y0, ya, yb in window_plan(hh, stride, margin, wh):
+        strip = rows(y0, min(y0 + wh, h))
+        strip = np.pad(strip, [(0, wh - strip.shape[0]), (0, ww - w), (0, 0)], mode="edge")
+        yb = min(yb, h)
+        for x0, xa, xb in window_plan(ww, stride, margin, wz):
+            xb = min(xb, w)
+            if yb > ya and xb > xa:
+                ids = run(strip[:, x0:x0 + wz])
+                out[ya:yb, xa:xb] = ids[ya - y0:yb - y0, xa - x0:xb - x0]
     return out
 
 

@@ -20,8 +20,10 @@ PLOT_FILES = ("pr_curve.png", "predictions.png", "confusion.png")
 class Predictor:
     """Anything a model file can be, as ``spec`` + ``predict_patches`` (normalised -> probs)."""
 
-    def __init__(self, spec: ModelSpec, fn, kind: str, path: Path):
+    def __init__(self, spec: ModelSpec, fn, kind: str, path: Path, predict_ids=None):
         self.spec, self._fn, self.kind, self.path = spec, fn, kind, path
+        self.predict_ids = predict_ids
+        """Whole-image files: raw image (H, W, C) -> class ids, in windows (no probabilities)."""
 
     def predict_patches(self, x):
         return self._fn(x)
@@ -39,7 +41,7 @@ def load_predictor(path, num_threads: int | None = None) -> Predictor:
         from satseg.edge import EdgeModel
 
         m = EdgeModel(path, num_threads=num_threads, spec=spec)
-        return Predictor(m.spec, m.predict_patches, "tflite", path)
+        return Predictor(m.spec, m.predict_patches, "tflite", path, m.predict if m.whole_image else None)
     if path.suffix == ".keras":
         from satseg.models import load_model_file
 
@@ -112,36 +114,44 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     rng = np.random.default_rng(seed)
     from satseg.progress import progress as bar
 
+    if predictor.predict_ids is not None and tta:
+        raise SatsegError(f"{predictor.path}: returns class ids, not probabilities; for --tta use the "
+                          "fixed-size file beside it (model_int8_fixed.tflite)")
     fn = with_flip_tta(predictor.predict_patches) if tta else predictor.predict_patches
     with bar(samples, progress, unit="img", desc="evaluating") as it:
         for s in it:
             li = load_sample(s, spec.seg_classes, spec.bands)
-            probs = predict_tiled(li.image, fn, spec, overlap,
-                                  batch_size=1 if predictor.kind == "tflite" else 8)
-            pred = probs.argmax(-1)
+            if predictor.predict_ids is not None:
+                probs, pred = None, predictor.predict_ids(li.image)
+            else:
+                probs = predict_tiled(li.image, fn, spec, overlap, batch_size=1 if predictor.kind == "tflite" else 8)
+                pred = probs.argmax(-1)
             cm.update(li.mask, pred)
             pixels += li.mask.size
             if plots_dir is not None:
                 sel = rng.choice(li.mask.size, min(20000, li.mask.size), replace=False)
-                pr_labels.append(li.mask.reshape(-1)[sel])
-                pr_probs.append(probs.reshape(-1, probs.shape[-1])[sel])
+                if probs is not None:
+                    pr_labels.append(li.mask.reshape(-1)[sel])
+                    pr_probs.append(probs.reshape(-1, probs.shape[-1])[sel])
                 if len(panels) < keep_panels:
                     panels.append((li.image, li.mask, pred.astype(np.uint8), f"{s.group}/{s.image.name}"))
     result = {"model": str(predictor.path), "kind": predictor.kind, "data": str(data), "split": split,
               "seed": seed, "images": len(samples), "pixels": int(pixels),
-              "ignored_pixels": int(pixels - cm.matrix.sum()), "overlap": overlap, "tta": bool(tta),
+              "ignored_pixels": int(pixels - cm.matrix.sum()), "tta": bool(tta),
+              "path": "whole image (windows)" if predictor.predict_ids is not None else f"tiles (overlap {overlap})",
+              "overlap": overlap,
               **cm.report(class_names(spec.seg_classes))}
     if plots_dir is not None:
         from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
 
         plots_dir = Path(plots_dir)
         title = f"{spec.architecture or predictor.path.stem} ({predictor.kind}), {split} split"
-        aps = plot_pr_curves(np.concatenate(pr_labels), np.concatenate(pr_probs), plots_dir / "pr_curve.png",
-                             spec.seg_classes, title=title)
+        if pr_probs:  # whole-image files give ids only
+            result["average_precision"] = plot_pr_curves(np.concatenate(pr_labels), np.concatenate(pr_probs),
+                                                         plots_dir / "pr_curve.png", spec.seg_classes, title=title)
         imgs, masks, preds, names = zip(*panels)
         plot_predictions(imgs, masks, preds, plots_dir / "predictions.png", spec.seg_classes, titles=names, title=title)
         plot_confusion(cm.matrix, plots_dir / "confusion.png", spec.seg_classes, title=title)
-        result["average_precision"] = aps
     return result
 
 

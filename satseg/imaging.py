@@ -37,20 +37,26 @@ PIL_16_BIT = ("I;16", "I;16B", "I;16L", "I")
 
 class RowReader:
     """An image file whose rows are read on demand, so a scene is never held twice:
-    ``reader.rows(y0, y1)`` gives (y1 - y0, W, C) pixels, checked (dtype, NaN). JPEG/PNG stay
-    decoded once inside Pillow and strips are copied out as needed; uncompressed TIFFs are
-    memory-mapped; other TIFFs are read whole. :func:`read_image` is all rows at once."""
+    ``reader.rows(y0, y1)`` gives (y1 - y0, W, C) pixels, checked (dtype, NaN). Uncompressed
+    TIFFs are memory-mapped; scenes over ``WINDOWED_PIXELS`` are read in windows through rasterio
+    (GDAL) when it is installed, with a small block cache, so memory follows the rows asked for;
+    otherwise JPEG/PNG stay decoded once inside Pillow and strips are copied out, and compressed
+    TIFFs are read whole. :func:`read_image` is all rows at once."""
+
+    WINDOWED_PIXELS = 32_000_000
+    GDAL_CACHE_MB = 64
 
     def __init__(self, path, bands: int | None = None):
         self.path = Path(path)
-        self._im = self._arr = None
+        self._im = self._arr = self._ds = self._env = None
         try:
             if self.path.suffix.lower() in TIFF_SUFFIXES:
                 self._arr = self._open_tiff()
-                self.shape = self._arr.shape
-            else:
+            elif not self._open_windowed(self._pil_pixels()):
                 self._im = self._open_pil()
                 self.shape = (self._im.height, self._im.width, len(self._im.getbands()))
+            if self._arr is not None:
+                self.shape = self._arr.shape
         except FileNotFoundError:
             raise DataError(f"{self.path}: file not found") from None
         except DataError:
@@ -59,6 +65,33 @@ class RowReader:
             raise DataError(f"{self.path}: cannot read image ({type(e).__name__}: {e})") from None
         if bands is not None and self.shape[-1] != bands:
             raise DataError(f"{self.path}: has {self.shape[-1]} bands, the model takes {bands}")
+
+    def _pil_pixels(self) -> int:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = None
+        with Image.open(self.path) as im:  # reads the header only
+            return im.width * im.height
+
+    def _open_windowed(self, pixels: int) -> bool:
+        """Open through rasterio for windowed reads, if installed and the scene is large."""
+        if pixels <= self.WINDOWED_PIXELS:
+            return False
+        try:
+            import rasterio
+        except ImportError:
+            return False
+        import warnings
+
+        from rasterio.errors import NotGeoreferencedWarning
+
+        self._env = rasterio.Env(GDAL_CACHEMAX=self.GDAL_CACHE_MB)
+        self._env.__enter__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # plain JPEG/PNG: expected
+            self._ds = rasterio.open(self.path)
+        self.shape = (self._ds.height, self._ds.width, self._ds.count)
+        return True
 
     def _open_pil(self):
         from PIL import Image
@@ -76,6 +109,11 @@ class RowReader:
         try:
             arr = tifffile.memmap(self.path, mode="r")
         except ValueError:  # compressed or tiled: not mappable
+            with tifffile.TiffFile(self.path) as tif:
+                page = tif.pages[0]
+                pixels = page.shape[0] * page.shape[1] if page.ndim >= 2 else 0
+            if self._open_windowed(pixels):
+                return None
             arr = tifffile.imread(self.path)
         if arr.ndim == 2:
             arr = arr[..., None]
@@ -86,7 +124,11 @@ class RowReader:
         return arr
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
-        if self._im is not None:
+        if self._ds is not None:
+            from rasterio.windows import Window
+
+            arr = np.moveaxis(self._ds.read(window=Window(0, y0, self.shape[1], y1 - y0)), 0, -1)
+        elif self._im is not None:
             arr = np.asarray(self._im.crop((0, y0, self.shape[1], y1)))
         else:
             arr = np.asarray(self._arr[y0:y1])
@@ -109,7 +151,10 @@ class RowReader:
     def close(self):
         if self._im is not None:
             self._im.close()
-        self._im = self._arr = None
+        if self._ds is not None:
+            self._ds.close()
+            self._env.__exit__(None, None, None)
+        self._im = self._arr = self._ds = self._env = None
 
 
 def rgb_to_ids(mask_rgb: np.ndarray, classes=DUBAI_CLASSES) -> tuple[np.ndarray, int]:

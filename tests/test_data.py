@@ -242,3 +242,21 @@ def test_16_bit_class_id_png_masks_are_read_as_ids(tmp_path):
     mask, ignored = read_mask(tmp_path / "m.png")
     assert ignored == int((ids == 6).sum())
     np.testing.assert_array_equal(mask, np.where(ids == 6, 255, ids).astype(np.uint8))
+
+
+def test_large_scenes_are_read_in_windows_through_rasterio(tmp_path, monkeypatch):
+    """Over RowReader.WINDOWED_PIXELS (made tiny here) a PNG is read window by window through
+    rasterio, giving the same rows as Pillow's whole decode."""
+    pytest.importorskip("rasterio")
+    from satseg.imaging import RowReader
+
+    img = np.random.default_rng(0).integers(0, 256, (90, 70, 3)).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "scene.png")
+    monkeypatch.setattr(RowReader, "WINDOWED_PIXELS", 100)
+    reader = RowReader(tmp_path / "scene.png", bands=3)
+    try:
+        assert reader._ds is not None and reader.shape == (90, 70, 3)
+        assert np.array_equal(reader.rows(10, 55), img[10:55])
+        assert np.array_equal(reader.rows(0, 90), img)
+    finally:
+        reader.close()

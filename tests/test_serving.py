@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from satseg.classes import ModelSpec, save_spec
-from satseg.edge import EdgeModel, predict_windowed, window_rows
+from satseg.edge import EdgeModel, predict_windowed, window_size
 
 RNG = np.random.default_rng(0)
 
@@ -58,9 +58,9 @@ def test_windowed_prediction_equals_one_full_frame_call():
 
     img = RNG.integers(0, 256, (203, 150, 3)).astype(np.uint8)
     full = predict_windowed(lambda a, b: img[a:b], 203, 150, run, stride, margin=8, max_pixels=10 ** 9)
-    win, core = window_rows(204, 152, stride, 8, max_pixels=40 * 152)
-    assert win < 204  # several windows
-    windowed = predict_windowed(lambda a, b: img[a:b], 203, 150, run, stride, margin=8, max_pixels=40 * 152)
+    wh, ww = window_size(204, 152, stride, 8, max_pixels=48 * 48)
+    assert wh < 204 and ww < 152  # several windows each way
+    windowed = predict_windowed(lambda a, b: img[a:b], 203, 150, run, stride, margin=8, max_pixels=48 * 48)
     assert np.array_equal(full, windowed)
 
 
@@ -103,7 +103,7 @@ def test_int8_whole_image_windows_equal_full_frame(whole_int8):
     em2 = EdgeModel(whole_int8[0], num_threads=1)
     rows = lambda a, b: img[a:b]  # noqa: E731
     windowed = E.predict_windowed(rows, 200, 120, em2.run_window, em2.spec.stride, em2.spec.margin,
-                                  max_pixels=(2 * em2.spec.margin + 16) * 120)
+                                  max_pixels=(2 * em2.spec.margin + 16) ** 2)
     assert np.array_equal(full, windowed)
 
 

@@ -5,7 +5,9 @@ import click
 json_option = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
 force_option = click.option("--force", is_flag=True, help="Overwrite existing results.")
 overlap_option = click.option("--overlap", type=click.IntRange(min=0),
-                              help="Tile overlap in pixels, less than the patch size [default: a quarter of the patch].")
+                              help="Tile overlap in pixels, at most half the patch [default: a quarter of the patch]. "
+                              "Fixed-size models only: whole-image files run in windows that overlap by the "
+                              "model's own margin.")
 
 
 def seed_option(default: int = 42):

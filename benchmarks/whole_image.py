@@ -1,0 +1,63 @@
+"""Seconds per whole image of a whole-image LiteRT file as a function of the window size, next
+to the fixed-size file beside it run in blended tiles: the measurement behind
+``satseg.edge.WINDOW_PIXELS``.
+
+    python benchmarks/whole_image.py [--model exported_models/lite0_edge_scratch/model_int8.tflite]
+                                     [--size 1479 2149] [--threads 2] [--repeats 5]
+
+Random uint8 image; medians after one warm-up; windows are squares of about the budget's pixels,
+each keeping what lies at least the model's margin from its cuts.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+from satseg.edge import FIXED_SUFFIX, EdgeModel, predict_ids_tiled, predict_windowed, window_size
+
+
+def median_s(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="exported_models/lite0_edge_scratch/model_int8.tflite")
+    ap.add_argument("--size", type=int, nargs=2, default=(1479, 2149))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    h, w = args.size
+    img = np.random.default_rng(0).integers(0, 256, (h, w, 3)).astype(np.uint8)
+    em = EdgeModel(args.model, num_threads=args.threads)
+    stride, margin = em.spec.stride, em.spec.margin
+    hh, ww = -(-h // stride) * stride, -(-w // stride) * stride
+    rows = {}
+    for budget in (250_000, 500_000, 1_000_000, 2_000_000, 10 ** 12):
+        wh, wz = window_size(hh, ww, stride, margin, budget)
+        sec = median_s(lambda b=budget: predict_windowed(lambda a, z: img[a:z], h, w, em.run_window, stride, margin,
+                                                         max_pixels=b), args.repeats)
+        rows["full frame" if budget == 10 ** 12 else f"{budget / 1e6:g} Mpx"] = {
+            "window": [wh, wz], "seconds": round(sec, 4)}
+    fixed = args.model.replace(".tflite", FIXED_SUFFIX)
+    out = {"model": args.model, "image": [h, w], "threads": args.threads, "margin": margin, "windows": rows}
+    try:
+        ef = EdgeModel(fixed, num_threads=args.threads)
+        out["tiled_fixed_file_seconds"] = round(median_s(lambda: predict_ids_tiled(img, ef.predict_patches, ef.spec),
+                                                         max(1, args.repeats // 2)), 4)
+    except Exception as e:  # no fixed file beside it
+        out["tiled_fixed_file_seconds"] = f"n/a ({e})"
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
