@@ -192,7 +192,7 @@ def predict_scene(path, predict_fn: Callable[[np.ndarray], np.ndarray], spec: Mo
     reader = RowReader(path, bands=spec.bands)
     try:
         h, w = reader.shape[:2]
-        if model is not None and model.whole_image:
+        if getattr(model, "whole_image", False):
             return model.predict_rows(reader.rows, h, w)
         p = spec.patch_size
         if h < p or w < p:

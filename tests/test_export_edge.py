@@ -34,16 +34,24 @@ def exported(tmp_path_factory, trained_student, tiny_dataset):
 def test_export_round_trip_every_artifact_loads_and_agrees(exported):
     out, report = exported
     arts = {a["format"]: a for a in report["artifacts"]}
-    assert set(arts) == {"saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8"}
+    # the tiny student normalises inside the model, so its LiteRT files take whole images, and
+    # the fixed-size probability file comes beside them
+    assert set(arts) == {"saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
+                         "tflite_int8_fixed"}
+    assert all(arts[f]["whole_image"] for f in ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8"))
+    assert not arts["tflite_int8_fixed"]["whole_image"] and not arts["saved_model"]["whole_image"]
     assert arts["tflite_float32"]["agreement"] >= 0.999
     assert arts["saved_model"]["agreement"] >= 0.999
     # A 4-epoch model on tiny synthetic data has small logit margins; the shipped models are held
     # to "int8 within 1 mIoU point" on real data (exported_models/*/report.json).
     assert arts["tflite_int8"]["agreement"] >= 0.95
     assert arts["tflite_int8"]["bytes"] < arts["tflite_float32"]["bytes"] / 2
-    for fmt in ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8"):
+    for fmt in ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8", "tflite_int8_fixed"):
         m = EdgeModel(out / arts[fmt]["path"])
         assert m.spec.patch_size == 32 and m.spec.num_classes == 6
+        assert m.whole_image == (fmt != "tflite_int8_fixed")
+        if m.whole_image:
+            assert m.spec.margin > 0 and m.spec.margin % m.spec.stride == 0
     on_disk = json.loads((out / "report.json").read_text())
     assert all(set(a) >= {"format", "path", "bytes", "agreement", "miou_delta"} for a in on_disk["artifacts"])
     assert "| tflite_int8 |" in (out / "report.md").read_text()
