@@ -29,6 +29,32 @@ def median_s(fn, repeats):
     return statistics.median(times)
 
 
+def batch_vs_single(path, threads, repeats) -> dict:
+    """Eight patches through a fixed-size file one by one against one batch of 8 (the batch
+    dimension resized), to see whether batching tiles would pay."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+    x = np.zeros((8, *d["shape"][1:]), d["dtype"])
+
+    def run():
+        it.set_tensor(d["index"], x if len(x) == d["shape"][0] else x[:1])
+        it.invoke()
+        return it.get_tensor(o["index"])
+
+    it.allocate_tensors()
+    single = median_s(lambda: [run() for _ in range(8)], repeats)
+    try:
+        it.resize_tensor_input(d["index"], list(x.shape))
+        it.allocate_tensors()
+        d = it.get_input_details()[0]
+        batch = round(1e3 * median_s(run, repeats), 2)
+    except RuntimeError as e:  # some graphs cannot take another batch size
+        batch = f"fails ({str(e).splitlines()[0][:80]})"
+    return {"one_by_one": round(1e3 * single, 2), "batch_of_8": batch}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="exported_models/lite0_edge_scratch/model_int8.tflite")
@@ -54,6 +80,7 @@ def main():
         ef = EdgeModel(fixed, num_threads=args.threads)
         out["tiled_fixed_file_seconds"] = round(median_s(lambda: predict_ids_tiled(img, ef.predict_patches, ef.spec),
                                                          max(1, args.repeats // 2)), 4)
+        out["fixed_file_8_patches_ms"] = batch_vs_single(fixed, args.threads, args.repeats)
     except Exception as e:  # no fixed file beside it
         out["tiled_fixed_file_seconds"] = f"n/a ({e})"
     print(json.dumps(out, indent=2))

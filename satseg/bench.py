@@ -66,7 +66,10 @@ def _quick_models(tmp: Path, patch: int):
 
 
 def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | None = None,
-              baseline: str | None = None, image_size=(1479, 2149), train_batch: int = 16, log=print) -> dict:
+              baseline: str | None = None, image_size=(1479, 2149), train_batch: int = 16, log=print,
+              scene_size: int | None = None) -> dict:
+    """Everything side by side; ``scene_size``: the large scene of the memory row (default 12000,
+    none with ``quick``; 0 skips it)."""
     import keras
     import tensorflow as tf
 
@@ -125,12 +128,16 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
     base = next((r for r in rows if f"{r['model']}/{r['runtime']}" == base_key), rows[0])
     for r in rows:
         r["speedup_vs_baseline"] = base["ms_per_patch"] / r["ms_per_patch"]
+    scene_size = (0 if quick else 12000) if scene_size is None else scene_size
+    scene = scene_memory(scene_size) if scene_size else None
+    if scene:
+        log(f"  scene {scene_size}x{scene_size}: peak {scene['peak_gb']} GB in {scene['seconds']} s")
     folder = bench_folder(models, quick, log=log)
     training = bench_training(quick, train_batch, repeats=3 if quick else 5, log=log)
     if tmp is not None:
         tmp.cleanup()
     return {"threads": threads, "matmul_gmacs": mac_rate / 1e9, "baseline": base_key, "repeats": repeats,
-            "image_size": list(image_size), "inference": rows, "folder": folder, "training": training, "quick": quick}
+            "image_size": list(image_size), "inference": rows, "folder": folder, "scene": scene, "training": training, "quick": quick}
 
 
 def whole_image_seconds(em, image_size, bands: int, repeats: int) -> dict:
@@ -147,6 +154,62 @@ def whole_image_seconds(em, image_size, bands: int, repeats: int) -> dict:
         out[key] = median_seconds(lambda b=budget: predict_windowed(rows, *image_size, em.run_window, em.spec.stride,
                                                                     em.spec.margin, max_pixels=b), repeats, 1)
     return out
+
+
+def scene_memory(size: int, model=None) -> dict:
+    """Peak resident memory of ``satseg predict`` on one synthetic ``size`` x ``size`` JPEG scene,
+    run in a child process (its ru_maxrss), and for a whole-image model the agreement of the
+    scene's ids with one full-frame call on a 2048 px crop with the model's margin around it."""
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        small = np.random.default_rng(0).integers(0, 256, (size // 16, size // 16, 3)).astype(np.uint8)
+        Image.fromarray(small).resize((size, size), Image.BILINEAR).save(d / "scene.jpg", quality=90)
+        cmd = [sys.executable, "-m", "satseg", "predict", str(d / "scene.jpg"), "--out", str(d / "out")]
+        if model:
+            cmd += ["--model", str(model)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if r.returncode:
+            raise RuntimeError(r.stderr.strip().splitlines()[-1])
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        decoded = size * size * 3
+        result = {"size": size, "peak_bytes": peak, "peak_gb": round(peak / 1e9, 3),
+                  "decoded_image_gb": round(decoded / 1e9, 3), "peak_over_image": round(peak / decoded, 2),
+                  "seconds": round(wall, 1), "peak_is_this_child": peak > before * 1024}
+        result.update(crop_check(d / "scene.jpg", d / "out" / "scene.png", model))
+        return result
+
+
+def crop_check(scene: Path, out: Path, model_path) -> dict:
+    """The scene's ids on a centre crop against one full-frame call on that crop plus its margin."""
+    from PIL import Image
+
+    from satseg.edge import EdgeModel, default_model
+    from satseg.imaging import RowReader
+
+    em = EdgeModel(default_model(model_path), num_threads=2)
+    m, s = em.spec.margin, em.spec.stride
+    ids = np.asarray(Image.open(out))
+    h, w = ids.shape
+    c = min(2048, h - 2 * m, w - 2 * m) // s * s
+    if not em.whole_image or c < s:
+        return {}
+    y0, x0 = (h // 2 - c // 2) // s * s, (w // 2 - c // 2) // s * s
+    reader = RowReader(scene)  # the decoder `predict` used
+    crop = reader.rows(y0 - m, y0 + c + m)[:, x0 - m:x0 + c + m]
+    reader.close()
+    full = em.run_window(crop)[m:m + c, m:m + c]
+    return {"crop": [y0, x0, c], "crop_agreement": float((full == ids[y0:y0 + c, x0:x0 + c]).mean())}
 
 
 def bench_folder(models, quick: bool, log=print) -> dict | None:
@@ -237,6 +300,12 @@ def format_bench(r: dict) -> str:
         lines += ["", f"folder of {f['images']} images {f['image_size'][0]}x{f['image_size'][1]} ({f['model']}): "
                   f"{f['jobs_1_images_per_s']:.2f} img/s with --jobs 1 (1 thread), {f['all_cores_images_per_s']:.2f} "
                   f"img/s on all {f['cores']} cores = {f['speedup']:.2f}x; outputs identical: {f['identical']}"]
+    sc = r.get("scene")
+    if sc:
+        lines += ["", f"scene {sc['size']}x{sc['size']} JPEG, `satseg predict` with the default model: peak memory "
+                  f"{sc['peak_gb']} GB ({sc['peak_over_image']}x the decoded image), {sc['seconds']} s"
+                  + (f"; equal to one full-frame call on a {sc['crop'][2]} px crop: {100 * sc['crop_agreement']:.2f} %"
+                     if "crop" in sc else "")]
     lines += ["", f"{'train step':<26}{'s/step':>8}{'x scratch':>10}"]
     for t in r["training"]:
         lines.append(f"{t['step']:<26}{t['seconds_per_step']:>8.3f}{t['x_student_scratch']:>9.2f}x")

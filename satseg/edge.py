@@ -21,6 +21,23 @@ from satseg.classes import ModelSpec, color_table, load_spec
 from satseg.imaging import TIFF_SUFFIXES, RowReader, normalize, tile_starts
 from satseg.progress import progress as bar_for
 
+SHIPPED_MODEL = Path(__file__).resolve().parent / "default_model" / "model_int8.tflite"
+"""The default model of `predict` and `evaluate`, installed with the package: the best shipped
+student whose int8 file is under 100 KB (chosen and copied by benchmarks/model_cards.py; its
+name is in default_model/SOURCE)."""
+
+
+def default_model(path=None) -> str:
+    """``path``, or the packaged default model when none is given."""
+    from satseg.errors import SatsegError
+
+    if path:
+        return str(path)
+    if not SHIPPED_MODEL.exists():
+        raise SatsegError(f"no --model given and the packaged default {SHIPPED_MODEL} is missing")
+    return str(SHIPPED_MODEL)
+
+
 FIXED_SUFFIX = "_fixed.tflite"
 """Name ending of the fixed-size (1, P, P, C) probability file exported beside a whole-image one."""
 
@@ -142,6 +159,16 @@ in square windows, so memory depends on the window, not the scene (the interpret
 grow with the window; speed is about flat from 0.25 to 3 Mpx: benchmarks/whole_image.py)."""
 
 
+def _axis(length: int, stride: int, margin: int, count: int) -> int:
+    """Window size that covers ``length`` with ``count`` windows (1: the whole axis)."""
+    if count == 1:
+        return length
+    core = -(-length // count // stride) * stride
+    while count * core < length:
+        core += stride
+    return core + 2 * margin
+
+
 def window_plan(length: int, stride: int, margin: int, size: int) -> list[tuple[int, int, int]]:
     """(window start, first kept, end kept) along one axis of a frame of ``length`` (a multiple of
     ``stride``), windows of ``size``: each keeps what lies at least ``margin`` from its cuts."""
@@ -152,11 +179,27 @@ def window_plan(length: int, stride: int, margin: int, size: int) -> list[tuple[
 
 
 def window_size(h: int, w: int, stride: int, margin: int, max_pixels: int = WINDOW_PIXELS) -> tuple[int, int]:
-    """(rows, columns) of the windows over an (h, w) frame: the frame when it fits."""
+    """(rows, columns) of the windows over an (h, w) frame: the frame when it fits, else the
+    window shape within ``max_pixels`` that computes the fewest pixels in all."""
     if h * w <= max_pixels:
         return h, w
-    side = max(int(max_pixels ** 0.5) // stride * stride, 2 * margin + 4 * stride)
-    return min(side, h), min(side, w)
+    best = None
+    for nx in range(1, w // stride + 1):
+        wz = _axis(w, stride, margin, nx)
+        if wz > w or (nx > 1 and wz - 2 * margin < stride):
+            break
+        if wz * (2 * margin + stride) > max_pixels:
+            continue
+        ny = next(n for n in range(2, h // stride + 2)
+                  if _axis(h, stride, margin, n) * wz <= max_pixels or n > h // stride)
+        wh = min(_axis(h, stride, margin, ny), h)
+        cost = len(window_plan(h, stride, margin, wh)) * wh * len(window_plan(w, stride, margin, wz)) * wz
+        if best is None or cost < best[0]:
+            best = (cost, wh, wz)
+    if best is None:  # even the narrowest window is over the budget: use it anyway
+        side = 2 * margin + stride
+        return min(side, h), min(side, w)
+    return best[1], best[2]
 
 
 def predict_windowed(rows: Callable[[int, int], np.ndarray], h: int, w: int,

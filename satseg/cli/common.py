@@ -3,20 +3,8 @@
 from pathlib import Path
 
 from satseg.atomic import check_writable
+from satseg.edge import SHIPPED_MODEL, default_model  # noqa: F401 (the commands' default)
 from satseg.errors import SatsegError
-
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "default_model" / "model_int8.tflite"
-"""The default model of `predict` and `evaluate`, installed with the package: the best shipped
-student whose int8 file is under 100 KB (chosen and copied by benchmarks/model_cards.py; its
-name is in default_model/SOURCE)."""
-
-
-def default_model(path):
-    if path:
-        return path
-    if not SHIPPED_MODEL.exists():
-        raise SatsegError(f"no --model given and the packaged default {SHIPPED_MODEL} is missing")
-    return str(SHIPPED_MODEL)
 
 
 def check_outputs(paths, force: bool):
