@@ -154,13 +154,15 @@ def card(m, teacher_eval):
 
 def results_table(ms, bench):
     t = next((m for m in ms if m["name"] == "teacher"), None)
-    lat = {}
+    lat, img = {}, {}
     if bench:
         for row in bench["inference"]:
             lat[(row["model"], row["runtime"])] = row["ms_per_patch"]
+            if row["runtime"] == "litert_int8":
+                img[row["model"]] = row.get("whole_image_s", row.get("tiled_s"))
     head = ("| model | params | conv layers | G MACs | `.keras` KB | LiteRT fp32 KB | LiteRT int8 KB | test mIoU (Keras) "
-            "| test mIoU (int8) | int8 ms/patch | x teacher int8 |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| test mIoU (int8) | int8 ms/patch | x teacher int8 | int8 s/image |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m in ms:
         r = m["report"]
         t_ms = lat.get(("teacher", "litert_int8"))
@@ -168,7 +170,8 @@ def results_table(ms, bench):
         lines.append(
             f"| `{m['name']}` | {r['params']:,} | {r['conv_layers']} | {r['macs'] / 1e9:.3f} | {kb(r['keras_bytes'])} | "
             f"{kb(art(m, 'tflite_float32')['bytes'])} | {kb(art(m, 'tflite_int8')['bytes'])} | {m['eval']['miou']:.4f} | "
-            f"{m['eval_int8']['miou']:.4f} | " + (f"{ms_:.1f} | {t_ms / ms_:.1f}x |" if ms_ and t_ms else "n/a | n/a |"))
+            f"{m['eval_int8']['miou']:.4f} | " + (f"{ms_:.1f} | {t_ms / ms_:.1f}x |" if ms_ and t_ms else "n/a | n/a |")
+            + (f" {img[m['name']]:.3f} |" if img.get(m["name"]) else " n/a |"))
     out = ["\n".join(lines)]
     if t:
         ref = t["report"]["keras_bytes_with_optimizer"]
@@ -186,7 +189,9 @@ def results_table(ms, bench):
                        f"({100 * (1 - i8 / art(t, 'tflite_float32')['bytes']):.1f} % smaller than the teacher's float32 LiteRT file).")
     if bench:
         out += ["", f"Latency: `satseg bench` on this machine ({bench['threads']} CPU threads, medians of {bench['repeats']} "
-                f"after warm-up, batch 1, 256 px patch); see `exported_models/bench.json`."]
+                f"after warm-up, batch 1, 256 px patch); s/image: one {bench['image_size'][0]}x{bench['image_size'][1]} "
+                "image, in one call for whole-image files (models normalised inside), in blended tiles otherwise; "
+                "see `exported_models/bench.json`."]
     return "\n".join(out)
 
 
