@@ -260,8 +260,9 @@ def pretrained_headline(ms) -> str:
                  f"{100 * c['rare_fraction']:.0f} % rare-class crops, photometric jitter {c['photometric']}, "
                  f"{c['lr_schedule']} learning rate"
                  + (f", distillation alpha {d['alpha']} and T {d['temperature']}" if d else "")
-                 + ") follow the out-of-project experiment in issue 11 and were not ablated on the validation "
-                 "split in this budget; every run's validation curve is in its card.")
+                 + ") follow the out-of-project experiment in issue 11; of them only the distillation weighting "
+                 "was ablated on the validation split (README, The recipe: no difference); every run's "
+                 "validation curve is in its card.")
     worst = max(ms, key=lambda m: m["eval"]["miou"] - m["eval_int8"]["miou"])
     gap = 100 * (worst["eval"]["miou"] - worst["eval_int8"]["miou"])
     parts.append(f"int8 files within 1 point of their float models: {yes(gap <= 1.0)} (largest loss {gap:.2f} points, "
