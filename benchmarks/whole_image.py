@@ -11,22 +11,15 @@ each keeping what lies at least the model's margin from its cuts.
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 
+from satseg.bench import median_seconds
 from satseg.edge import FIXED_SUFFIX, EdgeModel, predict_ids_tiled, predict_windowed, window_size
 
 
 def median_s(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(fn, repeats, warmup=1)
 
 
 def batch_vs_single(path, threads, repeats) -> dict:

@@ -196,8 +196,8 @@ def window_size(h: int, w: int, stride: int, margin: int, max_pixels: int = WIND
         cost = len(window_plan(h, stride, margin, wh)) * wh * len(window_plan(w, stride, margin, wz)) * wz
         if best is None or cost < best[0]:
             best = (cost, wh, wz)
-    if best is None:  # even the narrowest window is over the budget: use it anyway
-        side = 2 * margin + stride
+    if best is None:  # the margin alone fills the budget: windows that keep half their side
+        side = 2 * margin + max(2 * margin, stride)
         return min(side, h), min(side, w)
     return best[1], best[2]
 

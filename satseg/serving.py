@@ -129,7 +129,7 @@ def _radius_and_jump(layer, ins):
         k = layer.pool_size[0] if hasattr(layer, "pool_size") else layer.kernel_size[0]
         s = layer.strides[0]
         d = getattr(layer, "dilation_rate", (1,))[0]
-        return r + ((k - 1) * d / 2 + s) * j, j * s
+        return r + ((k - 1) * d / 2 + (s - 1)) * j, j * s  # + where 'same' padding puts the grid
     if isinstance(layer, layers.UpSampling2D):
         return r + j, j / layer.size[0]
     return r, j
