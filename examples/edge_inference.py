@@ -1,9 +1,10 @@
 """Segment satellite images on a device without TensorFlow.
 
 Copy this file and a LiteRT model with its sidecar (``model_int8.tflite`` +
-``model_int8.satseg.json`` from ``exported_models/student_distilled/``) to the device, then:
+``model_int8.satseg.json``, e.g. from ``exported_models/lite0_edge_scratch/``: a whole-image file
+that takes uint8 pixels of any size and returns class ids) to the device, then:
 
-    pip install satseg          # numpy, ai-edge-litert, Pillow, tifffile: no TensorFlow
+    pip install "satseg-zoo[cli]"   # numpy, ai-edge-litert, Pillow, tifffile: no TensorFlow
     python edge_inference.py model_int8.tflite image.jpg [more images ...]
 
 Writes ``<image>_classes.png`` (class ids) and ``<image>_color.png`` next to each image and prints
