@@ -12,11 +12,17 @@ from satseg.export import DEFAULT_FORMATS, FORMATS
 @click.option("--calibration-data", type=click.Path(file_okay=False),
               help="Dataset for int8 calibration and parity checks [default: the run's training data].")
 @click.option("--teacher", type=click.Path(dir_okay=False), help="Teacher .keras: report the size reduction against it.")
-@click.option("--int8-io", is_flag=True, help="int8 input and output tensors (microcontrollers).")
+@click.option("--int8-io", is_flag=True, help="int8 input and output tensors (microcontrollers; fixed-size "
+              "int8 files only: whole-image ones take uint8 pixels and give uint8 ids anyway).")
 @force_option
 @verbosity_options
 def command(model_path, out, formats, calibration_data, teacher, int8_io, force):
-    """Export to SavedModel and LiteRT (float32/float16/dynamic/int8) with a size and parity report."""
+    """Export to SavedModel and LiteRT (float32/float16/dynamic/int8) with a size and parity report.
+
+    A model that normalises inside its graph gets whole-image LiteRT files (any size, raw pixels
+    in, uint8 class ids out; int8 takes uint8 pixels) and model_int8_fixed.tflite, the fixed-size
+    probability file for tiles and --tta. Other models get fixed-size files only.
+    """
     from satseg.cli.common import require_tensorflow
 
     require_tensorflow("export")
