@@ -292,7 +292,7 @@ def write_artifact(fmt: str, graphs: Graphs, spec: ModelSpec, folder: Path, pari
         save_spec(spec, path / "satseg.json")
     else:
         pixels = whole_spec is not None and fmt == "tflite_int8" and 0 <= parity.calib.min() <= parity.calib.max() <= 255
-        path.write_bytes(convert_tflite(graph, fmt, parity.calib, int8_io and fmt == "tflite_int8" and not pixels,
+        path.write_bytes(convert_tflite(graph, fmt, parity.calib, int8_io and fmt.startswith("tflite_int8") and not pixels,
                                         uint8_pixels=pixels))
         save_spec(whole_spec or spec, path.with_name(path.stem + ".satseg.json"))
     pred = _file_predictions(fmt, path, whole_spec or spec, whole_spec is not None, parity)
