@@ -237,16 +237,23 @@ def pretrained_headline(ms) -> str:
         parts.append(f"The teacher's best validation epoch is {best + 1} of {len(hist)}"
                      + (" (the last: it had not converged in this budget)" if best == len(hist) - 1 else "")
                      + f"; its training mIoU at the end was {float(hist[-1]['miou']):.3f}.")
-    small = [m for m in ms if m["teacher"] == "lite0_unet" and art(m, "tflite_int8")["bytes"] < 100 * 1024]
+    small = [m for m in ms if m["name"] not in ("teacher", "lite0_unet") and art(m, "tflite_int8")["bytes"] < 100 * 1024]
     if small:
         b = max(small, key=lambda m: m["eval"]["miou"])
-        sc = e.get(b["name"].replace("_distilled", "_scratch"))
+        arch = b["config"]["config"]["model"]
+        same = [m for m in ms if m is not b and m["config"]["config"]["model"] == arch
+                and m["teacher"] in (None, "lite0_unet") and (m["teacher"] is None) != (b["teacher"] is None)]
+        epochs = lambda m: m["config"]["config"]["epochs"]  # noqa: E731
+        pair = [b, *same]
+        beats = all(d["eval"]["miou"] > sc["eval"]["miou"] for d in pair if d["teacher"] for sc in pair if not sc["teacher"])
         parts.append(f"Best student with an int8 file under 100 KB: `{b['name']}` "
-                     f"({art(b, 'tflite_int8')['bytes'] / 1024:.1f} KB), mIoU {b['eval']['miou']:.4f} = "
-                     f"{b['eval']['miou'] / t['miou']:.2f} x the teacher (target >= 0.95: "
+                     f"({art(b, 'tflite_int8')['bytes'] / 1024:.1f} KB, {epochs(b)} epochs, "
+                     f"{'distilled' if b['teacher'] else 'no teacher'}), mIoU {b['eval']['miou']:.4f} = "
+                     f"{b['eval']['miou'] / t['miou']:.3f} x the teacher (target >= 0.95: "
                      f"{yes(b['eval']['miou'] >= 0.95 * t['miou'])})"
-                     + (f"; the same student without a teacher {sc['eval']['miou']:.4f} (distilled better: "
-                        f"{yes(b['eval']['miou'] > sc['eval']['miou'])})" if sc else "") + ".")
+                     + "".join(f"; `{o['name']}` ({epochs(o)} epochs, {'distilled' if o['teacher'] else 'no teacher'}) "
+                               f"{o['eval']['miou']:.4f}" for o in same)
+                     + (f" (distilled beats scratch: {yes(beats)})" if same else "") + ".")
     if "edge_distilled_lite0" in e:
         ed = e["edge_distilled_lite0"]["eval"]["miou"]
         parts.append(f"`edge` distilled from the pretrained teacher: {ed:.4f} (from the classic teacher: "
