@@ -18,10 +18,6 @@ from satseg.bench import median_seconds
 from satseg.edge import FIXED_SUFFIX, EdgeModel, predict_ids_tiled, predict_windowed, window_size
 
 
-def median_s(fn, repeats):
-    return median_seconds(fn, repeats, warmup=1)
-
-
 def batch_vs_single(path, threads, repeats) -> dict:
     """Eight patches through a fixed-size file one by one against one batch of 8 (the batch
     dimension resized), to see whether batching tiles would pay."""
@@ -37,12 +33,12 @@ def batch_vs_single(path, threads, repeats) -> dict:
         return it.get_tensor(o["index"])
 
     it.allocate_tensors()
-    single = median_s(lambda: [run() for _ in range(8)], repeats)
+    single = median_seconds(lambda: [run() for _ in range(8)], repeats, warmup=1)
     try:
         it.resize_tensor_input(d["index"], list(x.shape))
         it.allocate_tensors()
         d = it.get_input_details()[0]
-        batch = round(1e3 * median_s(run, repeats), 2)
+        batch = round(1e3 * median_seconds(run, repeats, warmup=1), 2)
     except RuntimeError as e:  # some graphs cannot take another batch size
         batch = f"fails ({str(e).splitlines()[0][:80]})"
     return {"one_by_one": round(1e3 * single, 2), "batch_of_8": batch}
@@ -63,16 +59,16 @@ def main():
     rows = {}
     for budget in (250_000, 500_000, 1_000_000, 2_000_000, 10 ** 12):
         wh, wz = window_size(hh, ww, stride, margin, budget)
-        sec = median_s(lambda b=budget: predict_windowed(lambda a, z: img[a:z], h, w, em.run_window, stride, margin,
-                                                         max_pixels=b), args.repeats)
+        sec = median_seconds(lambda b=budget: predict_windowed(lambda a, z: img[a:z], h, w, em.run_window, stride,
+                                                               margin, max_pixels=b), args.repeats, warmup=1)
         rows["full frame" if budget == 10 ** 12 else f"{budget / 1e6:g} Mpx"] = {
             "window": [wh, wz], "seconds": round(sec, 4)}
     fixed = args.model.replace(".tflite", FIXED_SUFFIX)
     out = {"model": args.model, "image": [h, w], "threads": args.threads, "margin": margin, "windows": rows}
     try:
         ef = EdgeModel(fixed, num_threads=args.threads)
-        out["tiled_fixed_file_seconds"] = round(median_s(lambda: predict_ids_tiled(img, ef.predict_patches, ef.spec),
-                                                         max(1, args.repeats // 2)), 4)
+        out["tiled_fixed_file_seconds"] = round(median_seconds(
+            lambda: predict_ids_tiled(img, ef.predict_patches, ef.spec), max(1, args.repeats // 2), warmup=1), 4)
         out["fixed_file_8_patches_ms"] = batch_vs_single(fixed, args.threads, args.repeats)
     except Exception as e:  # no fixed file beside it
         out["tiled_fixed_file_seconds"] = f"n/a ({e})"

@@ -37,9 +37,8 @@ def _shipped(models_dir: Path) -> list[tuple[str, Path]]:
 def _quick_models(tmp: Path, patch: int):
     """Random-weight zoo models exported on the fly (for --quick without shipped models)."""
     from satseg.classes import ModelSpec, save_spec
-    from satseg.export import convert_tflite, with_probs_head
+    from satseg.export import convert_tflite, make_graphs
     from satseg.models import build_model
-    from satseg.serving import receptive_margin, serving_model
 
     out = []
     calib = list(np.random.default_rng(0).uniform(0, 255, (4, patch, patch, 3)).astype(np.float32))
@@ -47,20 +46,19 @@ def _quick_models(tmp: Path, patch: int):
     for name in ("student", "edge"):
         d = tmp / name
         d.mkdir(parents=True, exist_ok=True)
-        whole = name == "edge"  # a whole-image file, as exported for in-model normalisation
+        whole = name == "edge"  # normalised inside: whole-image files, as `export` makes them
         m = build_model(name, (patch, patch, 3), seed=0, normalization=norm if whole else None)
         m.save(d / "model.keras")
         spec = ModelSpec(patch_size=patch, architecture=name,
                          normalization={"kind": "in_model", **norm} if whole else {"kind": "minmax"})
         save_spec(spec, d / "model.satseg.json")
+        graphs = make_graphs(m, spec)
         for kind in ("tflite_float32", "tflite_int8"):
             p = d / f"model_{kind.split('_')[1]}.tflite"
-            if whole:
-                spec.stride, spec.margin = 8, receptive_margin(m, 8)
-                p.write_bytes(convert_tflite(serving_model(m), kind, calib, uint8_pixels=kind == "tflite_int8"))
-            else:
-                p.write_bytes(convert_tflite(with_probs_head(m), kind, [c / 255 for c in calib]))
-            save_spec(spec, p.with_name(p.stem + ".satseg.json"))
+            graph, whole_spec = graphs.for_format(kind)
+            p.write_bytes(convert_tflite(graph, kind, calib if whole else [c / 255 for c in calib],
+                                         uint8_pixels=whole and kind == "tflite_int8"))
+            save_spec(whole_spec or spec, p.with_name(p.stem + ".satseg.json"))
         out.append((name, d))
     return out
 

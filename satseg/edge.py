@@ -169,6 +169,15 @@ def _axis(length: int, stride: int, margin: int, count: int) -> int:
     return core + 2 * margin
 
 
+def _count(length: int, stride: int, margin: int, limit: int) -> int:
+    """Fewest windows (two or more) along an axis whose size is at most ``limit``, or as many as
+    there can be."""
+    n = 2
+    while _axis(length, stride, margin, n) > limit and n <= length // stride:
+        n += 1
+    return n
+
+
 def window_plan(length: int, stride: int, margin: int, size: int) -> list[tuple[int, int, int]]:
     """(window start, first kept, end kept) along one axis of a frame of ``length`` (a multiple of
     ``stride``), windows of ``size``: each keeps what lies at least ``margin`` from its cuts."""
@@ -190,9 +199,7 @@ def window_size(h: int, w: int, stride: int, margin: int, max_pixels: int = WIND
             break
         if wz * (2 * margin + stride) > max_pixels:
             continue
-        ny = next(n for n in range(2, h // stride + 2)
-                  if _axis(h, stride, margin, n) * wz <= max_pixels or n > h // stride)
-        wh = min(_axis(h, stride, margin, ny), h)
+        wh = min(_axis(h, stride, margin, _count(h, stride, margin, max_pixels // wz)), h)
         cost = len(window_plan(h, stride, margin, wh)) * wh * len(window_plan(w, stride, margin, wz)) * wz
         if best is None or cost < best[0]:
             best = (cost, wh, wz)

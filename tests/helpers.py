@@ -43,3 +43,17 @@ def assert_matches_expected(pred: np.ndarray, image: np.ndarray, tie: float = 1e
 
 def pixel_spec(patch: int = 64) -> ModelSpec:
     return ModelSpec(normalization=STANDARD, patch_size=patch, bands=3, architecture="pixel")
+
+
+WITHOUT_TENSORFLOW = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras"):
+            raise ImportError(f"No module named {name!r}")
+sys.meta_path.insert(0, Block())
+from satseg.cli import main
+main(sys.argv[1:])
+"""
+"""``python -c`` program: the satseg CLI with TensorFlow and Keras impossible to import, as on an
+edge install."""

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,13 @@ from PIL import Image
 from satseg.classes import save_spec
 from satseg.edge import EdgeModel, blend_weights, collect_inputs, predict_files, predict_tiled
 
-from .helpers import assert_matches_expected, pixel_expected, pixel_model, pixel_spec
+from .helpers import (
+    WITHOUT_TENSORFLOW,
+    assert_matches_expected,
+    pixel_expected,
+    pixel_model,
+    pixel_spec,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,18 +146,8 @@ def test_predict_cli_runs_without_tensorflow(pixel_tflite, tmp_path):
     (tmp_path / "in" / "a").mkdir(parents=True)
     img = np.random.default_rng(3).integers(0, 256, (100, 150, 3)).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "in" / "a" / "x.png")
-    code = """
-    import sys
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "keras"):
-                raise ImportError(f"{name} is blocked in this test")
-    sys.meta_path.insert(0, Block())
-    from satseg.cli import main
-    main(sys.argv[1:])
-    """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code), "predict", str(tmp_path / "in"),
+    r = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, "predict", str(tmp_path / "in"),
                         "--model", str(pixel_tflite), "--out", str(tmp_path / "out")],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

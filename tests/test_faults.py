@@ -20,7 +20,7 @@ from PIL import Image
 
 from satseg.classes import save_spec
 
-from .helpers import pixel_model, pixel_spec
+from .helpers import WITHOUT_TENSORFLOW, pixel_model, pixel_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
@@ -290,21 +290,9 @@ def test_predict_killed_then_rerun_gives_the_same_files(world, tmp_path):
         assert (out / p.name).read_bytes() == p.read_bytes()
 
 
-BLOCK_TF = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras"):
-            raise ImportError(f"No module named {name!r}")
-sys.meta_path.insert(0, Block())
-from satseg.cli import main
-main(sys.argv[1:])
-"""
-
-
 @pytest.mark.parametrize("cmd", [["train", "--data", "x"], ["export", "--model", "m.keras", "--out", "o"], ["models"]])
 def test_edge_install_names_the_extra_to_install(cmd):
-    r = subprocess.run([sys.executable, "-c", BLOCK_TF, *cmd], capture_output=True, text=True, env=ENV, timeout=120)
+    r = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *cmd], capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 2
     assert_one_line_error(r, "needs TensorFlow", "satseg-zoo[train]")
     assert len(r.stderr.strip().splitlines()) == 1
