@@ -148,7 +148,53 @@ class CeDice(SegLoss):
         return self.ce.compute(*args) + self.dice.compute(*args)
 
 
-LOSSES = {"ce": CrossEntropy, "dice": Dice, "focal": Focal, "dice_focal": DiceFocal, "ce_dice": CeDice}
+class Lovasz(SegLoss):
+    """Lovász-softmax (Berman et al. 2018): a convex surrogate of 1 - IoU per class, averaged
+    over the classes present in the batch; optimises the Jaccard index directly."""
+
+    name = "lovasz"
+
+    def compute(self, logits, safe, valid, weights, onehot):
+        n = logits.shape[-1]
+        probs = tf.reshape(tf.nn.softmax(logits), [-1, n])
+        fg = tf.reshape(onehot, [-1, n])
+        keep = tf.reshape(valid, [-1]) > 0
+        losses, present = [], []
+        for c in range(n):
+            err = tf.where(keep, tf.abs(fg[:, c] - probs[:, c]), -1.0)  # ignored pixels sort last
+            order = tf.argsort(err, direction="DESCENDING")
+            err_sorted = tf.maximum(tf.gather(err, order), 0.0)
+            losses.append(tf.tensordot(err_sorted, tf.stop_gradient(lovasz_grad(tf.gather(fg[:, c], order))), 1))
+            present.append(tf.cast(tf.reduce_sum(fg[:, c]) > 0, tf.float32))
+        losses, present = tf.stack(losses), tf.stack(present)
+        cw = tf.ones_like(losses) if self.class_weights is None else tf.constant(self.class_weights, tf.float32)
+        return tf.reduce_sum(losses * present * cw) / tf.maximum(tf.reduce_sum(present * cw), 1e-6) / num_replicas()
+
+
+def lovasz_grad(fg_sorted):
+    """Gradient of the Lovász extension of the Jaccard loss for errors sorted in decreasing order."""
+    gts = tf.reduce_sum(fg_sorted)
+    intersection = gts - tf.cumsum(fg_sorted)
+    union = gts + tf.cumsum(1.0 - fg_sorted)
+    jaccard = 1.0 - intersection / tf.maximum(union, 1e-6)
+    return tf.concat([jaccard[:1], jaccard[1:] - jaccard[:-1]], 0)
+
+
+class CeLovasz(SegLoss):
+    """Cross-entropy + Lovász-softmax: CE for calibrated probabilities, Lovász for the IoU."""
+
+    name = "ce_lovasz"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.ce, self.lovasz = CrossEntropy(**kw), Lovasz(**kw)
+
+    def compute(self, *args):
+        return self.ce.compute(*args) + self.lovasz.compute(*args)
+
+
+LOSSES = {"ce": CrossEntropy, "dice": Dice, "focal": Focal, "dice_focal": DiceFocal, "ce_dice": CeDice,
+          "lovasz": Lovasz, "ce_lovasz": CeLovasz}
 
 
 def get_loss(name: str, class_weights=None, ignore_label: int = IGNORE_LABEL) -> SegLoss:

@@ -24,7 +24,7 @@ from satseg.run import RunDir
 CHOICES = {
     "sampling": ("crops", "grid"),
     "normalization": ("auto", "imagenet", "dataset", "minmax"),
-    "loss": ("ce", "dice", "focal", "dice_focal", "ce_dice"),
+    "loss": ("ce", "dice", "focal", "dice_focal", "ce_dice", "lovasz", "ce_lovasz"),  # satseg.losses.LOSSES
     "distill_mode": ("offline", "online"),
     "split": ("image", "patch"),
     "strategy": ("default", "mirrored", "multiworker"),
@@ -56,7 +56,7 @@ class TrainConfig:
     patch_mode: str = "crop"
     normalization: str = "auto"  # auto: ImageNet statistics for pretrained encoders, else the training images'
     loss: str = "ce_dice"
-    class_weights: list[float] | None = None
+    class_weights: list[float] | str | None = None  # per class, or "balanced": from the training masks
     alpha: float = 0.5
     temperature: float = 2.0
     distill_mode: str = "offline"  # offline: teacher logits cached once; online: teacher per step
@@ -106,6 +106,13 @@ class TrainConfig:
                               f"the stride of '{self.model}'")
         if self.sampling == "crops" and self.split == "patch":
             raise SatsegError("--split patch needs --sampling grid (random crops are cut from whole images)")
+        if isinstance(self.class_weights, str) and self.class_weights != "balanced":
+            raise SatsegError(f"--class-weights must be 'balanced' or one number per class "
+                              f"(got '{self.class_weights}')")
+        if isinstance(self.class_weights, list | tuple):
+            if len(self.class_weights) != len(DUBAI_CLASSES) or min(self.class_weights) < 0:
+                raise SatsegError(f"--class-weights needs {len(DUBAI_CLASSES)} numbers >= 0, one per class "
+                                  f"(got {', '.join(map(str, self.class_weights))})")
         if self.teacher and not Path(self.teacher).is_file():
             raise SatsegError(f"{self.teacher}: teacher model file not found")
 
@@ -250,6 +257,25 @@ def prepare_data(cfg: TrainConfig, root, progress: bool = True) -> TrainData:
     return data
 
 
+def balanced_class_weights(masks, num_classes: int) -> list[float]:
+    """``n / (k * n_c)`` over the valid pixels of the training masks (scikit-learn's "balanced"
+    weights); a class without pixels gets weight 0."""
+    counts = np.zeros(num_classes, np.int64)
+    for m in masks:
+        counts += np.bincount(m[m != IGNORE_LABEL].ravel(), minlength=num_classes)[:num_classes]
+    w = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return [round(float(v), 4) for v in w]
+
+
+def resolve_class_weights(cfg: TrainConfig, data: TrainData, num_classes: int) -> list[float] | None:
+    if cfg.class_weights is None:
+        return None
+    if cfg.class_weights == "balanced":
+        return balanced_class_weights(data.grid[1] if data.grid is not None else [li.mask for li in data.train],
+                                      num_classes)
+    return [float(w) for w in cfg.class_weights]
+
+
 def predict_logits(model, x: np.ndarray, batch_size: int = 16, dtype=np.float32) -> np.ndarray:
     out = [np.asarray(model(x[i:i + batch_size], training=False)).astype(dtype)
            for i in range(0, len(x), batch_size)]
@@ -318,7 +344,8 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.Adam(lr)
 
 
-def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, steps_per_epoch: int, strategy):
+def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, steps_per_epoch: int, strategy,
+                  class_weights=None):
     from satseg.distill import Distiller
     from satseg.keras_metrics import SegMetrics
     from satseg.losses import get_loss
@@ -328,7 +355,7 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
     norm = spec.normalization if spec.normalization.get("kind") == "in_model" else None
     with strategy.scope():
         model = build_model(cfg.model, (None, None, spec.bands), spec.num_classes, seed=cfg.seed, normalization=norm)
-        loss = get_loss(cfg.loss, cfg.class_weights)
+        loss = get_loss(cfg.loss, class_weights)
         metrics = [SegMetrics(class_names(spec.seg_classes))]
         opt = make_optimizer(cfg, steps_per_epoch)
         if teacher is not None:
@@ -342,12 +369,13 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
 
 # --- the run -------------------------------------------------------------------------------
 
-def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec) -> dict:
+def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec, class_weights) -> dict:
     d = asdict(cfg)
     d["data"] = str(data.root) if cfg.data else None
     d["teacher"] = str(Path(cfg.teacher).absolute()) if cfg.teacher else None
     return {
         "config": d, "data_root": str(data.root), "versions": versions(), "spec": spec.to_dict(),
+        "class_weights": class_weights,
         "split": {k: [str(data.samples[i].image.relative_to(data.root)) for i in v] for k, v in data.split.items()},
         "patches": {"train": len(data.grid[0]) if data.grid is not None else None, "val": len(data.val_x),
                     "crops_per_epoch": None if data.grid is not None else cfg.crops_per_epoch},
@@ -382,17 +410,18 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
                      architecture=cfg.model)
     if teacher is not None and teacher.input_shape[-1] != data.bands:
         raise SatsegError(f"{cfg.teacher}: teacher takes {teacher.input_shape[-1]} bands, the data has {data.bands}")
+    weights = resolve_class_weights(cfg, data, spec.num_classes)
     if not resume:
         if cfg.data is not None:
             run.create(force)
-        run.write_config(_config_doc(cfg, data, spec))
+        run.write_config(_config_doc(cfg, data, spec, weights))
         save_spec(spec, run / "satseg.json")
     cached = None
     if teacher is not None and cfg.distill_mode == "offline":
         cached = cache_teacher_logits(cfg, teacher, tspec, data)
     train_s, val_s, train_ds, val_ds = make_datasets(cfg, data, cached)
     steps = math.ceil(len(train_s) / cfg.batch_size)
-    trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy)
+    trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights)
     cbs = [EpochSetter(train_s, val_s), RunCheckpoint(run), RunHistory(run.path, title=cfg.model)]
     if verbose:
         cbs.append(EpochLine(cfg.epochs, steps))

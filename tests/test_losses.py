@@ -5,7 +5,16 @@ import tensorflow as tf
 
 from satseg.classes import IGNORE_LABEL
 from satseg.errors import SatsegError
-from satseg.losses import CrossEntropy, Dice, DiceFocal, Focal, distillation_loss, get_loss
+from satseg.losses import (
+    LOSSES,
+    CrossEntropy,
+    Dice,
+    DiceFocal,
+    Focal,
+    Lovasz,
+    distillation_loss,
+    get_loss,
+)
 
 from .conftest import random_logits
 
@@ -40,7 +49,7 @@ def test_class_weights_weight_pixels():
     assert float(CrossEntropy(class_weights=w)(y, z)) == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("loss", [CrossEntropy(), Dice(), Focal(), DiceFocal()])
+@pytest.mark.parametrize("loss", [CrossEntropy(), Dice(), Focal(), DiceFocal(), Lovasz()])
 def test_ignore_pixels_contribute_nothing(loss):
     z = random_logits((2, 6, 6, 6))
     y = _labels((2, 6, 6), ignore_share=0.4)
@@ -57,6 +66,25 @@ def test_dice_is_zero_for_a_perfect_prediction_and_focal_matches_formula():
     pt = _softmax(z)[0][np.arange(8)[:, None], np.arange(8)[None, :], y[0]]
     assert float(Focal(gamma=2.0, alpha=0.25)(y, z)) == pytest.approx(
         (-0.25 * (1 - pt) ** 2 * np.log(pt)).mean(), rel=1e-5)
+
+
+def test_lovasz_equals_one_minus_iou_for_hard_predictions():
+    """At one-hot probabilities the Lovász extension is the Jaccard loss itself: the mean over
+    the classes present in the labels of 1 - IoU."""
+    y = _labels((2, 9, 9), k=4, ignore_share=0.2)
+    pred = _labels((2, 9, 9), k=4, seed=1)
+    z = (np.eye(4)[pred] * 60).astype(np.float32)
+    valid = y != IGNORE_LABEL
+    ious = [((y == c) & (pred == c) & valid).sum() / (((y == c) | (pred == c)) & valid).sum()
+            for c in range(4) if (y == c).any()]
+    assert float(Lovasz()(y, z)) == pytest.approx(1 - np.mean(ious), abs=1e-4)
+    assert float(Lovasz()(y, (np.eye(4)[np.where(valid, y, 0)] * 60).astype(np.float32))) == pytest.approx(0, abs=1e-4)
+
+
+def test_loss_choices_are_the_registry():
+    from satseg.train import CHOICES
+
+    assert CHOICES["loss"] == tuple(LOSSES)
 
 
 def test_unknown_loss():

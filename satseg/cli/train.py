@@ -15,6 +15,15 @@ def _opt(*decls, key, **kw):
     return click.option(*decls, default=D[key], show_default=True, **kw)
 
 
+def _weights(value):
+    if value is None or value == "balanced":
+        return value
+    try:
+        return [float(w) for w in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"'balanced' or comma-separated numbers (got '{value}')") from None
+
+
 @click.command("train")
 @_opt("--model", "model_name", key="model", help="Zoo model to train (see `satseg models`).")
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset root [default: built-in synthetic scenes, with a notice].")
@@ -31,10 +40,18 @@ def _opt(*decls, key, **kw):
 @_opt("--patch-size", key="patch_size", type=click.IntRange(min=1), help="Training crop / patch size.")
 @_opt("--sampling", key="sampling", help="crops: new random crops of whole images each epoch; grid: fixed patches (reference).")
 @_opt("--crops-per-epoch", key="crops_per_epoch", type=click.IntRange(min=1))
+@_opt("--scale", key="scale", type=(float, float), metavar="LOW HIGH",
+      help="Random crops: scale range (log-uniform); 1 1 turns scale augmentation off.")
+@_opt("--rare-fraction", key="rare_fraction", type=click.FloatRange(0, 1),
+      help="Random crops: share centred on a pixel of a uniformly drawn class (lifts rare classes).")
+@_opt("--photometric", key="photometric", type=click.FloatRange(min=0),
+      help="Random crops: brightness/contrast jitter (fraction of channel std / of contrast); 0: off.")
 @_opt("--patch-mode", key="patch_mode", help="Grid patches: crop drops the borders (reference), pad keeps them.")
 @_opt("--normalization", key="normalization",
       help="auto: ImageNet statistics for pretrained encoders, else the training images' (inside the model); minmax: per patch (reference).")
 @_opt("--loss", key="loss")
+@click.option("--class-weights", callback=lambda ctx, param, v: _weights(v), metavar="balanced|W,W,...",
+              help="Per-class loss weights: 'balanced' (n / (k n_c) from the training masks) or one number per class.")
 @_opt("--alpha", key="alpha", type=float, help="Weight of the student loss when distilling.")
 @_opt("--temperature", key="temperature", type=float, help="Distillation temperature T.")
 @_opt("--distill-mode", key="distill_mode",
