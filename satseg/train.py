@@ -258,12 +258,12 @@ def prepare_data(cfg: TrainConfig, root, progress: bool = True) -> TrainData:
 
 
 def balanced_class_weights(masks, num_classes: int) -> list[float]:
-    """``n / (k * n_c)`` over the valid pixels of the training masks (scikit-learn's "balanced"
-    weights); a class without pixels gets weight 0."""
+    """``n / (k * n_c)`` over the valid pixels of the training masks, k the classes present
+    (scikit-learn's "balanced" weights); a class without pixels gets weight 0."""
     counts = np.zeros(num_classes, np.int64)
     for m in masks:
         counts += np.bincount(m[m != IGNORE_LABEL].ravel(), minlength=num_classes)[:num_classes]
-    w = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    w = np.where(counts > 0, counts.sum() / ((counts > 0).sum() * np.maximum(counts, 1)), 0.0)
     return [round(float(v), 4) for v in w]
 
 

@@ -260,3 +260,14 @@ def test_large_scenes_are_read_in_windows_through_rasterio(tmp_path, monkeypatch
         assert np.array_equal(reader.rows(0, 90), img)
     finally:
         reader.close()
+
+
+def test_balanced_class_weights_are_scikit_learns():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from satseg.train import balanced_class_weights
+
+    masks = [np.array([[0, 0, 1], [2, IGNORE_LABEL, 0]]), np.array([[1, 0, 0, 0]])]
+    labels = np.concatenate([m[m != IGNORE_LABEL] for m in masks])
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=labels)
+    assert balanced_class_weights(masks, 4) == pytest.approx([*expected, 0.0], abs=1e-4)

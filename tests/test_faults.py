@@ -189,6 +189,9 @@ TRAIN_CASES = [
     (["--teacher", "TEACHER_FIXED", "--patch-size", "32", "--model", "student"], "fully convolutional teacher"),
     (["--out", "/dev/null/run"], "cannot write"),
     (["--teacher", "TEACHER_UNSAFE"], "cannot load the teacher"),
+    (["--class-weights", "1,2"], "--class-weights needs 6 numbers"),
+    (["--class-weights", "even"], "--class-weights"),
+    (["--scale", "1.2", "0.8"], "--scale must be two positive numbers"),
 ]
 
 
