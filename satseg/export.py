@@ -75,7 +75,8 @@ def convert_tflite(model, kind: str, representative=None, int8_io: bool = False,
 
 
 def _convert(model, kind: str, representative, int8_io: bool, uint8_pixels: bool) -> bytes:
-    """``uint8_pixels``: an int8 file whose input is raw uint8 pixels (scale 1, zero point 0)."""
+    """``uint8_pixels``: an int8 file whose input is raw uint8 pixels (scale 1, zero point 0);
+    ``int8_io``: int8 output, and int8 input unless ``uint8_pixels``."""
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -95,10 +96,8 @@ def _convert(model, kind: str, representative, int8_io: bool, uint8_pixels: bool
             representative = with_pixel_range(representative)
         conv.representative_dataset = lambda: ([p[None].astype(np.float32)] for p in representative)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if uint8_pixels:
-            conv.inference_input_type = tf.uint8
-        elif int8_io:
-            conv.inference_input_type = tf.int8
+        conv.inference_input_type = tf.uint8 if uint8_pixels else tf.int8 if int8_io else tf.float32
+        if int8_io:
             conv.inference_output_type = tf.int8
     elif kind != "tflite_float32":
         raise SatsegError(f"unknown LiteRT kind '{kind}'")

@@ -1,0 +1,100 @@
+"""Where the time of a whole-image int8 file goes: the serving graph cut after each stage, every
+cut converted like the shipped file (int8, uint8 pixels in, int8 out) and timed on one whole
+image; a stage costs the difference between its cut and the one before. Next to each stage: its
+multiply-accumulates and their time at the machine's measured matmul rate.
+
+    python benchmarks/stage_times.py [--model exported_models/edge_distilled_lite0/model.keras]
+        [--data "../shared/data/dubai/Semantic segmentation dataset"] [--size 1480 2152]
+        [--threads 2] [--repeats 5]
+
+Random uint8 image (the time does not depend on the pixels); medians after one warm-up. The
+stages are the layers named ``normalize``, ``*_relu`` and ``head_logits`` of the model, then the
+logits at full resolution, then the class ids (the shipped graph).
+"""
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from satseg.bench import matmul_macs_per_second, median_seconds
+from satseg.classes import load_spec
+from satseg.export import calibration_patches, convert_tflite
+from satseg.models import layer_macs, load_model_file
+from satseg.serving import serving_model
+
+
+def cuts(model) -> list[str]:
+    names = [layer.name for layer in model.layers]
+    return [n for n in names if n == "normalize" or n.endswith("_relu") or n == "head_logits"]
+
+
+def stage_graphs(model) -> list[tuple[str, keras.Model]]:
+    """(name, graph) for each cut of the serving graph, in order, ending with the full graph."""
+    whole = serving_model(model)
+    inner = whole.layers[1]  # the rewritten model; its last layer gives full-resolution logits
+    graphs = []
+    for name in [*cuts(model), inner.layers[-1].name]:
+        sub = keras.Model(inner.input, inner.get_layer(name).output)
+        inp = keras.Input((None, None, model.input_shape[-1]), batch_size=1, name="image")
+        graphs.append((name if name != inner.layers[-1].name else "logits (full resolution)", keras.Model(inp, sub(inp))))
+    return [*graphs, ("class ids (shipped graph)", whole)]
+
+
+def stage_macs(model, names, size) -> list[int]:
+    """Multiply-accumulates of the layers up to each cut (cumulative), for one image of ``size``."""
+    fixed = keras.models.clone_model(model, input_tensors=keras.Input((*size, model.input_shape[-1]), batch_size=1))
+    total, cumulative = 0, {}
+    for layer in fixed.layers:
+        total += layer_macs(layer)
+        cumulative[layer.name] = total
+    return [cumulative.get(n, total) for n in names]
+
+
+def time_file(data: bytes, size, threads: int, repeats: int) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(data)
+        f.flush()
+        it = Interpreter(model_path=f.name, num_threads=threads)
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], [1, *size, d["shape"][-1]])
+    it.allocate_tensors()
+    x = np.random.default_rng(0).integers(0, 256, (1, *size, d["shape"][-1])).astype(np.uint8)
+    it.set_tensor(d["index"], x)
+    return median_seconds(it.invoke, repeats, warmup=1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="exported_models/edge_distilled_lite0/model.keras")
+    ap.add_argument("--data", default="../shared/data/dubai/Semantic segmentation dataset",
+                    help="calibration images (the int8 ranges)")
+    ap.add_argument("--size", type=int, nargs=2, default=(1480, 2152), help="height width (stride multiples)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    model, spec = load_model_file(args.model), load_spec(Path(args.model))
+    calib, _, _ = calibration_patches(Path(args.model), args.data, spec, 16, 1)
+    graphs = stage_graphs(model)
+    files = [(name, convert_tflite(g, "tflite_int8", calib, int8_io=g.output.dtype != "uint8", uint8_pixels=True))
+             for name, g in graphs]
+    rate = matmul_macs_per_second()
+    macs = stage_macs(model, [n for n, _ in graphs], args.size)
+    rows, before, before_macs = [], 0.0, 0
+    for (name, data), m in zip(files, macs):
+        sec = time_file(data, args.size, args.threads, args.repeats)
+        rows.append({"stage": name, "cumulative_ms": round(1e3 * sec, 1), "stage_ms": round(1e3 * (sec - before), 1),
+                     "stage_gmacs": round((m - before_macs) / 1e9, 3),
+                     "stage_mac_limit_ms": round(1e3 * (m - before_macs) / rate, 1)})
+        before, before_macs = sec, m
+    print(json.dumps({"model": args.model, "image": list(args.size), "threads": args.threads,
+                      "matmul_gmacs_per_s": round(rate / 1e9, 1), "stages": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
