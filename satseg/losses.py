@@ -122,30 +122,29 @@ class Dice(SegLoss):
         return (1.0 - tf.reduce_sum(dice * cw) / tf.reduce_sum(cw)) / num_replicas()
 
 
-class DiceFocal(SegLoss):
+class SumLoss(SegLoss):
+    """The sum of the losses in ``parts``, each with the same class weights and ignore label."""
+
+    parts: tuple = ()
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.terms = [part(**kw) for part in self.parts]
+
+    def compute(self, *args):
+        return tf.add_n([t.compute(*args) for t in self.terms])
+
+
+class DiceFocal(SumLoss):
     """The reference project's loss: Dice (class-weighted) + focal."""
 
-    name = "dice_focal"
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.dice, self.focal = Dice(**kw), Focal(**kw)
-
-    def compute(self, *args):
-        return self.dice.compute(*args) + self.focal.compute(*args)
+    name, parts = "dice_focal", (Dice, Focal)
 
 
-class CeDice(SegLoss):
+class CeDice(SumLoss):
     """Cross-entropy + Dice: CE for calibrated per-pixel probabilities, Dice to lift rare classes."""
 
-    name = "ce_dice"
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.ce, self.dice = CrossEntropy(**kw), Dice(**kw)
-
-    def compute(self, *args):
-        return self.ce.compute(*args) + self.dice.compute(*args)
+    name, parts = "ce_dice", (CrossEntropy, Dice)
 
 
 class Lovasz(SegLoss):
@@ -180,17 +179,10 @@ def lovasz_grad(fg_sorted):
     return tf.concat([jaccard[:1], jaccard[1:] - jaccard[:-1]], 0)
 
 
-class CeLovasz(SegLoss):
+class CeLovasz(SumLoss):
     """Cross-entropy + Lovász-softmax: CE for calibrated probabilities, Lovász for the IoU."""
 
-    name = "ce_lovasz"
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.ce, self.lovasz = CrossEntropy(**kw), Lovasz(**kw)
-
-    def compute(self, *args):
-        return self.ce.compute(*args) + self.lovasz.compute(*args)
+    name, parts = "ce_lovasz", (CrossEntropy, Lovasz)
 
 
 LOSSES = {"ce": CrossEntropy, "dice": Dice, "focal": Focal, "dice_focal": DiceFocal, "ce_dice": CeDice,
