@@ -269,8 +269,10 @@ def pretrained_headline(ms) -> str:
                  f"{c['lr_schedule']} learning rate"
                  + (f", distillation alpha {d['alpha']} and T {d['temperature']}" if d else "")
                  + ") follow the out-of-project experiment in issue 11"
-                 + ("; each was then ablated on the validation split (Recipe ablations, below)" if ABLATIONS.exists()
-                    else "") + "; every run's validation curve is in its card.")
+                 + ("; the loss, the crop scale, the rare-class crops and the distillation weighting were then "
+                    "measured against alternatives on the validation split (Recipe ablations, below; the jitter and "
+                    "the schedule were not)" if ABLATIONS.exists() else "") + "; every run's validation curve is in "
+                 "its card.")
     worst = max(ms, key=lambda m: m["eval"]["miou"] - m["eval_int8"]["miou"])
     gap = 100 * (worst["eval"]["miou"] - worst["eval_int8"]["miou"])
     parts.append(f"int8 files within 1 point of their float models: {yes(gap <= 1.0)} (largest loss {gap:.2f} points, "
