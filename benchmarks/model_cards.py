@@ -68,10 +68,30 @@ def train_command(c: dict, run_name: str) -> str:
               "--loss", cfg["loss"], "--split", cfg["split"], "--seed", str(cfg["seed"])]
     if cfg.get("sampling") == "crops":
         parts += ["--crops-per-epoch", str(cfg["crops_per_epoch"])]
+        parts += recipe_changes(cfg)
     else:  # the reference recipe: fixed patches, per-patch min-max, constant-rate Adam
         parts += ["--sampling", "grid", "--normalization", cfg["normalization"], "--patch-mode", cfg["patch_mode"],
                   "--lr-schedule", "constant", "--weight-decay", "0"]
     return " ".join(parts)
+
+
+def recipe_changes(cfg: dict) -> list[str]:
+    """The crop-sampling options of a run that differ from today's defaults (TrainConfig)."""
+    from satseg.train import TrainConfig
+
+    default, out = TrainConfig(), []
+    for key in ("scale", "rare_fraction", "photometric", "class_weights"):
+        value, base = cfg.get(key), getattr(default, key)
+        if key not in cfg or json.dumps(value) == json.dumps(list(base) if isinstance(base, tuple) else base):
+            continue
+        if key == "scale":
+            words = [str(v) for v in value]
+        elif isinstance(value, list):
+            words = [",".join(str(v) for v in value)]
+        else:
+            words = [str(value)]
+        out += [f"--{key.replace('_', '-')}", *words]
+    return out
 
 
 def miou5(e: dict) -> float:
