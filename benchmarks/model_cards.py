@@ -264,15 +264,18 @@ def pretrained_headline(ms) -> str:
         arch = b["config"]["config"]["model"]
         same = [m for m in ms if m is not b and m["config"]["config"]["model"] == arch
                 and m["teacher"] in (None, "lite0_unet") and (m["teacher"] is None) != (b["teacher"] is None)]
-        epochs = lambda m: m["config"]["config"]["epochs"]  # noqa: E731
+        def epochs(m):  # the budget, and crop options that differ from the defaults
+            changes = " ".join(recipe_changes(m["config"]["config"]))
+            return f"{m['config']['config']['epochs']} epochs" + (f", `{changes}`" if changes else "")
+
         pair = [b, *same]
         beats = all(d["eval"]["miou"] > sc["eval"]["miou"] for d in pair if d["teacher"] for sc in pair if not sc["teacher"])
         parts.append(f"Best student with an int8 file under 100 KB: `{b['name']}` "
-                     f"({art(b, 'tflite_int8')['bytes'] / 1024:.1f} KB, {epochs(b)} epochs, "
+                     f"({art(b, 'tflite_int8')['bytes'] / 1024:.1f} KB, {epochs(b)}; "
                      f"{'distilled' if b['teacher'] else 'no teacher'}), mIoU {b['eval']['miou']:.4f} = "
                      f"{b['eval']['miou'] / t['miou']:.3f} x the teacher (target >= 0.95: "
                      f"{yes(b['eval']['miou'] >= 0.95 * t['miou'])})"
-                     + "".join(f"; `{o['name']}` ({epochs(o)} epochs, {'distilled' if o['teacher'] else 'no teacher'}) "
+                     + "".join(f"; `{o['name']}` ({epochs(o)}; {'distilled' if o['teacher'] else 'no teacher'}) "
                                f"{o['eval']['miou']:.4f}" for o in same)
                      + (f" (distilled beats scratch: {yes(beats)})" if same else "") + ".")
     if "edge_distilled_lite0" in e:
