@@ -81,15 +81,14 @@ def recipe_changes(cfg: dict) -> list[str]:
 
     default, out = TrainConfig(), []
     for key in ("scale", "rare_fraction", "photometric", "class_weights"):
-        value, base = cfg.get(key), getattr(default, key)
-        if key not in cfg or json.dumps(value) == json.dumps(list(base) if isinstance(base, tuple) else base):
+        base = getattr(default, key)
+        value = cfg.get(key, base)
+        if (list(value) == list(base)) if key == "scale" else value == base:
             continue
         if key == "scale":
             words = [str(v) for v in value]
-        elif isinstance(value, list):
-            words = [",".join(str(v) for v in value)]
         else:
-            words = [str(value)]
+            words = [",".join(map(str, value)) if isinstance(value, list) else str(value)]
         out += [f"--{key.replace('_', '-')}", *words]
     return out
 

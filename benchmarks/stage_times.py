@@ -25,7 +25,7 @@ import numpy as np
 from satseg.bench import matmul_macs_per_second, median_seconds
 from satseg.classes import load_spec
 from satseg.export import calibration_patches, convert_tflite
-from satseg.models import STRIDES, layer_macs, load_model_file
+from satseg.models import STRIDES, layer_macs, load_model_file, with_input_size
 from satseg.serving import serving_model
 
 
@@ -42,11 +42,16 @@ class CoarseIds(keras.layers.Layer):
         return keras.KerasTensor(x.shape[:-1], "uint8")
 
 
-def coarse_graph(model, head: str = "head_logits") -> keras.Model:
-    inner = serving_model(model).layers[1]
-    sub = keras.Model(inner.input, inner.get_layer(head).output)
-    inp = keras.Input((None, None, model.input_shape[-1]), batch_size=1, name="image")
-    return keras.Model(inp, CoarseIds(name="class_ids")(sub(inp)))
+def any_size(inner, layer: str, bands: int) -> keras.Model:
+    """The rewritten model up to ``layer``, on an input of any height and width."""
+    sub = keras.Model(inner.input, inner.get_layer(layer).output)
+    inp = keras.Input((None, None, bands), batch_size=1, name="image")
+    return keras.Model(inp, sub(inp))
+
+
+def coarse_graph(whole, head: str = "head_logits") -> keras.Model:
+    logits = any_size(whole.layers[1], head, whole.input_shape[-1])
+    return keras.Model(logits.input, CoarseIds(name="class_ids")(logits.output))
 
 
 def agreement(a: bytes, b: bytes, image: np.ndarray) -> float:
@@ -58,23 +63,18 @@ def cuts(model) -> list[str]:
     return [n for n in names if n == "normalize" or n.endswith("_relu") or n == "head_logits"]
 
 
-def stage_graphs(model) -> list[tuple[str, keras.Model]]:
-    """(name, graph) for each cut of the serving graph, in order, ending with the full graph."""
-    whole = serving_model(model)
-    inner = whole.layers[1]  # the rewritten model; its last layer gives full-resolution logits
-    graphs = []
-    for name in [*cuts(model), inner.layers[-1].name]:
-        sub = keras.Model(inner.input, inner.get_layer(name).output)
-        inp = keras.Input((None, None, model.input_shape[-1]), batch_size=1, name="image")
-        graphs.append((name if name != inner.layers[-1].name else "logits (full resolution)", keras.Model(inp, sub(inp))))
-    return [*graphs, ("class ids (shipped graph)", whole)]
+def stage_graphs(model, whole) -> list[tuple[str, keras.Model]]:
+    """(name, graph) for each cut of the serving graph ``whole``, in order, ending with it."""
+    inner, bands = whole.layers[1], model.input_shape[-1]  # inner: the rewritten model, logits at full size
+    return [*((name, any_size(inner, name, bands)) for name in cuts(model)),
+            ("logits (full resolution)", any_size(inner, inner.layers[-1].name, bands)),
+            ("class ids (shipped graph)", whole)]
 
 
 def stage_macs(model, names, size) -> list[int]:
     """Multiply-accumulates of the layers up to each cut (cumulative), for one image of ``size``."""
-    fixed = keras.models.clone_model(model, input_tensors=keras.Input((*size, model.input_shape[-1]), batch_size=1))
     total, cumulative = 0, {}
-    for layer in fixed.layers:
+    for layer in with_input_size(model, tuple(size), batch_size=1).layers:
         total += layer_macs(layer)
         cumulative[layer.name] = total
     return [cumulative.get(n, total) for n in names]
@@ -100,13 +100,13 @@ def run_file(data: bytes, image: np.ndarray) -> np.ndarray:
     return it.get_tensor(it.get_output_details()[0]["index"])
 
 
-def time_file(data: bytes, size, threads: int, repeats: int) -> float:
-    it, index = interpreter(data, (1, *size, 3), threads)
-    it.set_tensor(index, np.random.default_rng(0).integers(0, 256, (1, *size, 3)).astype(np.uint8))
+def time_file(data: bytes, size, bands: int, threads: int, repeats: int) -> float:
+    it, index = interpreter(data, (1, *size, bands), threads)
+    it.set_tensor(index, np.random.default_rng(0).integers(0, 256, (1, *size, bands)).astype(np.uint8))
     return median_seconds(it.invoke, repeats, warmup=1)
 
 
-def calibration_image(data: str, bands: int, stride: int) -> np.ndarray:
+def first_image(data: str, bands: int, stride: int) -> np.ndarray:
     """The first image of the dataset, cut to a stride multiple (uint8)."""
     from satseg import data as D
 
@@ -126,24 +126,25 @@ def main():
     args = ap.parse_args()
     model, spec = load_model_file(args.model), load_spec(Path(args.model))
     calib, _, _ = calibration_patches(Path(args.model), args.data, spec, 16, 1)
-    graphs = stage_graphs(model)
+    whole, bands = serving_model(model), model.input_shape[-1]
+    graphs = stage_graphs(model, whole)
     files = [(name, convert_tflite(g, "tflite_int8", calib, int8_io=g.output.dtype != "uint8", uint8_pixels=True))
              for name, g in graphs]
     rate = matmul_macs_per_second()
     macs = stage_macs(model, [n for n, _ in graphs], args.size)
     rows, before, before_macs = [], 0.0, 0
     for (name, data), m in zip(files, macs):
-        sec = time_file(data, args.size, args.threads, args.repeats)
+        sec = time_file(data, args.size, bands, args.threads, args.repeats)
         rows.append({"stage": name, "cumulative_ms": round(1e3 * sec, 1), "stage_ms": round(1e3 * (sec - before), 1),
                      "stage_gmacs": round((m - before_macs) / 1e9, 3),
                      "stage_mac_limit_ms": round(1e3 * (m - before_macs) / rate, 1)})
         before, before_macs = sec, m
-    coarse = convert_tflite(coarse_graph(model), "tflite_int8", calib, uint8_pixels=True)
-    real = calibration_image(args.data, model.input_shape[-1], STRIDES.get(spec.architecture, 32))
+    coarse = convert_tflite(coarse_graph(whole), "tflite_int8", calib, uint8_pixels=True)
+    real = first_image(args.data, bands, STRIDES.get(spec.architecture, 32))
     print(json.dumps({"model": args.model, "image": list(args.size), "threads": args.threads,
                       "matmul_gmacs_per_s": round(rate / 1e9, 1), "stages": rows,
                       "not_shipped_decision_at_logit_resolution": {
-                          "ms": round(1e3 * time_file(coarse, args.size, args.threads, args.repeats), 1),
+                          "ms": round(1e3 * time_file(coarse, args.size, bands, args.threads, args.repeats), 1),
                           "pixel_agreement_with_shipped_graph": agreement(files[-1][1], coarse, real)}}, indent=2))
 
 

@@ -161,6 +161,11 @@ def image_split(samples: list[Sample], val: float = 0.15, test: float = 0.15, se
     return {k: sorted(v) for k, v in out.items()}
 
 
+def class_counts(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixels of each class id in a mask (ignored pixels not counted)."""
+    return np.bincount(mask[mask != IGNORE_LABEL].ravel(), minlength=num_classes)[:num_classes]
+
+
 def inspect(root, patch_size: int = DEFAULT_PATCH_SIZE, classes=DUBAI_CLASSES, progress: bool = False) -> dict:
     """Images, sizes, crop-mode patch count, class pixel shares and off-palette share."""
     samples = find_samples(root)
@@ -173,8 +178,7 @@ def inspect(root, patch_size: int = DEFAULT_PATCH_SIZE, classes=DUBAI_CLASSES, p
             h, w = li.mask.shape
             n = len(crop_grid(h, w, patch_size))
             patches += n
-            valid = li.mask[li.mask != IGNORE_LABEL]
-            counts += np.bincount(valid, minlength=len(classes))[: len(classes)]
+            counts += class_counts(li.mask, len(classes))
             total += h * w
             ignored += li.ignored
             images.append({"image": str(s.image), "width": w, "height": h, "bands": li.image.shape[-1],

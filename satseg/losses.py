@@ -149,7 +149,10 @@ class CeDice(SumLoss):
 
 class Lovasz(SegLoss):
     """Lovász-softmax (Berman et al. 2018): a convex surrogate of 1 - IoU per class, averaged
-    over the classes present in the batch; optimises the Jaccard index directly."""
+    over the classes present in the batch; optimises the Jaccard index directly.
+
+    Unlike the other losses it is not a ratio of sums (it sorts the batch's errors), so under a
+    distribution strategy it is the mean of each replica's Lovász loss, not the global batch's."""
 
     name = "lovasz"
 

@@ -392,10 +392,11 @@ def layer_macs(layer) -> int:
     return 0
 
 
-def with_input_size(model: keras.Model, size: int, batch_size: int | None = None) -> keras.Model:
-    """The same model (same weights) with a static ``size`` x ``size`` input: for statistics
-    and for runtimes that want fixed shapes (the exported LiteRT files)."""
-    inp = keras.Input((size, size, model.input_shape[-1]), batch_size=batch_size, name="image")
+def with_input_size(model: keras.Model, size, batch_size: int | None = None) -> keras.Model:
+    """The same model (same weights) with a static input of ``size`` (a side, or (height, width)):
+    for statistics and for runtimes that want fixed shapes (the exported LiteRT files)."""
+    h, w = (size, size) if isinstance(size, int) else size
+    inp = keras.Input((h, w, model.input_shape[-1]), batch_size=batch_size, name="image")
     fixed = keras.models.clone_model(model, input_tensors=inp)
     fixed.set_weights(model.get_weights())
     return fixed

@@ -260,9 +260,9 @@ def prepare_data(cfg: TrainConfig, root, progress: bool = True) -> TrainData:
 def balanced_class_weights(masks, num_classes: int) -> list[float]:
     """``n / (k * n_c)`` over the valid pixels of the training masks, k the classes present
     (scikit-learn's "balanced" weights); a class without pixels gets weight 0."""
-    counts = np.zeros(num_classes, np.int64)
-    for m in masks:
-        counts += np.bincount(m[m != IGNORE_LABEL].ravel(), minlength=num_classes)[:num_classes]
+    from satseg.data import class_counts
+
+    counts = sum((class_counts(m, num_classes) for m in masks), np.zeros(num_classes, np.int64))
     w = np.where(counts > 0, counts.sum() / ((counts > 0).sum() * np.maximum(counts, 1)), 0.0)
     return [round(float(v), 4) for v in w]
 
