@@ -14,13 +14,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "exported_models"
 ABLATIONS = MODELS / "ablations.json"
-ORDER = ["lite0_unet", "lite0_edge_scratch", "lite0_edge_distilled", "edge_distilled_lite0",
+ORDER = ["lite0_unet", "lite0_edge_scratch", "lite0_edge_distilled", "fast_edge_distilled", "fast_edge_scratch",
+         "edge_distilled_lite0",
          "teacher", "student_scratch", "student_distilled", "edge_scratch", "edge_distilled"]
 TEACHERS = {"lite0_unet", "teacher"}
 TITLES = {
     "lite0_unet": "Pretrained teacher: ImageNet EfficientNet-Lite0 encoder, U-Net decoder",
     "lite0_edge_scratch": "Pretrained edge student (first four Lite0 blocks, light decoder), trained without a teacher",
     "lite0_edge_distilled": "Pretrained edge student, distilled from the pretrained teacher",
+    "fast_edge_distilled": "Fast edge student (patch stem to 1/4, sub-pixel head; random init), distilled from the "
+                           "pretrained teacher",
+    "fast_edge_scratch": "Fast edge student, trained without a teacher",
     "edge_distilled_lite0": "Edge student (random init), distilled from the pretrained teacher",
     "teacher": "Teacher U-Net (16-32-64-128-256)",
     "student_scratch": "Reference student, trained from scratch (the baseline distillation must beat)",

@@ -11,7 +11,8 @@ Random uint8 image (the time does not depend on the pixels); medians after one w
 stages are the layers named ``normalize``, ``*_relu`` and ``head_logits`` of the model, then the
 logits at full resolution, then the class ids (the shipped graph). Last, for comparison, a graph
 that is not shipped: the class decided at the logits' resolution and the ids upsampled nearest
-(cheaper, but another model: its agreement with the shipped file on a real image is printed).
+(cheaper, but another model: its agreement with the shipped file on a real image is printed), for
+models whose logits (``head_logits``) are below full resolution.
 """
 
 import argparse
@@ -66,7 +67,8 @@ def cuts(model) -> list[str]:
 def stage_graphs(model, whole) -> list[tuple[str, keras.Model]]:
     """(name, graph) for each cut of the serving graph ``whole``, in order, ending with it."""
     inner, bands = whole.layers[1], model.input_shape[-1]  # inner: the rewritten model, logits at full size
-    return [*((name, any_size(inner, name, bands)) for name in cuts(model)),
+    names = [n for n in cuts(model) if not isinstance(inner.get_layer(n), keras.layers.Identity)]  # folded away
+    return [*((name, any_size(inner, name, bands)) for name in names),
             ("logits (full resolution)", any_size(inner, inner.layers[-1].name, bands)),
             ("class ids (shipped graph)", whole)]
 
@@ -139,14 +141,15 @@ def main():
                      "stage_gmacs": round((m - before_macs) / 1e9, 3),
                      "stage_mac_limit_ms": round(1e3 * (m - before_macs) / rate, 1)})
         before, before_macs = sec, m
-    coarse = convert_tflite(coarse_graph(whole), "tflite_int8", calib, uint8_pixels=True)
-    real = first_image(args.data, bands, STRIDES.get(spec.architecture, 32))
-    print(json.dumps({"model": args.model, "image": list(args.size), "threads": args.threads,
-                      "matmul_gmacs_per_s": round(rate / 1e9, 1), "stages": rows,
-                      "not_shipped_decision_at_logit_resolution": {
-                          "ms": round(1e3 * time_file(coarse, args.size, bands, args.threads, args.repeats), 1),
-                          "pixel_agreement_with_shipped_graph": agreement(files[-1][1], coarse, real)}}, indent=2))
-
+    result = {"model": args.model, "image": list(args.size), "threads": args.threads,
+              "matmul_gmacs_per_s": round(rate / 1e9, 1), "stages": rows}
+    if any(layer.name == "head_logits" for layer in model.layers):  # logits below full resolution
+        coarse = convert_tflite(coarse_graph(whole), "tflite_int8", calib, uint8_pixels=True)
+        real = first_image(args.data, bands, STRIDES.get(spec.architecture, 32))
+        result["not_shipped_decision_at_logit_resolution"] = {
+            "ms": round(1e3 * time_file(coarse, args.size, bands, args.threads, args.repeats), 1),
+            "pixel_agreement_with_shipped_graph": agreement(files[-1][1], coarse, real)}
+    print(json.dumps(result, indent=2))
 
 if __name__ == "__main__":
     main()

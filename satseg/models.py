@@ -170,6 +170,49 @@ def build_edge(input_shape=ANY_SIZE, num_classes: int = 6, widths=(16, 32, 64), 
     return keras.Model(inputs, outputs, name=name)
 
 
+def conv_bn(x, filters: int, kernel: int, name: str, strides: int = 1, padding: str = "same"):
+    """Dense convolution + batch norm + ReLU6: int8 kernels run these near the machine's
+    matmul rate, so at low resolution they are where arithmetic is cheap."""
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+
+def build_fast_edge(input_shape=ANY_SIZE, num_classes: int = 6, widths=(24, 48, 96), patch: int = 4,
+                    normalization=None, name: str = "fast_edge") -> keras.Model:
+    """An edge student that never computes at full resolution (nor at 1/2).
+
+    A patch-embedding stem (a ``patch`` x ``patch`` convolution with the same stride, no padding,
+    so the input normalisation folds into it exactly) goes straight to 1/``patch``; a dense 3x3
+    block there, depthwise-separable blocks down to 1/(4 ``patch``) for context, a decoder with
+    skips back to 1/``patch``, and a learned sub-pixel head (a transposed convolution whose kernel
+    equals its stride: one 1x1 convolution to patch x patch x classes logits per cell,
+    rearranged to full resolution) instead of a fixed bilinear upsampling.
+
+    Args:
+        widths: channels at 1/patch, 1/(2 patch), 1/(4 patch).
+        patch: side of the stem's patches (its stride).
+    """
+    stride = patch * 2 ** (len(widths) - 1)
+    _check_input(input_shape, stride, name)
+    inputs = keras.Input(input_shape, name="image")
+    x = conv_bn(normalization_layer(inputs, normalization), widths[0], patch, "stem", strides=patch,
+                padding="valid")
+    x = conv_bn(x, widths[0], 3, "enc1")
+    skips = [x]
+    for i, f in enumerate(widths[1:], start=2):
+        x = sep_block(x, f, f"enc{i}_down", strides=2)
+        x = sep_block(x, f, f"enc{i}")
+        skips.append(x)
+    for i in range(len(widths) - 1, 0, -1):
+        x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
+        x = layers.Concatenate(name=f"dec{i}_concat")([x, skips[i - 1]])
+        x = sep_block(x, widths[i - 1], f"dec{i}")
+    x = conv_bn(x, widths[0], 3, "head")
+    outputs = layers.Conv2DTranspose(num_classes, patch, strides=patch, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 # --- EfficientNet-Lite (Tan & Le 2019; the int8-friendly variant: ReLU6, no squeeze-excite) ------
 
 LITE0_BLOCKS = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
@@ -315,13 +358,14 @@ MODELS = {
     "edge": build_edge,
     "lite0_unet": build_lite0_unet,
     "lite0_edge": build_lite0_edge,
+    "fast_edge": build_fast_edge,
 }
 """Registry: model name -> builder. The CLI, the Distiller and the exporter use these names."""
 
 PRETRAINED = {"lite0_unet": "imagenet", "lite0_edge": "imagenet"}
 """Models whose encoder starts from ImageNet weights (and so uses ImageNet normalisation)."""
 
-STRIDES = {"teacher": 16, "student": 2, "edge": 8, "lite0_unet": 32, "lite0_edge": 8}
+STRIDES = {"teacher": 16, "student": 2, "edge": 8, "lite0_unet": 32, "lite0_edge": 8, "fast_edge": 16}
 """Input height and width must be multiples of these."""
 
 

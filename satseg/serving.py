@@ -8,6 +8,12 @@ is rewritten (the weights are the model's, the maths the same):
   XNNPACK runs in int8, unlike the broadcast MUL and ADD it was (folding it into the first
   convolution would save one more full-resolution pass but is not exact: that convolution's
   zero padding would then stand for black pixels instead of the mean pixel);
+- where the first convolution has no padding (a patch-embedding stem), the normalisation folds
+  into its weights exactly and there is no full-resolution float pass at all; a stem whose
+  kernel equals its stride becomes ``space_to_depth`` + a 1x1 convolution (one plain matrix
+  product per cell, measured faster in int8 than the strided convolution);
+- a learned sub-pixel head (a transposed convolution whose kernel equals its stride) becomes a
+  1x1 convolution + ``depth_to_space``, which XNNPACK runs in int8 at any size;
 - 2x nearest upsampling becomes ``concat + depth_to_space`` and the fixed bilinear transposed
   convolution four 3x3 depthwise "phase" convolutions + ``depth_to_space``: both have constant
   shapes, so XNNPACK runs them at any input size (``RESIZE_*`` with a computed size it cannot);
@@ -69,6 +75,58 @@ class Up2Bilinear(layers.Layer):
         return (s[0], None, None, s[3])
 
 
+class PatchEmbedding(layers.Layer):
+    """A convolution with kernel == stride and no padding as ``space_to_depth`` + 1x1 convolution."""
+
+    def __init__(self, filters: int, stride: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.stride = filters, stride
+
+    def build(self, shape):
+        self.kernel = self.add_weight((1, 1, self.stride ** 2 * int(shape[-1]), self.filters), name="kernel")
+        self.bias = self.add_weight((self.filters,), name="bias")
+
+    @staticmethod
+    def weights_from_conv(kernel: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+        """From a convolution's kernel (s, s, C, F): space_to_depth puts (dy, dx, c) at (dy s + dx) C + c."""
+        return [kernel.reshape(1, 1, -1, kernel.shape[-1]), bias]
+
+    def call(self, x):
+        tf = _tf()
+        return tf.nn.conv2d(tf.nn.space_to_depth(x, self.stride), self.kernel, 1, "VALID") + self.bias
+
+    def compute_output_shape(self, s):
+        return (s[0], None, None, self.filters)
+
+
+class SubpixelLogits(layers.Layer):
+    """A transposed convolution with kernel == stride as a 1x1 convolution to stride^2 x K
+    channels + ``depth_to_space`` (the same output; no overlapping taps to add)."""
+
+    def __init__(self, filters: int, stride: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.stride = filters, stride
+
+    def build(self, shape):
+        s, k = self.stride, self.filters
+        self.kernel = self.add_weight((1, 1, int(shape[-1]), s * s * k), name="kernel")
+        self.bias = self.add_weight((s * s * k,), name="bias")
+
+    @staticmethod
+    def weights_from_transposed(kernel: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+        """From a ``Conv2DTranspose``'s kernel (s, s, K, C): output channel (dy s + dx) K + k."""
+        s, _, k, c = kernel.shape
+        return [kernel.transpose(3, 0, 1, 2).reshape(1, 1, c, s * s * k), np.tile(bias, s * s)]
+
+    def call(self, x):
+        tf = _tf()
+        y = tf.nn.conv2d(x, self.kernel, 1, "VALID") + self.bias
+        return tf.nn.depth_to_space(y, self.stride)
+
+    def compute_output_shape(self, s):
+        return (s[0], None, None, self.filters)
+
+
 class ClassIds(layers.Layer):
     """argmax over the classes as uint8 ids."""
 
@@ -84,7 +142,48 @@ def _is_fixed_bilinear(layer) -> bool:
     return isinstance(layer, layers.Conv2DTranspose) and not layer.trainable and layer.strides == (2, 2)
 
 
-def _swap(layer):
+def _is_subpixel(layer) -> bool:
+    return (isinstance(layer, layers.Conv2DTranspose) and layer.trainable
+            and tuple(layer.kernel_size) == tuple(layer.strides) and layer.strides[0] > 1)
+
+
+def _is_patch(conv) -> bool:
+    return tuple(conv.kernel_size) == tuple(conv.strides) and conv.kernel_size[0] == conv.kernel_size[1]
+
+
+def _folded_stem(model: keras.Model):
+    """The convolution that takes the ``normalize`` layer's output, if it has no padding (so the
+    affine folds into it exactly); else None."""
+    try:
+        norm = model.get_layer("normalize")
+    except ValueError:
+        return None
+    users = [layer for layer in model.layers
+             if any(t._keras_history.operation is norm for t in keras.tree.flatten(layer.input))]
+    if len(users) == 1 and type(users[0]) is layers.Conv2D and users[0].padding == "valid":
+        return users[0]
+    return None
+
+
+def _fold_normalization(conv, rescaling, bands: int) -> list[np.ndarray]:
+    """Weights of ``conv`` applied to raw pixels: conv(x * scale + offset) = conv'(x)."""
+    scale = np.broadcast_to(np.asarray(rescaling.scale, np.float32), (bands,))
+    offset = np.broadcast_to(np.asarray(rescaling.offset, np.float32), (bands,))
+    weights = conv.get_weights()
+    kernel = weights[0]
+    bias = weights[1] if conv.use_bias else np.zeros(kernel.shape[-1], np.float32)
+    return [kernel * scale[None, None, :, None], bias + np.einsum("hwcf,c->f", kernel, offset)]
+
+
+def _swap(layer, stem=None):
+    if stem is not None and layer.name == "normalize":
+        return layers.Identity(name=layer.name)
+    if stem is not None and layer.name == stem.name:
+        if _is_patch(layer):
+            return PatchEmbedding(layer.filters, layer.strides[0], name=layer.name)
+        return layers.Conv2D.from_config({**layer.get_config(), "use_bias": True})
+    if _is_subpixel(layer):
+        return SubpixelLogits(layer.filters, layer.strides[0], name=layer.name)
     if isinstance(layer, layers.UpSampling2D):
         if tuple(layer.size) != (2, 2):
             raise SatsegError(f"layer {layer.name}: only 2x upsampling is supported in the serving graph")
@@ -96,17 +195,27 @@ def _swap(layer):
     return layer.__class__.from_config(layer.get_config())
 
 
+def _serving_weights(layer, src, model: keras.Model, stem) -> list:
+    """The rewritten ``layer``'s weights, from the trained model's layer ``src`` of the same name."""
+    bands = model.input_shape[-1]
+    if stem is not None and src is stem:
+        folded = _fold_normalization(src, model.get_layer("normalize"), bands)
+        return PatchEmbedding.weights_from_conv(*folded) if isinstance(layer, PatchEmbedding) else folded
+    if isinstance(layer, SubpixelLogits):
+        return layer.weights_from_transposed(*src.get_weights())
+    if isinstance(src, layers.Rescaling):
+        return [np.broadcast_to(np.asarray(src.scale, np.float32), (bands,)).reshape(1, 1, bands, 1),
+                np.broadcast_to(np.asarray(src.offset, np.float32), (bands,))]
+    return src.get_weights()
+
+
 def serving_model(model: keras.Model, batch_size: int | None = 1) -> keras.Model:
     """Raw pixels (batch, H, W, bands) of any stride-multiple size -> uint8 class ids (batch, H, W)."""
-    clone = keras.models.clone_model(model, clone_function=_swap)
+    stem = _folded_stem(model)
+    clone = keras.models.clone_model(model, clone_function=lambda layer: _swap(layer, stem))
     for layer in clone.layers:
-        src = model.get_layer(layer.name)
-        if isinstance(src, layers.Rescaling):
-            c = model.input_shape[-1]
-            layer.set_weights([np.broadcast_to(np.asarray(src.scale, np.float32), (c,)).reshape(1, 1, c, 1),
-                               np.broadcast_to(np.asarray(src.offset, np.float32), (c,))])
-        elif layer.weights:
-            layer.set_weights(src.get_weights())
+        if layer.weights:
+            layer.set_weights(_serving_weights(layer, model.get_layer(layer.name), model, stem))
     inp = keras.Input((None, None, model.input_shape[-1]), batch_size=batch_size, name="image")
     return keras.Model(inp, ClassIds(name="class_ids")(clone(inp)), name=f"{model.name}_ids")
 
@@ -150,4 +259,5 @@ def receptive_margin(model: keras.Model, stride: int) -> int:
     return int(-(-np.ceil(radius) // stride) * stride)
 
 
-__all__ = ["serving_model", "receptive_margin", "Up2Nearest", "Up2Bilinear", "ClassIds"]
+__all__ = ["serving_model", "receptive_margin", "Up2Nearest", "Up2Bilinear", "PatchEmbedding", "SubpixelLogits",
+           "ClassIds"]

@@ -15,20 +15,43 @@ def _tiny_edge(arch: str):
 
     norm = {"mean": [120.0, 110.0, 100.0], "std": [60.0, 55.0, 50.0]}
     kw = {"pretrained": False} if arch == "lite0_edge" else {}
-    return build_model(arch, num_classes=4, seed=1, normalization=norm, **kw)
+    model = build_model(arch, num_classes=4, seed=1, normalization=norm, **kw)
+    for layer in model.layers:  # trained-looking batch norms, so that folding them is tested
+        if layer.__class__.__name__ == "BatchNormalization":
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma * RNG.uniform(0.5, 2, gamma.shape), RNG.normal(0, 0.5, beta.shape),
+                               RNG.normal(0, 0.5, mean.shape), RNG.uniform(0.5, 2, var.shape)])
+    return model
 
 
-@pytest.mark.parametrize("arch", ["edge", "lite0_edge"])
+@pytest.mark.parametrize("arch", ["edge", "lite0_edge", "fast_edge"])
 def test_serving_graph_gives_the_keras_argmax_at_any_size(arch):
     from satseg.serving import serving_model
 
     model = _tiny_edge(arch)
     ids = serving_model(model)
-    for h, w in ((64, 64), (48, 104)):
+    for h, w in ((64, 64), (48, 112)):
         x = RNG.uniform(0, 255, (1, h, w, 3)).astype(np.float32)
         got = np.asarray(ids(x))
         assert got.dtype == np.uint8 and got.shape == (1, h, w)
         assert (got == np.asarray(model(x)).argmax(-1)).mean() == 1.0
+
+
+def test_fast_edge_serving_graph_has_no_normalisation_pass_and_exact_subpixel_logits():
+    """The patch stem takes the normalisation into its weights (space_to_depth + 1x1 convolution),
+    and the sub-pixel head rewritten as 1x1 convolution + depth_to_space gives the transposed
+    convolution's logits."""
+    import keras
+
+    from satseg.serving import PatchEmbedding, serving_model
+
+    model = _tiny_edge("fast_edge")
+    ids = serving_model(model)
+    inner = ids.layers[1]
+    assert isinstance(inner.get_layer("normalize"), keras.layers.Identity)
+    assert isinstance(inner.get_layer("stem_conv"), PatchEmbedding)
+    x = RNG.uniform(0, 255, (1, 48, 80, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(inner(x)), np.asarray(model(x)), rtol=1e-4, atol=1e-4)
 
 
 def test_receptive_margin_bounds_what_changes_a_prediction():
