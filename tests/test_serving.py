@@ -54,12 +54,14 @@ def test_fast_edge_serving_graph_has_no_normalisation_pass_and_exact_subpixel_lo
     np.testing.assert_allclose(np.asarray(inner(x)), np.asarray(model(x)), rtol=1e-4, atol=1e-4)
 
 
-def test_receptive_margin_bounds_what_changes_a_prediction():
+@pytest.mark.parametrize("arch", ["edge", "fast_edge"])
+def test_receptive_margin_bounds_what_changes_a_prediction(arch):
+    from satseg.models import STRIDES
     from satseg.serving import receptive_margin
 
-    model = _tiny_edge("edge")
-    margin = receptive_margin(model, 8)
-    assert margin % 8 == 0 and margin > 0
+    model = _tiny_edge(arch)
+    margin = receptive_margin(model, STRIDES[arch])
+    assert margin % STRIDES[arch] == 0 and margin > 0
     x = RNG.uniform(0, 255, (1, 160, 160, 3)).astype(np.float32)
     y = x.copy()
     y[0, 80, 80] = 255 - y[0, 80, 80]  # change one pixel
@@ -87,20 +89,21 @@ def test_windowed_prediction_equals_one_full_frame_call():
     assert np.array_equal(full, windowed)
 
 
-@pytest.fixture(scope="module")
-def whole_int8(tmp_path_factory):
+@pytest.fixture(scope="module", params=["edge", "fast_edge"])
+def whole_int8(tmp_path_factory, request):
     from satseg.export import convert_tflite
     from satseg.models import STRIDES
     from satseg.serving import receptive_margin, serving_model
 
-    model = _tiny_edge("edge")
+    arch = request.param
+    model = _tiny_edge(arch)
     calib = [RNG.uniform(0, 255, (64, 64, 3)).astype(np.float32) for _ in range(8)]
     d = tmp_path_factory.mktemp("whole")
     path = d / "m.tflite"
     path.write_bytes(convert_tflite(serving_model(model), "tflite_int8", calib, uint8_pixels=True))
     spec = ModelSpec(classes=[{"id": i, "name": str(i), "color": [i, i, i]} for i in range(4)],
-                     normalization={"kind": "in_model"}, patch_size=64, architecture="edge",
-                     stride=STRIDES["edge"], margin=receptive_margin(model, 8))
+                     normalization={"kind": "in_model"}, patch_size=64, architecture=arch,
+                     stride=STRIDES[arch], margin=receptive_margin(model, STRIDES[arch]))
     save_spec(spec, d / "m.satseg.json")
     return path, model
 
