@@ -93,6 +93,30 @@ def sep_block(x, filters: int, name: str, strides: int = 1):
     return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
 
+def conv_bn(x, filters: int, kernel: int, name: str, strides: int = 1, padding: str = "same"):
+    """Dense convolution + batch norm + ReLU6: int8 kernels run these near the machine's
+    matmul rate, so at low resolution they are where arithmetic is cheap."""
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+
+def separable_unet(x, widths):
+    """From features ``x`` (``widths[0]`` channels, first level): depthwise-separable levels down,
+    each halving the size (``enc2``, ``enc3``, ...), then back up with nearest upsampling and
+    concatenated skips (``dec2``, ``dec1``) to the first level's size."""
+    skips = [x]
+    for i, f in enumerate(widths[1:], start=2):
+        x = sep_block(x, f, f"enc{i}_down", strides=2)
+        x = sep_block(x, f, f"enc{i}")
+        skips.append(x)
+    for i in range(len(widths) - 1, 0, -1):
+        x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
+        x = layers.Concatenate(name=f"dec{i}_concat")([x, skips[i - 1]])
+        x = sep_block(x, widths[i - 1], f"dec{i}")
+    return x
+
+
 # --- builders ------------------------------------------------------------------------------
 
 def build_teacher(input_shape=ANY_SIZE, num_classes: int = 6, widths=(16, 32, 64, 128, 256),
@@ -152,30 +176,11 @@ def build_edge(input_shape=ANY_SIZE, num_classes: int = 6, widths=(16, 32, 64), 
     _check_input(input_shape, stride, name)
     inputs = keras.Input(input_shape, name="image")
     x = normalization_layer(inputs, normalization)
-    x = layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
-    x = layers.ReLU(6.0, name="stem_relu")(x)
-    x = sep_block(x, widths[0], "enc1")
-    skips = [x]
-    for i, f in enumerate(widths[1:], start=2):
-        x = sep_block(x, f, f"enc{i}_down", strides=2)
-        x = sep_block(x, f, f"enc{i}")
-        skips.append(x)
-    for i in range(len(widths) - 1, 0, -1):
-        x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
-        x = layers.Concatenate(name=f"dec{i}_concat")([x, skips[i - 1]])
-        x = sep_block(x, widths[i - 1], f"dec{i}")
+    x = conv_bn(x, widths[0], 3, "stem", strides=2)
+    x = separable_unet(sep_block(x, widths[0], "enc1"), widths)
     x = layers.Conv2D(num_classes, 1, name="head_logits")(x)
     outputs = bilinear_up2(x, "logits")
     return keras.Model(inputs, outputs, name=name)
-
-
-def conv_bn(x, filters: int, kernel: int, name: str, strides: int = 1, padding: str = "same"):
-    """Dense convolution + batch norm + ReLU6: int8 kernels run these near the machine's
-    matmul rate, so at low resolution they are where arithmetic is cheap."""
-    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
-    return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
 
 def build_fast_edge(input_shape=ANY_SIZE, num_classes: int = 6, widths=(24, 48, 96), patch: int = 4,
@@ -198,16 +203,7 @@ def build_fast_edge(input_shape=ANY_SIZE, num_classes: int = 6, widths=(24, 48, 
     inputs = keras.Input(input_shape, name="image")
     x = conv_bn(normalization_layer(inputs, normalization), widths[0], patch, "stem", strides=patch,
                 padding="valid")
-    x = conv_bn(x, widths[0], 3, "enc1")
-    skips = [x]
-    for i, f in enumerate(widths[1:], start=2):
-        x = sep_block(x, f, f"enc{i}_down", strides=2)
-        x = sep_block(x, f, f"enc{i}")
-        skips.append(x)
-    for i in range(len(widths) - 1, 0, -1):
-        x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
-        x = layers.Concatenate(name=f"dec{i}_concat")([x, skips[i - 1]])
-        x = sep_block(x, widths[i - 1], f"dec{i}")
+    x = separable_unet(conv_bn(x, widths[0], 3, "enc1"), widths)
     x = conv_bn(x, widths[0], 3, "head")
     outputs = layers.Conv2DTranspose(num_classes, patch, strides=patch, name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
