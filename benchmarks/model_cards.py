@@ -306,6 +306,51 @@ def pretrained_headline(ms) -> str:
     return " ".join(parts)
 
 
+def whole_image_rows(bench) -> dict:
+    """Model name -> its int8 bench row (whole-image seconds and multiple of the MAC limit)."""
+    return {r["model"]: r for r in (bench or {}).get("inference", []) if r["runtime"] == "litert_int8"}
+
+
+def best_val_miou(m) -> float:
+    """A run's best validation mIoU (from its history): what choices between runs are made on."""
+    return max((float(h["val_miou"]) for h in m["history"]), default=float("nan"))
+
+
+def fast_edge_headline(ms, bench) -> str:
+    """The fast edge student against `edge` (from the same teacher) on accuracy, size and speed."""
+    e = {m["name"]: m for m in ms}
+    fast = [m for m in ms if m["config"]["config"]["model"] == "fast_edge"]
+    edge = e.get("edge_distilled_lite0")
+    if not fast or not edge:
+        return ""
+    rows = whole_image_rows(bench)
+    best = max(fast, key=best_val_miou)
+
+    def describe(m):
+        r = rows.get(m["name"], {})
+        speed = (f", whole image {r['whole_image_s']:.3f} s = {r['whole_image_x_limit']:.1f}x its MAC limit"
+                 if "whole_image_s" in r else "")
+        return (f"mIoU {m['eval']['miou']:.4f} (int8 {m['eval_int8']['miou']:.4f}), int8 file "
+                f"{art(m, 'tflite_int8')['bytes'] / 1024:.1f} KB{speed}")
+
+    def better(a, b):
+        ra, rb = rows.get(a["name"], {}), rows.get(b["name"], {})
+        return {"accuracy": a["eval"]["miou"] > b["eval"]["miou"],
+                "int8 accuracy": a["eval_int8"]["miou"] > b["eval_int8"]["miou"],
+                "size": art(a, "tflite_int8")["bytes"] < art(b, "tflite_int8")["bytes"],
+                "speed": ra["whole_image_s"] < rb["whole_image_s"] if "whole_image_s" in ra and "whole_image_s" in rb
+                else None}
+
+    wins = better(best, edge)
+    others = "; ".join(f"`{m['name']}` {m['eval']['miou']:.4f} (validation {best_val_miou(m):.4f})"
+                       for m in fast if m is not best)
+    return (f"**Fast edge student (test split, whole images).** `{best['name']}` (the `fast_edge` run chosen on "
+            f"validation: {best_val_miou(best):.4f}): {describe(best)}; `edge` (`edge_distilled_lite0`): {describe(edge)}. Better than `edge` on "
+            + ", ".join(f"{k} {'not measured' if v is None else 'yes' if v else '**no**'}" for k, v in wins.items())
+            + (" (so it does not replace `edge`, which stays in the zoo)" if not all(wins.values()) else "")
+            + (f". Other `fast_edge` runs: {others}" if others else "") + ".")
+
+
 def ablation_table() -> str:
     """The recipe ablations (``benchmarks/ablations.py``) as a table against the recipe's run."""
     if not ABLATIONS.exists():
@@ -365,7 +410,7 @@ def main():
     rows = write_index(ms)
     default = choose_default(rows)
     table = results_table(ms, bench)
-    heads = [h for h in (pretrained_headline(ms), headline(ms)) if h]
+    heads = [h for h in (pretrained_headline(ms), fast_edge_headline(ms, bench), headline(ms)) if h]
     note = (f"The default model of `satseg predict` and `satseg evaluate` (packaged in `satseg/default_model/`) is "
             f"`{default}`: the best shipped student whose int8 file is under 100 KB.")
     ablations = ablation_table()
