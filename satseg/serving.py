@@ -12,8 +12,9 @@ is rewritten (the weights are the model's, the maths the same):
   into its weights exactly and there is no full-resolution float pass at all; a stem whose
   kernel equals its stride becomes ``space_to_depth`` + a 1x1 convolution (one plain matrix
   product per cell, measured faster in int8 than the strided convolution);
-- a learned sub-pixel head (a transposed convolution whose kernel equals its stride) becomes a
-  1x1 convolution + ``depth_to_space``, which XNNPACK runs in int8 at any size;
+- a transposed convolution whose kernel equals its stride (a learned sub-pixel head, a U-Net's
+  2x2 up-convolution) becomes a 1x1 convolution + ``depth_to_space``, which XNNPACK runs in int8
+  at any size;
 - 2x nearest upsampling becomes ``concat + depth_to_space`` and the fixed bilinear transposed
   convolution four 3x3 depthwise "phase" convolutions + ``depth_to_space``: both have constant
   shapes, so XNNPACK runs them at any input size (``RESIZE_*`` with a computed size it cannot);
@@ -99,9 +100,10 @@ class PatchEmbedding(layers.Layer):
         return (s[0], None, None, self.filters)
 
 
-class SubpixelLogits(layers.Layer):
-    """A transposed convolution with kernel == stride as a 1x1 convolution to stride^2 x K
-    channels + ``depth_to_space`` (the same output; no overlapping taps to add)."""
+class SubpixelConv(layers.Layer):
+    """A transposed convolution with kernel == stride (a learned sub-pixel head, or a U-Net's 2x2
+    up-convolution) as a 1x1 convolution to stride^2 x K channels + ``depth_to_space``: the same
+    output, as no taps overlap, in ops that XNNPACK runs in int8 at any size."""
 
     def __init__(self, filters: int, stride: int, **kwargs):
         super().__init__(**kwargs)
@@ -113,9 +115,10 @@ class SubpixelLogits(layers.Layer):
         self.bias = self.add_weight((s * s * k,), name="bias")
 
     @staticmethod
-    def weights_from_transposed(kernel: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    def weights_from_transposed(kernel: np.ndarray, bias: np.ndarray | None = None) -> list[np.ndarray]:
         """From a ``Conv2DTranspose``'s kernel (s, s, K, C): output channel (dy s + dx) K + k."""
         s, _, k, c = kernel.shape
+        bias = np.zeros(k, np.float32) if bias is None else bias
         return [kernel.transpose(3, 0, 1, 2).reshape(1, 1, c, s * s * k), np.tile(bias, s * s)]
 
     def call(self, x):
@@ -143,8 +146,9 @@ def _is_fixed_bilinear(layer) -> bool:
 
 
 def _is_subpixel(layer) -> bool:
-    return (isinstance(layer, layers.Conv2DTranspose) and layer.trainable
-            and tuple(layer.kernel_size) == tuple(layer.strides) and layer.strides[0] > 1)
+    return (isinstance(layer, layers.Conv2DTranspose) and layer.trainable and layer.strides[0] > 1
+            and tuple(layer.kernel_size) == tuple(layer.strides) == (layer.strides[0],) * 2
+            and layer.activation is keras.activations.linear)
 
 
 def _is_patch(conv) -> bool:
@@ -183,7 +187,7 @@ def _swap(layer, stem=None):
             return PatchEmbedding(layer.filters, layer.strides[0], name=layer.name)
         return layers.Conv2D.from_config({**layer.get_config(), "use_bias": True})
     if _is_subpixel(layer):
-        return SubpixelLogits(layer.filters, layer.strides[0], name=layer.name)
+        return SubpixelConv(layer.filters, layer.strides[0], name=layer.name)
     if isinstance(layer, layers.UpSampling2D):
         if tuple(layer.size) != (2, 2):
             raise SatsegError(f"layer {layer.name}: only 2x upsampling is supported in the serving graph")
@@ -201,7 +205,7 @@ def _serving_weights(layer, src, model: keras.Model, stem) -> list:
     if stem is not None and src is stem:
         folded = _fold_normalization(src, model.get_layer("normalize"), bands)
         return PatchEmbedding.weights_from_conv(*folded) if isinstance(layer, PatchEmbedding) else folded
-    if isinstance(layer, SubpixelLogits):
+    if isinstance(layer, SubpixelConv):
         return layer.weights_from_transposed(*src.get_weights())
     if isinstance(src, layers.Rescaling):
         return [np.broadcast_to(np.asarray(src.scale, np.float32), (bands,)).reshape(1, 1, bands, 1),
@@ -259,5 +263,5 @@ def receptive_margin(model: keras.Model, stride: int) -> int:
     return int(-(-np.ceil(radius) // stride) * stride)
 
 
-__all__ = ["serving_model", "receptive_margin", "Up2Nearest", "Up2Bilinear", "PatchEmbedding", "SubpixelLogits",
+__all__ = ["serving_model", "receptive_margin", "Up2Nearest", "Up2Bilinear", "PatchEmbedding", "SubpixelConv",
            "ClassIds"]

@@ -24,7 +24,7 @@ def _tiny_edge(arch: str):
     return model
 
 
-@pytest.mark.parametrize("arch", ["edge", "lite0_edge", "fast_edge"])
+@pytest.mark.parametrize("arch", ["edge", "lite0_edge", "fast_edge", "teacher"])
 def test_serving_graph_gives_the_keras_argmax_at_any_size(arch):
     from satseg.serving import serving_model
 
@@ -43,13 +43,14 @@ def test_fast_edge_serving_graph_has_no_normalisation_pass_and_exact_subpixel_lo
     convolution's logits."""
     import keras
 
-    from satseg.serving import PatchEmbedding, serving_model
+    from satseg.serving import PatchEmbedding, SubpixelConv, serving_model
 
     model = _tiny_edge("fast_edge")
     ids = serving_model(model)
     inner = ids.layers[1]
     assert isinstance(inner.get_layer("normalize"), keras.layers.Identity)
     assert isinstance(inner.get_layer("stem_conv"), PatchEmbedding)
+    assert isinstance(inner.get_layer("logits"), SubpixelConv)
     x = RNG.uniform(0, 255, (1, 48, 80, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(inner(x)), np.asarray(model(x)), rtol=1e-4, atol=1e-4)
 
