@@ -70,6 +70,8 @@ def train_command(c: dict, run_name: str) -> str:
     first = next((ch["epochs"]["from"] for ch in c.get("changes", []) if "epochs" in ch), cfg["epochs"])
     parts += ["--epochs", str(first), "--batch-size", str(cfg["batch_size"]), "--lr", str(cfg["lr"]),
               "--loss", cfg["loss"], "--split", cfg["split"], "--seed", str(cfg["seed"])]
+    if cfg.get("split_seed") is not None:
+        parts += ["--split-seed", str(cfg["split_seed"])]
     if cfg.get("sampling") == "crops":
         parts += ["--crops-per-epoch", str(cfg["crops_per_epoch"])]
         parts += recipe_changes(cfg)
@@ -131,8 +133,9 @@ def card(m, teacher_eval):
                 f"{cfg['patch_size']} px ({cfg['patch_mode']} mode), per-patch min-max normalisation")
     opt = (f"AdamW lr {cfg['lr']} (warm-up {cfg.get('warmup_epochs')} epoch, cosine decay), weight decay "
            f"{cfg.get('weight_decay')}" if cfg.get("lr_schedule") == "cosine" else f"Adam lr {cfg['lr']}")
+    split_seed = cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
     lines += [f"- **Data**: `{c['data_root']}` (the Dubai release, 64 images); split by image, seed "
-              f"{cfg['seed']}: {len(c['split']['train'])} train / {len(c['split']['val'])} val / "
+              f"{split_seed}: {len(c['split']['train'])} train / {len(c['split']['val'])} val / "
               f"{len(c['split']['test'])} test images; {seen}.",
               f"- **Training**: `{cfg['model']}`, loss `{cfg['loss']}`, {opt}, batch {cfg['batch_size']}, "
               f"{len(m['history'])} epochs (best val mIoU {float(best['val_miou']):.4f} at epoch {int(best['epoch']) + 1}); "

@@ -65,6 +65,7 @@ class TrainConfig:
     test_fraction: float = 0.15
     max_patches: int | None = None
     seed: int = 42
+    split_seed: int | None = None  # None: the seed; set it to vary the training seed over one split
     augment: bool = True
     strategy: str = "default"  # default | mirrored | multiworker
     patience: int | None = None  # early stopping on val mIoU
@@ -77,6 +78,11 @@ class TrainConfig:
         cfg = cls(**{k: v for k, v in d.items() if k in known})
         cfg.scale = tuple(cfg.scale)
         return cfg
+
+    @property
+    def effective_split_seed(self) -> int:
+        """The seed of the train/val/test split: ``split_seed`` when set, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def check(self):
         """Every name and number, before anything is read or written."""
@@ -225,7 +231,7 @@ def prepare_data(cfg: TrainConfig, root, progress: bool = True) -> TrainData:
 
     root = Path(root).absolute()
     samples = D.find_samples(root)
-    split = D.image_split(samples, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    split = D.image_split(samples, cfg.val_fraction, cfg.test_fraction, cfg.effective_split_seed)
     if cfg.split == "patch":
         split = {"train": list(range(len(samples))), "val": [], "test": []}
     train = D.load_images([samples[i] for i in split["train"]], progress=progress)
@@ -235,7 +241,7 @@ def prepare_data(cfg: TrainConfig, root, progress: bool = True) -> TrainData:
     if cfg.split == "patch":  # the reference's leaky random patch split
         x, y, _ = D.grid_patches(train, cfg.patch_size, cfg.patch_mode, norm)
         ps = D.PatchSet(x, y, np.zeros(len(x), int), samples)
-        idx = D.split_indices(ps, "patch", cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        idx = D.split_indices(ps, "patch", cfg.val_fraction, cfg.test_fraction, cfg.effective_split_seed)
         data.grid = (x[idx["train"]], y[idx["train"]])
         data.val_x, data.val_y = x[idx["val"]], y[idx["val"]]
     else:

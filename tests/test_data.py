@@ -152,6 +152,17 @@ def test_split_by_image_has_no_leakage_and_is_deterministic(tiny_dataset):
     assert sorted(np.concatenate(list(by_patch.values())).tolist()) == list(range(len(ps)))
 
 
+def test_split_seed_keeps_the_split_while_the_training_seed_changes(tiny_dataset):
+    from satseg.train import TrainConfig, prepare_data
+
+    def split(**kw):
+        cfg = TrainConfig(model="edge", data=str(tiny_dataset), patch_size=32, val_fraction=0.34, test_fraction=0.34, **kw)
+        return prepare_data(cfg, tiny_dataset, progress=False).split
+
+    assert split(seed=1, split_seed=7) == split(seed=7)
+    assert split(seed=1, split_seed=7) != split(seed=1)
+
+
 def test_synthetic_dataset_has_all_classes(tiny_dataset):
     info = D.inspect(tiny_dataset, patch_size=32)
     assert info["images"] == 6 and info["patches"] == 6 * 3 * 4

@@ -62,6 +62,8 @@ def _weights(value):
 @click.option("--no-augment", is_flag=True, help="Disable flips, rotations, scale and photometric jitter.")
 @_opt("--strategy", key="strategy", help="mirrored: all local GPUs; multiworker: across machines (TF_CONFIG).")
 @_opt("--seed", key="seed", type=int, help="Random seed (recorded in config.json).")
+@_opt("--split-seed", key="split_seed", type=int,
+      help="Seed of the train/val/test split [default: --seed]; keep it to compare training seeds on one split.")
 @verbosity_options
 def command(model_name, data, out, teacher, resume_dir, force, no_augment, **kw):
     """Train a teacher, a student from scratch, or a distilled student (--teacher)."""
