@@ -31,7 +31,13 @@ VARIANTS = {
     "distilled": ("distilled from the teacher, alpha 0.5, T 2 (the recipe)", ["--teacher", "TEACHER"]),
     "distilled_a02_t4": ("distilled from the teacher, alpha 0.2, T 4",
                          ["--teacher", "TEACHER", "--alpha", "0.2", "--temperature", "4"]),
+    "recipe_seed1": ("the recipe, training seed 1 on the same split (seed-to-seed spread)",
+                     ["--seed", "1", "--split-seed", "42"]),
+    "recipe_seed2": ("the recipe, training seed 2 on the same split (seed-to-seed spread)",
+                     ["--seed", "2", "--split-seed", "42"]),
 }
+SEEDS = ("recipe", "recipe_seed1", "recipe_seed2")
+"""The recipe under three training seeds on one split: how far apart runs land by chance."""
 
 
 def train(name: str, runs: Path, data: str, teacher: str) -> None:
@@ -76,7 +82,8 @@ def main():
     rows = [r for r in (collect(n, args.runs) for n in VARIANTS) if r]
     doc = {"what": "lite0_edge (ImageNet encoder), 12 epochs x 512 crops, one change to the recipe per run; "
                    "best validation mIoU (145 grid patches of the 8 validation images)",
-           "command": "python benchmarks/ablations.py --data DATA", "base_args": BASE, "runs": rows}
+           "command": "python benchmarks/ablations.py --data DATA", "base_args": BASE, "runs": rows,
+           "seed_runs": [n for n in SEEDS if any(r["name"] == n for r in rows)]}
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     for r in rows:
         print(f"{r['name']:18s} {r['val_miou']:.4f}  {r['change']}")

@@ -362,9 +362,17 @@ def ablation_table() -> str:
     runs = doc["runs"]
     base = next((r for r in runs if r["name"] == "recipe"), None)
     classes = list(runs[0]["val_iou"])
+    seeds = [r for r in runs if r["name"] in doc.get("seed_runs", [])]
+    if len(seeds) > 1:
+        vals = [r["val_miou"] for r in seeds]
+        spread = (f"One run per variant (seed 42). The recipe under {len(seeds)} training seeds on the same split "
+                  f"scores {', '.join(f'{v:.4f}' for v in vals)}: {100 * (max(vals) - min(vals)):.2f} points apart by "
+                  "chance alone, so a variant that differs from the recipe by less than that is a tie.")
+    else:
+        spread = ("One run per variant (seed 42); the spread between seeds was not measured, so read differences "
+                  "of a few tenths of a point as ties.")
     lines = ["## Recipe ablations (validation split)", "",
-             f"{doc['what']}; from `{doc['command']}` (`ablations.json`). One run per variant (seed 42); "
-             "the spread between seeds was not measured, so read differences of a few tenths of a point as ties.", "",
+             f"{doc['what']}; from `{doc['command']}` (`ablations.json`). {spread}", "",
              "| variant | change | val mIoU | vs recipe (pt) | " + " | ".join(classes) + " | best epoch |",
              "|---|---|---:|---:|" + "---:|" * len(classes) + "---:|"]
     for r in runs:
