@@ -133,7 +133,9 @@ def card(m, teacher_eval):
                 f"{cfg['patch_size']} px ({cfg['patch_mode']} mode), per-patch min-max normalisation")
     opt = (f"AdamW lr {cfg['lr']} (warm-up {cfg.get('warmup_epochs')} epoch, cosine decay), weight decay "
            f"{cfg.get('weight_decay')}" if cfg.get("lr_schedule") == "cosine" else f"Adam lr {cfg['lr']}")
-    split_seed = cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
+    from satseg.train import TrainConfig
+
+    split_seed = TrainConfig.from_dict(cfg).effective_split_seed
     lines += [f"- **Data**: `{c['data_root']}` (the Dubai release, 64 images); split by image, seed "
               f"{split_seed}: {len(c['split']['train'])} train / {len(c['split']['val'])} val / "
               f"{len(c['split']['test'])} test images; {seen}.",
@@ -179,14 +181,15 @@ def card(m, teacher_eval):
     return "\n".join(lines)
 
 
+def int8_rows(bench) -> dict:
+    """Model name -> its int8 file's bench row (ms per patch, seconds per image, multiple of the MAC limit)."""
+    return {r["model"]: r for r in (bench or {}).get("inference", []) if r["runtime"] == "litert_int8"}
+
+
 def results_table(ms, bench):
     t = next((m for m in ms if m["name"] == "teacher"), None)
-    lat, img = {}, {}
-    if bench:
-        for row in bench["inference"]:
-            lat[(row["model"], row["runtime"])] = row["ms_per_patch"]
-            if row["runtime"] == "litert_int8":
-                img[row["model"]] = row.get("whole_image_s", row.get("tiled_s"))
+    lat = {(row["model"], row["runtime"]): row["ms_per_patch"] for row in (bench or {}).get("inference", [])}
+    img = {name: row.get("whole_image_s", row.get("tiled_s")) for name, row in int8_rows(bench).items()}
     head = ("| model | params | conv layers | G MACs | `.keras` KB | LiteRT fp32 KB | LiteRT int8 KB | test mIoU (Keras) "
             "| test mIoU (int8) | int8 ms/patch | x teacher int8 | int8 s/image |")
     lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -309,11 +312,6 @@ def pretrained_headline(ms) -> str:
     return " ".join(parts)
 
 
-def whole_image_rows(bench) -> dict:
-    """Model name -> its int8 bench row (whole-image seconds and multiple of the MAC limit)."""
-    return {r["model"]: r for r in (bench or {}).get("inference", []) if r["runtime"] == "litert_int8"}
-
-
 def best_val_miou(m) -> float:
     """A run's best validation mIoU (from its history): what choices between runs are made on."""
     return max((float(h["val_miou"]) for h in m["history"]), default=float("nan"))
@@ -326,7 +324,7 @@ def fast_edge_headline(ms, bench) -> str:
     edge = e.get("edge_distilled_lite0")
     if not fast or not edge:
         return ""
-    rows = whole_image_rows(bench)
+    rows = int8_rows(bench)
     best = max(fast, key=best_val_miou)
 
     def describe(m):
@@ -336,15 +334,12 @@ def fast_edge_headline(ms, bench) -> str:
         return (f"mIoU {m['eval']['miou']:.4f} (int8 {m['eval_int8']['miou']:.4f}), int8 file "
                 f"{art(m, 'tflite_int8')['bytes'] / 1024:.1f} KB{speed}")
 
-    def better(a, b):
-        ra, rb = rows.get(a["name"], {}), rows.get(b["name"], {})
-        return {"accuracy": a["eval"]["miou"] > b["eval"]["miou"],
-                "int8 accuracy": a["eval_int8"]["miou"] > b["eval_int8"]["miou"],
-                "size": art(a, "tflite_int8")["bytes"] < art(b, "tflite_int8")["bytes"],
-                "speed": ra["whole_image_s"] < rb["whole_image_s"] if "whole_image_s" in ra and "whole_image_s" in rb
-                else None}
-
-    wins = better(best, edge)
+    fr, er = rows.get(best["name"], {}), rows.get(edge["name"], {})
+    wins = {"accuracy": best["eval"]["miou"] > edge["eval"]["miou"],
+            "int8 accuracy": best["eval_int8"]["miou"] > edge["eval_int8"]["miou"],
+            "size": art(best, "tflite_int8")["bytes"] < art(edge, "tflite_int8")["bytes"],
+            "speed": fr["whole_image_s"] < er["whole_image_s"] if "whole_image_s" in fr and "whole_image_s" in er
+            else None}
     others = "; ".join(f"`{m['name']}` {m['eval']['miou']:.4f} (validation {best_val_miou(m):.4f})"
                        for m in fast if m is not best)
     return (f"**Fast edge student (test split, whole images).** `{best['name']}` (the `fast_edge` run chosen on "

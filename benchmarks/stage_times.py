@@ -117,18 +117,29 @@ def first_image(data: str, bands: int, stride: int) -> np.ndarray:
     return np.clip(image[:h, :w], 0, 255).astype(np.uint8)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="exported_models/edge_distilled_lite0/model.keras")
+def timing_args(doc: str, model: str, size, repeats: int) -> argparse.ArgumentParser:
+    """The options of the serving-graph timing scripts (this one and serving_variants.py)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--model", default=model)
     ap.add_argument("--data", default="../shared/data/dubai/Semantic segmentation dataset",
                     help="calibration images (the int8 ranges)")
-    ap.add_argument("--size", type=int, nargs=2, default=(1480, 2152), help="height width (stride multiples)")
+    ap.add_argument("--size", type=int, nargs=2, default=size, help="height width (stride multiples)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
+    ap.add_argument("--repeats", type=int, default=repeats)
+    return ap
+
+
+def load_serving(args):
+    """(Keras model, its spec, int8 calibration patches, serving graph) for ``args.model``."""
     model, spec = load_model_file(args.model), load_spec(Path(args.model))
     calib, _, _ = calibration_patches(Path(args.model), args.data, spec, 16, 1)
-    whole, bands = serving_model(model), model.input_shape[-1]
+    return model, spec, calib, serving_model(model)
+
+
+def main():
+    args = timing_args(__doc__, "exported_models/edge_distilled_lite0/model.keras", (1480, 2152), 5).parse_args()
+    model, spec, calib, whole = load_serving(args)
+    bands = model.input_shape[-1]
     graphs = stage_graphs(model, whole)
     files = [(name, convert_tflite(g, "tflite_int8", calib, int8_io=g.output.dtype != "uint8", uint8_pixels=True))
              for name, g in graphs]

@@ -11,7 +11,7 @@ is rewritten (the weights are the model's, the maths the same):
 - where the first convolution has no padding (a patch-embedding stem), the normalisation folds
   into its weights exactly and there is no full-resolution float pass at all; a stem whose
   kernel equals its stride becomes ``space_to_depth`` + a 1x1 convolution (one plain matrix
-  product per cell, measured faster in int8 than the strided convolution);
+  product per cell; ``benchmarks/serving_variants.py`` times it against the strided convolution);
 - a transposed convolution whose kernel equals its stride (a learned sub-pixel head, a U-Net's
   2x2 up-convolution) becomes a 1x1 convolution + ``depth_to_space``, which XNNPACK runs in int8
   at any size;
@@ -169,10 +169,14 @@ def _folded_stem(model: keras.Model):
     return None
 
 
+def _affine(rescaling, bands: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ``Rescaling`` layer's per-band scale and offset."""
+    return tuple(np.broadcast_to(np.asarray(v, np.float32), (bands,)) for v in (rescaling.scale, rescaling.offset))
+
+
 def _fold_normalization(conv, rescaling, bands: int) -> list[np.ndarray]:
     """Weights of ``conv`` applied to raw pixels: conv(x * scale + offset) = conv'(x)."""
-    scale = np.broadcast_to(np.asarray(rescaling.scale, np.float32), (bands,))
-    offset = np.broadcast_to(np.asarray(rescaling.offset, np.float32), (bands,))
+    scale, offset = _affine(rescaling, bands)
     weights = conv.get_weights()
     kernel = weights[0]
     bias = weights[1] if conv.use_bias else np.zeros(kernel.shape[-1], np.float32)
@@ -208,8 +212,8 @@ def _serving_weights(layer, src, model: keras.Model, stem) -> list:
     if isinstance(layer, SubpixelConv):
         return layer.weights_from_transposed(*src.get_weights())
     if isinstance(src, layers.Rescaling):
-        return [np.broadcast_to(np.asarray(src.scale, np.float32), (bands,)).reshape(1, 1, bands, 1),
-                np.broadcast_to(np.asarray(src.offset, np.float32), (bands,))]
+        scale, offset = _affine(src, bands)
+        return [scale.reshape(1, 1, bands, 1), offset]
     return src.get_weights()
 
 
