@@ -313,7 +313,9 @@ class EdgeModel:
         if dt == np.uint8 and x.dtype == np.uint8 and (scale, zp) == (1.0, 0):
             return x  # raw 8-bit pixels are the model's input as they are
         info = np.iinfo(dt)
-        return np.clip(np.round(x.astype(np.float32) / scale + zp), info.min, info.max).astype(dt)
+        q = np.divide(x, scale, dtype=np.float32)
+        q += zp
+        return np.clip(np.round(q, out=q), info.min, info.max, out=q).astype(dt)
 
     def predict_rows(self, rows, h: int, w: int) -> np.ndarray:
         """Class ids of an (h, w) image given as ``rows(y0, y1)``, window by window."""
@@ -337,8 +339,9 @@ class EdgeModel:
             y = self.interpreter.get_tensor(self._out["index"])[0]
             if self._out["dtype"] in (np.int8, np.uint8):
                 scale, zp = self._out["quantization"]
-                y = (y.astype(np.float32) - zp) * scale
-            out.append(y.astype(np.float32))
+                y = np.subtract(y, zp, dtype=np.float32)
+                y *= scale
+            out.append(y.astype(np.float32, copy=False))
         return np.stack(out)
 
     def predict_probs(self, image: np.ndarray, overlap: int | None = DEFAULT_OVERLAP, progress=None) -> np.ndarray:

@@ -200,8 +200,9 @@ def normalize(patch: np.ndarray, spec: dict) -> np.ndarray:
     x = patch.astype(np.float32)
     kind = spec.get("kind")
     if kind == "minmax":
-        lo = x.min(axis=(-3, -2), keepdims=True)
-        hi = x.max(axis=(-3, -2), keepdims=True)
+        # channel by channel: several times faster than one reduction over two strided axes
+        lo = np.array([patch[..., c].min() for c in range(patch.shape[-1])], np.float32)
+        hi = np.array([patch[..., c].max() for c in range(patch.shape[-1])], np.float32)
         return (x - lo) / np.maximum(hi - lo, 1e-12)
     if kind == "in_model":  # the model's first layer applies the recorded mean/std
         return x

@@ -83,6 +83,15 @@ def test_normalizations():
         normalize(x, {"kind": "zscore"})
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_minmax_is_the_reference_scaler_per_patch_and_channel(dtype):
+    from sklearn.preprocessing import MinMaxScaler
+
+    patch = np.random.default_rng(3).integers(20, 230, (32, 24, 3)).astype(dtype)
+    ref = MinMaxScaler().fit_transform(patch.reshape(-1, 3).astype(np.float64)).reshape(patch.shape)
+    np.testing.assert_allclose(normalize(patch, {"kind": "minmax"}), ref, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 @pytest.mark.parametrize("bands", [1, 4, 7])
 def test_tiff_reading_any_band_count_and_dtype(tmp_path, dtype, bands):
