@@ -1,0 +1,61 @@
+"""A float Keras model's mIoU on whole frames against blended tiles of its training patch size, and
+tiles without overlap: whether a whole-frame gap comes from context (the frame against the patch
+the model was trained on) or from the ensemble that overlapping tiles make.
+
+    python benchmarks/whole_vs_tiles.py --model exported_models/lite0_unet/model.keras [--split val]
+                                        [--data DATA] [--overlaps 64 0]
+
+Prints one JSON document: per path, mIoU and per-class IoU on the split's whole images.
+"""
+
+import argparse
+import json
+
+import numpy as np
+
+from satseg.classes import class_names
+from satseg.data import load_sample
+from satseg.edge import predict_tiled
+from satseg.evaluate import load_predictor, recorded_split, select_images
+from satseg.metrics import ConfusionMatrix
+from satseg.models import STRIDES
+
+
+def whole_frame(predictor, image, stride):
+    """One call on the frame padded (edge rows/columns) to stride multiples, cropped back."""
+    h, w = image.shape[:2]
+    pad = [(0, -h % stride), (0, -w % stride), (0, 0)]
+    probs = predictor.predict_patches(np.pad(image, pad, mode="edge")[None].astype(np.float32))[0]
+    return probs[:h, :w].argmax(-1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help=".keras file of a fully convolutional model")
+    ap.add_argument("--data", default="../shared/data/dubai/Semantic segmentation dataset")
+    ap.add_argument("--split", default="val", choices=["val", "test", "train"])
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--overlaps", type=int, nargs="+", default=[64, 0])
+    a = ap.parse_args()
+    p = load_predictor(a.model)
+    spec = p.spec
+    samples = select_images(a.data, a.split, a.seed, recorded=recorded_split(a.model))
+    paths = {"whole frame": lambda im: whole_frame(p, im, STRIDES[spec.architecture])}
+    for ov in a.overlaps:
+        paths[f"tiles {spec.patch_size} px, overlap {ov}"] = (
+            lambda im, ov=ov: predict_tiled(im, p.predict_patches, spec, ov, batch_size=8).argmax(-1))
+    cms = {k: ConfusionMatrix(spec.num_classes) for k in paths}
+    for s in samples:
+        li = load_sample(s, spec.seg_classes, spec.bands)
+        for k, fn in paths.items():
+            cms[k].update(li.mask, fn(li.image))
+    names = class_names(spec.seg_classes)
+    out = {"model": a.model, "split": a.split, "images": len(samples), "paths": {}}
+    for k, cm in cms.items():
+        r = cm.report(names)
+        out["paths"][k] = {"miou": r["miou"], "per_class": {n: v["iou"] for n, v in r["per_class"].items()}}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
