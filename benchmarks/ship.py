@@ -1,5 +1,6 @@
 """Ship a finished training run into exported_models/NAME: evaluate it on the test split (whole
-images), export it with `satseg export`, and copy what a user needs. Every command it runs is
+images; the validation split's too, which is what shipped models are compared on), export it with
+`satseg export`, and copy what a user needs. Every command it runs is
 recorded in exported_models/NAME/commands.txt.
 
     python benchmarks/ship.py NAME RUN_DIR [--teacher TEACHER.keras] [--data DATA]
@@ -70,6 +71,9 @@ def main():
                 shutil.copy2(args.run / f, dest / f)
         sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "test",
             "--plots", str(dest), "--out", str(dest / "evaluate.json"), "--json", "--force"], log)
+        # whole validation images: the figure choices between shipped models are made on
+        sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "val",
+            "--out", str(dest / "evaluate_val.json"), "--json", "--force"], log)
     for name in ("model_int8", "model_int8_fixed"):
         if (dest / f"{name}.tflite").exists():
             sh(["satseg", "evaluate", "--model", str(dest / f"{name}.tflite"), "--data", args.data, "--split", "test",
