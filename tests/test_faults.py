@@ -159,6 +159,14 @@ def test_evaluate_out_and_plots_are_not_overwritten(world, tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_bench_out_is_not_overwritten_and_nothing_runs(tmp_path):
+    out = _existing(tmp_path, "bench.json")
+    before = snapshot(tmp_path)
+    r = satseg("bench", "--quick", "--out", out)
+    assert_one_line_error(r, "bench.json", "exists; pass --force")
+    assert snapshot(tmp_path) == before
+
+
 def test_inspect_plot_and_synth_are_not_overwritten(world, tmp_path):
     plot = _existing(tmp_path, "ds.png")
     synth = tmp_path / "synth"

@@ -2,7 +2,7 @@ import json
 
 import click
 
-from satseg.cli.options import verbosity_options
+from satseg.cli.options import force_option, verbosity_options
 
 
 @click.command("bench")
@@ -16,12 +16,14 @@ from satseg.cli.options import verbosity_options
                    "[12000; none with --quick]; 0 skips it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON result here.")
+@force_option
 @verbosity_options
-def command(models_dir, quick, repeats, baseline, scene_size, as_json, out):
+def command(models_dir, quick, repeats, baseline, scene_size, as_json, out, force):
     """Measure inference (Keras, LiteRT float32/float16/int8), whole-image tiling and training
     steps side by side, against the machine's measured matmul limit."""
-    from satseg.cli.common import require_tensorflow
+    from satseg.cli.common import check_outputs, require_tensorflow
 
+    check_outputs([out], force)
     require_tensorflow("bench")
     from satseg.atomic import atomic_write_text
     from satseg.bench import format_bench, run_bench
