@@ -28,6 +28,7 @@ KEEP_EXPORT = ["model.keras", "model.satseg.json", "model_float32.tflite", "mode
                "model_int8.tflite", "model_int8.satseg.json",
                "model_int8_fixed.tflite", "model_int8_fixed.satseg.json",
                "report.json", "report.md"]
+FORMATS = "tflite_float32,tflite_float16,tflite_dynamic,tflite_int8,tflite_int8_fixed"
 KEEP_RUN = ["config.json", "history.csv", "loss.png", "miou.png", "summary.json"]
 
 
@@ -46,6 +47,9 @@ def main():
     ap.add_argument("--teacher")
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--tta", action="store_true", help="also evaluate with flip TTA (evaluate_tta.json)")
+    ap.add_argument("--formats", default=FORMATS,
+                    help="export formats (a teacher needs no float16 or dynamic-range file: --formats "
+                         "tflite_float32,tflite_int8,tflite_int8_fixed keeps the repository smaller)")
     ap.add_argument("--reexport", action="store_true", help="export and evaluate the LiteRT files only")
     args = ap.parse_args()
     dest = ROOT / "exported_models" / args.name
@@ -57,7 +61,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         exp = Path(tmp) / "export"
         cmd = ["satseg", "export", "--model", str(args.run / "model.keras"), "--out", str(exp),
-               "--formats", "tflite_float32,tflite_float16,tflite_dynamic,tflite_int8,tflite_int8_fixed",
+               "--formats", args.formats,
                "--calibration-data", args.data]
         if args.teacher:
             cmd += ["--teacher", args.teacher]
