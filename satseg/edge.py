@@ -22,9 +22,9 @@ from satseg.imaging import TIFF_SUFFIXES, RowReader, normalize, tile_starts
 from satseg.progress import progress as bar_for
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "default_model" / "model_int8.tflite"
-"""The default model of `predict` and `evaluate`, installed with the package: the best shipped
-student whose int8 file is under 100 KB (chosen and copied by benchmarks/model_cards.py; its
-name is in default_model/SOURCE)."""
+"""The default model of `predict` and `evaluate`, installed with the package: of the shipped
+students whose int8 file is under 100 KB, the best on the validation split (chosen and copied by
+benchmarks/model_cards.py; its name is in default_model/SOURCE)."""
 
 
 def default_model(path=None) -> str:

@@ -8,7 +8,7 @@ from satseg.cli.options import force_option, json_option, overlap_option, verbos
 
 @click.command("evaluate")
 @click.option("--model", "model_path", type=click.Path(),
-              help=".keras file, SavedModel directory or .tflite file [default: the shipped distilled student].")
+              help=".keras file, SavedModel directory or .tflite file [default: the packaged best small student, satseg/default_model].")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset root.")
 @click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,
               help="Images to score; train/val/test repeat training's split by image (all includes training images).")
