@@ -90,6 +90,8 @@ def test_minmax_is_the_reference_scaler_per_patch_and_channel(dtype):
     patch = np.random.default_rng(3).integers(20, 230, (32, 24, 3)).astype(dtype)
     ref = MinMaxScaler().fit_transform(patch.reshape(-1, 3).astype(np.float64)).reshape(patch.shape)
     np.testing.assert_allclose(normalize(patch, {"kind": "minmax"}), ref, atol=1e-6)
+    batch = np.stack([patch // 2, patch])  # a batch-wide range would differ from the second patch's
+    np.testing.assert_allclose(normalize(batch, {"kind": "minmax"})[1], ref, atol=1e-6)  # per patch
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
