@@ -202,7 +202,8 @@ def results_table(ms, bench):
         ms_ = lat.get((m["name"], "litert_int8"))
         lines.append(
             f"| `{m['name']}` | {r['params']:,} | {r['conv_layers']} | {r['macs'] / 1e9:.3f} | {kb(r['keras_bytes'])} | "
-            f"{kb(art(m, 'tflite_float32')['bytes'])} | {kb(art(m, 'tflite_int8')['bytes'])} | {m['eval']['miou']:.4f} | "
+            f"{kb(art(m, 'tflite_float32')['bytes']) if art(m, 'tflite_float32') else 'n/a'} | "
+            f"{kb(art(m, 'tflite_int8')['bytes'])} | {m['eval']['miou']:.4f} | "
             f"{m['eval_int8']['miou']:.4f} | " + (f"{ms_:.1f} | {t_ms / ms_:.1f}x |" if ms_ and t_ms else "n/a | n/a |")
             + (f" {img[m['name']]:.3f} |" if img.get(m["name"]) else " n/a |"))
     out = ["\n".join(lines)]
