@@ -14,15 +14,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "exported_models"
 ABLATIONS = MODELS / "ablations.json"
-ORDER = ["lite0_unet", "lite0_unet_512", "lite2_unet", "lite0_edge_scratch", "lite0_edge_distilled", "fast_edge_distilled", "fast_edge_scratch",
+ORDER = ["lite0_unet", "lite0_edge_scratch", "lite0_edge_distilled", "fast_edge_distilled", "fast_edge_scratch",
          "edge_distilled_lite0",
          "teacher", "student_scratch", "student_distilled", "edge_scratch", "edge_distilled"]
-PRETRAINED_TEACHERS = ["lite0_unet", "lite0_unet_512", "lite2_unet"]
+PRETRAINED_TEACHERS = ["lite0_unet"]
 TEACHERS = {*PRETRAINED_TEACHERS, "teacher"}
 TITLES = {
     "lite0_unet": "Pretrained teacher: ImageNet EfficientNet-Lite0 encoder, U-Net decoder",
-    "lite0_unet_512": "Pretrained teacher (the same Lite0 U-Net) trained on 512 px crops",
-    "lite2_unet": "Pretrained teacher: ImageNet EfficientNet-Lite2 encoder, U-Net decoder",
     "lite0_edge_scratch": "Pretrained edge student (first four Lite0 blocks, light decoder), trained without a teacher",
     "lite0_edge_distilled": "Pretrained edge student, distilled from the pretrained teacher",
     "fast_edge_distilled": "Fast edge student (patch stem to 1/4, sub-pixel head; random init), distilled from the "
@@ -317,8 +315,11 @@ def pretrained_headline(ms) -> str:
                  "its card.")
     worst = max(ms, key=lambda m: m["eval"]["miou"] - m["eval_int8"]["miou"])
     gap = 100 * (worst["eval"]["miou"] - worst["eval_int8"]["miou"])
+    fixed = worst.get("eval_int8_fixed")
     parts.append(f"int8 files within 1 point of their float models: {yes(gap <= 1.0)} (largest loss {gap:.2f} points, "
-                 f"`{worst['name']}`).")
+                 f"`{worst['name']}`, whole image"
+                 + (f"; its fixed-size int8 file in tiles loses {100 * (worst['eval']['miou'] - fixed['miou']):.2f}"
+                    if fixed else "") + ").")
     return " ".join(parts)
 
 
