@@ -13,20 +13,14 @@ import json
 
 import numpy as np
 
-from satseg.classes import class_names
+from satseg.classes import class_names, load_spec
 from satseg.data import load_sample
 from satseg.edge import predict_tiled
-from satseg.evaluate import load_predictor, recorded_split, select_images
+from satseg.evaluate import recorded_split, select_images
+from satseg.imaging import softmax
 from satseg.metrics import ConfusionMatrix
-from satseg.models import STRIDES
-
-
-def whole_frame(predictor, image, stride):
-    """One call on the frame padded (edge rows/columns) to stride multiples, cropped back."""
-    h, w = image.shape[:2]
-    pad = [(0, -h % stride), (0, -w % stride), (0, 0)]
-    probs = predictor.predict_patches(np.pad(image, pad, mode="edge")[None].astype(np.float32))[0]
-    return probs[:h, :w].argmax(-1)
+from satseg.models import STRIDES, load_model_file
+from satseg.train import whole_image_logits
 
 
 def main():
@@ -37,13 +31,16 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--overlaps", type=int, nargs="+", default=[64, 0])
     a = ap.parse_args()
-    p = load_predictor(a.model)
-    spec = p.spec
+    model, spec = load_model_file(a.model), load_spec(a.model)
     samples = select_images(a.data, a.split, a.seed, recorded=recorded_split(a.model))
-    paths = {"whole frame": lambda im: whole_frame(p, im, STRIDES[spec.architecture])}
+
+    def probs(x):  # what `satseg evaluate` blends for a .keras file
+        return softmax(np.asarray(model(x, training=False), np.float32))
+
+    paths = {"whole frame": lambda im: whole_image_logits(model, im, STRIDES[spec.architecture], np.float32).argmax(-1)}
     for ov in a.overlaps:
         paths[f"tiles {spec.patch_size} px, overlap {ov}"] = (
-            lambda im, ov=ov: predict_tiled(im, p.predict_patches, spec, ov, batch_size=8).argmax(-1))
+            lambda im, ov=ov: predict_tiled(im, probs, spec, ov, batch_size=8).argmax(-1))
     cms = {k: ConfusionMatrix(spec.num_classes) for k in paths}
     for s in samples:
         li = load_sample(s, spec.seg_classes, spec.bands)
