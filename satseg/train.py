@@ -41,6 +41,7 @@ class TrainConfig:
     model: str = "lite0_unet"
     data: str | None = None  # None: the built-in synthetic dataset
     teacher: str | None = None  # a teacher .keras file: distil into ``model``
+    init: str | None = None  # a trained .keras file of ``model``: start from its weights (fine-tuning)
     epochs: int = 30
     batch_size: int = 8
     lr: float = 1e-3
@@ -121,6 +122,8 @@ class TrainConfig:
                                   f"(got {', '.join(map(str, self.class_weights))})")
         if self.teacher and not Path(self.teacher).is_file():
             raise SatsegError(f"{self.teacher}: teacher model file not found")
+        if self.init and not Path(self.init).is_file():
+            raise SatsegError(f"{self.init}: --init model file not found")
 
 
 def versions() -> dict:
@@ -351,7 +354,7 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
 
 
 def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, steps_per_epoch: int, strategy,
-                  class_weights=None):
+                  class_weights=None, init_weights=None):
     from satseg.distill import Distiller
     from satseg.keras_metrics import SegMetrics
     from satseg.losses import get_loss
@@ -361,6 +364,8 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
     norm = spec.normalization if spec.normalization.get("kind") == "in_model" else None
     with strategy.scope():
         model = build_model(cfg.model, (None, None, spec.bands), spec.num_classes, seed=cfg.seed, normalization=norm)
+        if init_weights is not None:
+            set_init_weights(model, init_weights, cfg.init)
         loss = get_loss(cfg.loss, class_weights)
         metrics = [SegMetrics(class_names(spec.seg_classes))]
         opt = make_optimizer(cfg, steps_per_epoch)
@@ -373,12 +378,35 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
     return trainer
 
 
+def load_init(cfg: TrainConfig):
+    """The weights to start from (``--init``), checked against ``model`` before any work."""
+    if not cfg.init:
+        return None
+    from satseg.classes import load_spec
+    from satseg.models import load_model_file
+
+    arch = load_spec(cfg.init).architecture
+    if arch != cfg.model:
+        raise SatsegError(f"{cfg.init}: --init model is {f'a {arch!r}' if arch else 'of an unrecorded architecture'}, "
+                          f"not a '{cfg.model}'")
+    return load_model_file(cfg.init, "--init model").get_weights()
+
+
+def set_init_weights(model, weights, path: str):
+    """Copy ``--init`` weights into a freshly built model; shapes must match one for one."""
+    shapes = [tuple(w.shape) for w in model.get_weights()]
+    if [tuple(w.shape) for w in weights] != shapes:
+        raise SatsegError(f"{path}: --init weights do not fit '{model.name}' (another width, depth or class count)")
+    model.set_weights(weights)
+
+
 # --- the run -------------------------------------------------------------------------------
 
 def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec, class_weights) -> dict:
     d = asdict(cfg)
     d["data"] = str(data.root) if cfg.data else None
     d["teacher"] = str(Path(cfg.teacher).absolute()) if cfg.teacher else None
+    d["init"] = str(Path(cfg.init).absolute()) if cfg.init else None
     return {
         "config": d, "data_root": str(data.root), "versions": versions(), "spec": spec.to_dict(),
         "class_weights": class_weights,
@@ -405,6 +433,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
         run.check_new(force)
     strategy = make_strategy(cfg.strategy)  # first: MultiWorkerMirroredStrategy must precede other ops
     teacher, tspec = load_teacher(cfg, strategy)
+    init_weights = load_init(cfg)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.data is None and not resume:
         run.create(force)
@@ -427,7 +456,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
         cached = cache_teacher_logits(cfg, teacher, tspec, data)
     train_s, val_s, train_ds, val_ds = make_datasets(cfg, data, cached)
     steps = math.ceil(len(train_s) / cfg.batch_size)
-    trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights)
+    trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights, init_weights)
     cbs = [EpochSetter(train_s, val_s), RunCheckpoint(run), RunHistory(run.path, title=cfg.model)]
     if verbose:
         cbs.append(EpochLine(cfg.epochs, steps))

@@ -200,6 +200,8 @@ TRAIN_CASES = [
     (["--class-weights", "1,2"], "--class-weights needs 6 numbers"),
     (["--class-weights", "even"], "--class-weights"),
     (["--scale", "1.2", "0.8"], "--scale must be two positive numbers"),
+    (["--init", "TEACHER_MISSING"], "--init model file not found"),
+    (["--init", "TEACHER_FIXED"], "not a 'lite0_unet'"),
 ]
 
 

@@ -119,3 +119,20 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_dataset, full_run):
     assert _rows(run) == _rows(full_run)
     for a, b in zip(_weights(run / "model.keras"), _weights(full_run / "model.keras")):
         np.testing.assert_array_equal(a, b)
+
+
+def test_init_starts_from_the_given_weights_and_is_recorded(tmp_path, tiny_dataset, full_run):
+    start = []
+
+    class _First(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            start.extend(w.copy() for w in self.model.student.get_weights())
+
+    init = Path(full_run) / "model.keras"
+    run = tmp_path / "tuned"
+    train(_cfg(tiny_dataset, epochs=1, init=str(init)), run, verbose=0, callbacks=[_First()])
+    expected = _weights(init)
+    assert len(start) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(start, expected))
+    assert not all(np.array_equal(a, b) for a, b in zip(_weights(run / "model.keras"), expected))  # it trained
+    assert json.loads((run / "config.json").read_text())["config"]["init"] == str(init.absolute())

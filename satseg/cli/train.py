@@ -29,6 +29,8 @@ def _weights(value):
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset root [default: built-in synthetic scenes, with a notice].")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/<model>-<time>].")
 @click.option("--teacher", type=click.Path(dir_okay=False), help="Teacher .keras file: distil into --model.")
+@click.option("--init", type=click.Path(dir_okay=False),
+              help="Start from the weights of a trained .keras file of --model (fine-tuning) instead of ImageNet/random.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue a run from its last finished epoch (options other than --epochs are ignored).")
 @force_option
@@ -65,7 +67,7 @@ def _weights(value):
 @_opt("--split-seed", key="split_seed", type=int,
       help="Seed of the train/val/test split [default: --seed]; keep it to compare training seeds on one split.")
 @verbosity_options
-def command(model_name, data, out, teacher, resume_dir, force, no_augment, **kw):
+def command(model_name, data, out, teacher, init, resume_dir, force, no_augment, **kw):
     """Train a teacher, a student from scratch, or a distilled student (--teacher)."""
     from satseg.cli.common import require_tensorflow
 
@@ -77,7 +79,7 @@ def command(model_name, data, out, teacher, resume_dir, force, no_augment, **kw)
         summary = resume(resume_dir, verbose=0 if quiet() else 1,
                          epochs=kw["epochs"] if src == click.core.ParameterSource.COMMANDLINE else None)
     else:
-        cfg = TrainConfig(model=model_name, data=data, teacher=teacher, augment=not no_augment, **kw)
+        cfg = TrainConfig(model=model_name, data=data, teacher=teacher, init=init, augment=not no_augment, **kw)
         summary = train(cfg, out or default_run_dir(model_name, bool(teacher)), force=force, verbose=0 if quiet() else 1)
     best = summary.get("best_val_miou")
     click.echo(f"done: best val mIoU {best if best is None else f'{best:.4f}'} at epoch {summary['best_epoch']} "
