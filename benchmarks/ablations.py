@@ -68,7 +68,7 @@ def collect(name: str, runs: Path) -> dict | None:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/dubai/Semantic segmentation dataset"))
     ap.add_argument("--runs", default="runs/ablations", type=Path)
     ap.add_argument("--teacher", default=str(ROOT / "exported_models/lite0_unet/model.keras"))

@@ -47,7 +47,7 @@ def median_ms(flatbuffer: bytes, x: np.ndarray, repeats: int, threads: int) -> f
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

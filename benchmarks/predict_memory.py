@@ -16,7 +16,7 @@ from satseg.bench import scene_memory
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=12000)
     ap.add_argument("--model", help="model file [default: the shipped default model]")
     args = ap.parse_args()

@@ -41,7 +41,7 @@ def sh(cmd: list[str], log: list[str]):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name")
     ap.add_argument("run", type=Path)
     ap.add_argument("--teacher")

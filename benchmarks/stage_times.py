@@ -119,7 +119,7 @@ def first_image(data: str, bands: int, stride: int) -> np.ndarray:
 
 def timing_args(doc: str, model: str, size, repeats: int) -> argparse.ArgumentParser:
     """The options of the serving-graph timing scripts (this one and serving_variants.py)."""
-    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=model)
     ap.add_argument("--data", default="../shared/data/dubai/Semantic segmentation dataset",
                     help="calibration images (the int8 ranges)")

@@ -19,7 +19,7 @@ import numpy as np
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--max-patches", type=int, default=320)
     ap.add_argument("--batch-size", type=int, default=16)

@@ -45,7 +45,7 @@ def batch_vs_single(path, threads, repeats) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="exported_models/lite0_edge_scratch/model_int8.tflite")
     ap.add_argument("--size", type=int, nargs=2, default=(1479, 2149))
     ap.add_argument("--threads", type=int, default=2)

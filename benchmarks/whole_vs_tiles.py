@@ -24,7 +24,7 @@ from satseg.train import whole_image_logits
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help=".keras file of a fully convolutional model")
     ap.add_argument("--data", default="../shared/data/dubai/Semantic segmentation dataset")
     ap.add_argument("--split", default="val", choices=["val", "test", "train"])
