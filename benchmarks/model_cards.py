@@ -68,6 +68,8 @@ def train_command(c: dict, run_name: str) -> str:
         parts += ["--teacher", f"runs/{Path(Path(cfg['teacher']).parent).name}/model.keras",
                   "--alpha", str(cfg["alpha"]), "--temperature", str(cfg["temperature"]),
                   "--distill-mode", cfg["distill_mode"]]
+    if cfg.get("init"):
+        parts += ["--init", f"runs/{Path(cfg['init']).parent.name}/model.keras"]
     first = next((ch["epochs"]["from"] for ch in c.get("changes", []) if "epochs" in ch), cfg["epochs"])
     parts += ["--epochs", str(first), "--batch-size", str(cfg["batch_size"]), "--lr", str(cfg["lr"]),
               "--loss", cfg["loss"], "--split", cfg["split"], "--seed", str(cfg["seed"])]
@@ -83,11 +85,11 @@ def train_command(c: dict, run_name: str) -> str:
 
 
 def recipe_changes(cfg: dict) -> list[str]:
-    """The crop-sampling options of a run that differ from today's defaults (TrainConfig)."""
+    """The crop options of a run that differ from today's defaults (TrainConfig)."""
     from satseg.train import TrainConfig
 
     default, out = TrainConfig(), []
-    for key in ("scale", "rare_fraction", "photometric", "class_weights"):
+    for key in ("patch_size", "scale", "rare_fraction", "photometric", "class_weights"):
         base = getattr(default, key)
         value = cfg.get(key, base)
         if (list(value) == list(base)) if key == "scale" else value == base:
