@@ -244,10 +244,10 @@ def resize(arr: np.ndarray, h: int, w: int, nearest: bool = False) -> np.ndarray
     y1, x1 = np.minimum(y0 + 1, H - 1), np.minimum(x0 + 1, W - 1)
     wy = np.clip(ys - y0, 0, 1).astype(np.float32).reshape((-1, 1) + (1,) * (arr.ndim - 2))
     wx = np.clip(xs - x0, 0, 1).astype(np.float32).reshape((1, -1) + (1,) * (arr.ndim - 2))
-    a = arr.astype(np.float32)
-    top = a[y0][:, x0] * (1 - wx) + a[y0][:, x1] * wx
-    bot = a[y1][:, x0] * (1 - wx) + a[y1][:, x1] * wx
-    return top * (1 - wy) + bot * wy
+    top = arr[y0].astype(np.float32)  # separable: rows first (whole-row copies), then columns
+    rows = top + (arr[y1].astype(np.float32) - top) * wy
+    left = rows[:, x0]
+    return left + (rows[:, x1] - left) * wx
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from satseg.imaging import (
     normalize,
     read_image,
     read_mask,
+    resize,
     rgb_to_ids,
     tile_starts,
 )
@@ -92,6 +93,18 @@ def test_minmax_is_the_reference_scaler_per_patch_and_channel(dtype):
     np.testing.assert_allclose(normalize(patch, {"kind": "minmax"}), ref, atol=1e-6)
     batch = np.stack([patch // 2, patch])  # a batch-wide range would differ from the second patch's
     np.testing.assert_allclose(normalize(batch, {"kind": "minmax"})[1], ref, atol=1e-6)  # per patch
+
+
+@pytest.mark.parametrize("shape,out", [((37, 53, 6), (64, 40)), ((300, 290, 3), (256, 256)), ((256, 256, 6), (256, 256))])
+def test_bilinear_resize_is_tensorflows_half_pixel_bilinear(shape, out):
+    import tensorflow as tf
+
+    a = np.random.default_rng(4).normal(size=shape).astype(np.float16)  # crops cut cached float16 logits
+    ref = tf.image.resize(a.astype(np.float32), out, method="bilinear", antialias=False).numpy()
+    np.testing.assert_allclose(resize(a, *out), ref, atol=1e-4)
+    ids = np.arange(shape[0] * shape[1]).reshape(shape[:2]) % 6
+    np.testing.assert_array_equal(resize(ids, *out, nearest=True),
+                                  tf.image.resize(ids[..., None], out, method="nearest").numpy()[..., 0])
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
