@@ -92,7 +92,7 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
         keras_model = keras.saving.load_model(d / "model.keras", compile=False)
         spec = load_spec(d / "model.keras")
         p = spec.patch_size
-        stats = model_stats(keras_model)
+        stats = model_stats(keras_model, p)  # MACs of the patch timed (and scaled to whole images)
         x = np.random.default_rng(0).random((1, p, p, spec.bands)).astype(np.float32)
         fn = tf.function(lambda t, m=keras_model: m(t, training=False))
         sec = median_seconds(lambda fn=fn, x=x: fn(x).numpy(), repeats)
