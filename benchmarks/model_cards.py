@@ -14,13 +14,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "exported_models"
 ABLATIONS = MODELS / "ablations.json"
-ORDER = ["lite0_unet", "lite0_edge_scratch", "lite0_edge_distilled", "fast_edge_distilled", "fast_edge_scratch",
+ORDER = ["lite0_unet", "lite0_unet_512", "lite0_edge_scratch", "lite0_edge_distilled", "fast_edge_distilled", "fast_edge_scratch",
          "edge_distilled_lite0",
          "teacher", "student_scratch", "student_distilled", "edge_scratch", "edge_distilled"]
-PRETRAINED_TEACHERS = ["lite0_unet"]
+PRETRAINED_TEACHERS = ["lite0_unet", "lite0_unet_512"]
 TEACHERS = {*PRETRAINED_TEACHERS, "teacher"}
 TITLES = {
     "lite0_unet": "Pretrained teacher: ImageNet EfficientNet-Lite0 encoder, U-Net decoder",
+    "lite0_unet_512": "Pretrained teacher `lite0_unet`, fine-tuned on 512 px crops (for whole frames)",
     "lite0_edge_scratch": "Pretrained edge student (first four Lite0 blocks, light decoder), trained without a teacher",
     "lite0_edge_distilled": "Pretrained edge student, distilled from the pretrained teacher",
     "fast_edge_distilled": "Fast edge student (patch stem to 1/4, sub-pixel head; random init), distilled from the "
@@ -147,7 +148,9 @@ def card(m, teacher_eval):
               f"wall time {wall / 60:.1f} min of training epochs on 2 CPU cores (shared with the other runs of the "
               "session, so a quiet machine is faster; per-epoch seconds are in `history.csv`)"
               + (f"; distilled from `{Path(cfg['teacher']).parent.name}` with alpha {cfg['alpha']}, T {cfg['temperature']}, "
-                 f"{cfg['distill_mode']} teacher logits" if cfg.get("teacher") else "") + ".",
+                 f"{cfg['distill_mode']} teacher logits" if cfg.get("teacher") else "")
+              + (f"; started from the weights of `{Path(cfg['init']).parent.name}` (`--init`: a fine-tune)"
+                 if cfg.get("init") else "") + ".",
               "- **Versions**: " + ", ".join(f"{k} {v}" for k, v in c["versions"].items()) + "."]
     if c.get("changes"):
         lines.append(f"- **Changes during the run**: {json.dumps(c['changes'])}.")
@@ -166,7 +169,7 @@ def card(m, teacher_eval):
         f = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
         lines.append(f"| {n} | {f(v['iou'])} | {f(v['precision'])} | {f(v['recall'])} | {f(v['f1'])} |")
     lines += ["", f"**Sizes**: {r['params']:,} parameters, {r['conv_layers']} conv layers, {r['macs'] / 1e9:.3f} G MACs per "
-              f"256 px patch; `.keras` {kb(r['keras_bytes'])} KB (with Adam state {kb(r['keras_bytes_with_optimizer'])} KB)."]
+              f"{r['spec']['patch_size']} px patch; `.keras` {kb(r['keras_bytes'])} KB (with Adam state {kb(r['keras_bytes_with_optimizer'])} KB)."]
     lines += ["", "| file | KB | pixel agreement with Keras | mIoU change (pt) |", "|---|---:|---:|---:|"]
     for a in r["artifacts"]:
         lines.append(f"| `{a['path']}` | {kb(a['bytes'])} | {100 * a['agreement']:.2f} % | {100 * a['miou_delta']:+.2f} |")
@@ -189,11 +192,17 @@ def int8_rows(bench) -> dict:
     return {r["model"]: r for r in (bench or {}).get("inference", []) if r["runtime"] == "litert_int8"}
 
 
+def macs_256(report) -> float:
+    """MACs per 256 px patch (a report counts its model's patch; convolutions scale with the area)."""
+    return report["macs"] * (256 / report["spec"]["patch_size"]) ** 2
+
+
 def results_table(ms, bench):
     t = next((m for m in ms if m["name"] == "teacher"), None)
     lat = {(row["model"], row["runtime"]): row["ms_per_patch"] for row in (bench or {}).get("inference", [])}
+    patch = {row["model"]: row.get("patch", 256) for row in (bench or {}).get("inference", [])}
     img = {name: row.get("whole_image_s", row.get("tiled_s")) for name, row in int8_rows(bench).items()}
-    head = ("| model | params | conv layers | G MACs | `.keras` KB | LiteRT fp32 KB | LiteRT int8 KB | test mIoU (Keras) "
+    head = ("| model | params | conv layers | G MACs / 256 px | `.keras` KB | LiteRT fp32 KB | LiteRT int8 KB | test mIoU (Keras) "
             "| test mIoU (int8) | int8 ms/patch | x teacher int8 | int8 s/image |")
     lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m in ms:
@@ -201,10 +210,12 @@ def results_table(ms, bench):
         t_ms = lat.get(("teacher", "litert_int8"))
         ms_ = lat.get((m["name"], "litert_int8"))
         lines.append(
-            f"| `{m['name']}` | {r['params']:,} | {r['conv_layers']} | {r['macs'] / 1e9:.3f} | {kb(r['keras_bytes'])} | "
+            f"| `{m['name']}` | {r['params']:,} | {r['conv_layers']} | {macs_256(r) / 1e9:.3f} | {kb(r['keras_bytes'])} | "
             f"{kb(art(m, 'tflite_float32')['bytes']) if art(m, 'tflite_float32') else 'n/a'} | "
             f"{kb(art(m, 'tflite_int8')['bytes'])} | {m['eval']['miou']:.4f} | "
-            f"{m['eval_int8']['miou']:.4f} | " + (f"{ms_:.1f} | {t_ms / ms_:.1f}x |" if ms_ and t_ms else "n/a | n/a |")
+            f"{m['eval_int8']['miou']:.4f} | "
+            + (f"{ms_:.1f} | {t_ms / ms_:.1f}x |" if ms_ and t_ms and patch[m["name"]] == 256
+               else f"{ms_:.1f} ({patch[m['name']]} px) | n/a |" if ms_ else "n/a | n/a |")
             + (f" {img[m['name']]:.3f} |" if img.get(m["name"]) else " n/a |"))
     out = ["\n".join(lines)]
     if t:
@@ -272,7 +283,10 @@ def pretrained_headline(ms) -> str:
                      + ("; doubling cannot happen on this split, where the classic teacher already has more than 0.5"
                         if 2 * oveg > 1 else "") + ").")
     hist = tm["history"]
-    if hist:
+    if tm["config"]["config"].get("init"):
+        parts.append(f"`{tn}` is `{Path(tm['config']['config']['init']).parent.name}` fine-tuned for {len(hist)} "
+                     f"epochs on {tm['config']['config']['patch_size']} px crops.")
+    elif hist:
         best = max(range(len(hist)), key=lambda i: float(hist[i]["val_miou"]))
         parts.append(f"The teacher's best validation epoch is {best + 1} of {len(hist)}"
                      + (" (the last: it had not converged in this budget)" if best == len(hist) - 1 else "")
