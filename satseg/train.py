@@ -354,7 +354,7 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
 
 
 def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, steps_per_epoch: int, strategy,
-                  class_weights=None, init_weights=None):
+                  class_weights=None, init=None):
     from satseg.distill import Distiller
     from satseg.keras_metrics import SegMetrics
     from satseg.losses import get_loss
@@ -364,8 +364,8 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
     norm = spec.normalization if spec.normalization.get("kind") == "in_model" else None
     with strategy.scope():
         model = build_model(cfg.model, (None, None, spec.bands), spec.num_classes, seed=cfg.seed, normalization=norm)
-        if init_weights is not None:
-            set_init_weights(model, init_weights, cfg.init)
+        if init is not None:
+            set_init_weights(model, init, cfg.init)
         loss = get_loss(cfg.loss, class_weights)
         metrics = [SegMetrics(class_names(spec.seg_classes))]
         opt = make_optimizer(cfg, steps_per_epoch)
@@ -379,7 +379,8 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
 
 
 def load_init(cfg: TrainConfig):
-    """The weights to start from (``--init``), checked against ``model`` before any work."""
+    """The model to start from (``--init``), checked against ``model`` and its classes before any
+    work; its bands are checked against the data with the teacher's."""
     if not cfg.init:
         return None
     from satseg.classes import load_spec
@@ -389,13 +390,17 @@ def load_init(cfg: TrainConfig):
     if arch != cfg.model:
         raise SatsegError(f"{cfg.init}: --init model is {f'a {arch!r}' if arch else 'of an unrecorded architecture'}, "
                           f"not a '{cfg.model}'")
-    return load_model_file(cfg.init, "--init model").get_weights()
+    init = load_model_file(cfg.init, "--init model")
+    if init.output_shape[-1] != len(DUBAI_CLASSES):
+        raise SatsegError(f"{cfg.init}: --init model predicts {init.output_shape[-1]} classes, "
+                          f"the student {len(DUBAI_CLASSES)}")
+    return init
 
 
-def set_init_weights(model, weights, path: str):
-    """Copy ``--init`` weights into a freshly built model; shapes must match one for one."""
-    shapes = [tuple(w.shape) for w in model.get_weights()]
-    if [tuple(w.shape) for w in weights] != shapes:
+def set_init_weights(model, init, path: str):
+    """Copy the ``--init`` model's weights into a freshly built model; shapes must match one for one."""
+    weights = init.get_weights()
+    if [tuple(w.shape) for w in weights] != [tuple(w.shape) for w in model.get_weights()]:
         raise SatsegError(f"{path}: --init weights do not fit '{model.name}' (another width, depth or class count)")
     model.set_weights(weights)
 
@@ -433,7 +438,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
         run.check_new(force)
     strategy = make_strategy(cfg.strategy)  # first: MultiWorkerMirroredStrategy must precede other ops
     teacher, tspec = load_teacher(cfg, strategy)
-    init_weights = load_init(cfg)
+    init = load_init(cfg)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.data is None and not resume:
         run.create(force)
@@ -443,8 +448,9 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     data = prepare_data(cfg, root, progress=bool(verbose) and sys.stderr.isatty())
     spec = ModelSpec(normalization=data.normalization, patch_size=cfg.patch_size, bands=data.bands,
                      architecture=cfg.model)
-    if teacher is not None and teacher.input_shape[-1] != data.bands:
-        raise SatsegError(f"{cfg.teacher}: teacher takes {teacher.input_shape[-1]} bands, the data has {data.bands}")
+    for what, m, path in (("teacher", teacher, cfg.teacher), ("--init model", init, cfg.init)):
+        if m is not None and m.input_shape[-1] != data.bands:
+            raise SatsegError(f"{path}: {what} takes {m.input_shape[-1]} bands, the data has {data.bands}")
     weights = resolve_class_weights(cfg, data, spec.num_classes)
     if not resume:
         if cfg.data is not None:
@@ -456,7 +462,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
         cached = cache_teacher_logits(cfg, teacher, tspec, data)
     train_s, val_s, train_ds, val_ds = make_datasets(cfg, data, cached)
     steps = math.ceil(len(train_s) / cfg.batch_size)
-    trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights, init_weights)
+    trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights, init)
     cbs = [EpochSetter(train_s, val_s), RunCheckpoint(run), RunHistory(run.path, title=cfg.model)]
     if verbose:
         cbs.append(EpochLine(cfg.epochs, steps))

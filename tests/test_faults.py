@@ -202,6 +202,7 @@ TRAIN_CASES = [
     (["--scale", "1.2", "0.8"], "--scale must be two positive numbers"),
     (["--init", "TEACHER_MISSING"], "--init model file not found"),
     (["--init", "TEACHER_FIXED"], "not a 'lite0_unet'"),
+    (["--init", "TEACHER_CLASSES"], "--init model predicts 4 classes"),
 ]
 
 
@@ -218,6 +219,7 @@ def test_train_checks_come_first_and_leave_nothing(world, tmp_path, args, messag
         four.save(world["dir"] / "four.keras")
         spec = pixel_spec(64)
         spec.classes = spec.classes[:4]
+        spec.architecture = "lite0_unet"  # passes --init's architecture check, fails its class check
         save_spec(spec, world["dir"] / "four.satseg.json")
     unsafe = world["dir"] / "unsafe.keras"
     if not unsafe.exists():  # a Lambda layer: Keras refuses to deserialise it in safe mode
