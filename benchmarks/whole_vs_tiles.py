@@ -37,7 +37,8 @@ def main():
     def probs(x):  # what `satseg evaluate` blends for a .keras file
         return softmax(np.asarray(model(x, training=False), np.float32))
 
-    paths = {"whole frame": lambda im: whole_image_logits(model, im, STRIDES[spec.architecture], np.float32).argmax(-1)}
+    whole = whole_image_logits(model, STRIDES[spec.architecture], np.float32)
+    paths = {"whole frame": lambda im: whole(im).argmax(-1)}
     for ov in a.overlaps:
         paths[f"tiles {spec.patch_size} px, overlap {ov}"] = (
             lambda im, ov=ov: predict_tiled(im, probs, spec, ov, batch_size=8).argmax(-1))

@@ -291,13 +291,23 @@ def predict_logits(model, x: np.ndarray, batch_size: int = 16, dtype=np.float32)
     return np.concatenate(out) if out else np.zeros((0,), dtype)
 
 
-def whole_image_logits(model, image: np.ndarray, stride: int, dtype=np.float16) -> np.ndarray:
-    """Logits of a fully convolutional model for a whole image (padded by edge replication to
-    a multiple of ``stride``, cropped back)."""
-    h, w = image.shape[:2]
-    ph, pw = -h % stride, -w % stride
-    x = np.pad(image.astype(np.float32), [(0, ph), (0, pw), (0, 0)], mode="edge")
-    return np.asarray(model(x[None], training=False))[0, :h, :w].astype(dtype)
+def whole_image_logits(model, stride: int, dtype=np.float16):
+    """``image -> logits`` for whole images of a fully convolutional model (padded by edge
+    replication to a multiple of ``stride``, cropped back). The model runs as one graph: called
+    eagerly, Keras keeps every layer's output for the whole frame alive until the call ends
+    (``benchmarks/logit_cache_memory.py``: 11.5 GB at peak for ``lite0_unet`` on four 2062 x 1817
+    images), where the graph frees each one as soon as it is used."""
+    import tensorflow as tf
+
+    graph = tf.function(lambda x: model(x, training=False),
+                        input_signature=[tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)])
+
+    def run(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        x = np.pad(image.astype(np.float32), [(0, -h % stride), (0, -w % stride), (0, 0)], mode="edge")
+        return graph(x[None]).numpy()[0, :h, :w].astype(dtype)
+
+    return run
 
 
 def cache_teacher_logits(cfg: TrainConfig, teacher, tspec: ModelSpec, data: TrainData):
@@ -313,7 +323,8 @@ def cache_teacher_logits(cfg: TrainConfig, teacher, tspec: ModelSpec, data: Trai
         out = predict_logits(teacher, data.grid[0], cfg.batch_size, np.float16)
     else:
         stride = STRIDES.get(tspec.architecture, 32)
-        out = [whole_image_logits(teacher, li.image, stride) for li in data.train]
+        run = whole_image_logits(teacher, stride)
+        out = [run(li.image) for li in data.train]
     print(f"cached teacher logits for {len(out)} training {'patches' if data.grid is not None else 'images'} "
           f"in {time.perf_counter() - t0:.1f} s")
     return out

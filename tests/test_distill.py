@@ -167,6 +167,25 @@ def test_two_worker_multiworker_run_ends_with_identical_weights(tmp_path, tiny_d
     assert len(read_history(tmp_path / "w0" / "history.csv")) == 1
 
 
+def test_whole_image_logits_pad_to_the_stride_and_match_the_eager_model():
+    """The graph that caches a teacher's logits gives what the model gives eagerly on the image
+    padded by edge replication to its stride, cropped back, for any image size."""
+    from satseg.train import whole_image_logits
+
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(6, 3, strides=4, padding="same", kernel_initializer="glorot_normal")(inp)
+    teacher = keras.Model(inp, keras.layers.UpSampling2D(4)(x))
+    run = whole_image_logits(teacher, 4, np.float32)
+    rng = np.random.default_rng(0)
+    for h, w in ((37, 50), (40, 41), (8, 8)):
+        image = rng.uniform(0, 255, (h, w, 3)).astype(np.float32)
+        padded = np.pad(image, [(0, -h % 4), (0, -w % 4), (0, 0)], mode="edge")
+        expected = np.asarray(teacher(padded[None]))[0, :h, :w]
+        got = run(image)
+        assert got.shape == (h, w, 6)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
 def test_cached_whole_image_logits_follow_every_crop_exactly(tiny_dataset):
     """Offline distillation with random crops: the teacher's logits are cached per whole image once,
     then cut, scaled, flipped and turned with the image. For a pointwise linear teacher (which
@@ -178,7 +197,8 @@ def test_cached_whole_image_logits_follow_every_crop_exactly(tiny_dataset):
     teacher = keras.Model(inp, keras.layers.Conv2D(6, 1, kernel_initializer="glorot_normal", bias_initializer="ones")(inp))
     cfg = TrainConfig(model="student", data=str(tiny_dataset), patch_size=32, seed=2)
     data = prepare_data(cfg, tiny_dataset, progress=False)
-    logits = [whole_image_logits(teacher, li.image, 1, np.float32) for li in data.train]
+    run = whole_image_logits(teacher, 1, np.float32)
+    logits = [run(li.image) for li in data.train]
     sampler = D.CropSampler(data.train, 32, 12, logits, (0.7, 1.4), 0.5, 0.0, data.normalization, seed=3)
     n = 0
     for x, y in sampler():
