@@ -32,6 +32,14 @@ def test_macs_match_the_reference_figures():
     assert e * 4 <= s  # the edge model's target: at least 4x fewer MACs than the reference student
 
 
+def test_macs_of_a_fully_convolutional_model_are_counted_at_the_given_patch():
+    """`satseg bench` times each model at its own patch size and scales its MAC limit from the
+    count at that size (a 512 px model was once counted at 256 px: a limit 4x too low)."""
+    m = build("fast_edge", (None, None, 3), 6)
+    small, large = model_stats(m, 256), model_stats(m, 512)
+    assert large["macs"] == 4 * small["macs"] and large["input_shape"] == [512, 512, 3]
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("shape", [(256, 256, 3), (512, 512, 3), (256, 256, 4)])
 def test_output_shapes(name, shape):
