@@ -37,11 +37,14 @@ TITLES = {
 
 
 def teacher_of(config) -> str | None:
-    """The shipped model a run was distilled from (by the teacher's run folder name)."""
+    """The shipped model a run was distilled from: the teacher's folder in exported_models/, or
+    the run folder a shipped model came from."""
     t = config["config"].get("teacher")
     if not t:
         return None
     run = Path(t).parent.name
+    if Path(t).parent.parent.resolve() == MODELS.resolve() and run in ORDER:
+        return run
     for name in ORDER:
         rn = MODELS / name / "run_name.txt"
         if rn.exists() and rn.read_text().strip() == run:
@@ -293,7 +296,7 @@ def pretrained_headline(ms) -> str:
                      + f"; its training mIoU at the end was {float(hist[-1]['miou']):.3f}.")
     small = [m for m in ms if m["name"] not in TEACHERS and art(m, "tflite_int8")["bytes"] < 100 * 1024]
     if small:
-        b = max(small, key=lambda m: m["eval"]["miou"])
+        b = max(small, key=val_score)  # chosen on validation, like the packaged default
         arch = b["config"]["config"]["model"]
         same = [m for m in ms if m is not b and m["config"]["config"]["model"] == arch
                 and m["teacher"] in (None, *PRETRAINED_TEACHERS) and (m["teacher"] is None) != (b["teacher"] is None)]
