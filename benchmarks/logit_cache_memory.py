@@ -1,9 +1,10 @@
 """Peak memory of caching a teacher's logits for whole images (offline distillation).
 
-    python benchmarks/logit_cache_memory.py TEACHER.keras --data DATA [--images 4]
+    python benchmarks/logit_cache_memory.py TEACHER.keras --data DATA [--images 4] [--eager]
 
 Runs :func:`satseg.train.whole_image_logits` on the largest training images of the dataset, as
-``satseg train --teacher`` does, and prints the process's peak resident memory.
+``satseg train --teacher`` does, and prints the process's peak resident memory. ``--eager`` calls
+the Keras model eagerly instead, as satseg did before commit 947acf5, for comparison.
 """
 
 import argparse
@@ -11,6 +12,8 @@ import json
 import os
 import resource
 import time
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -20,6 +23,7 @@ def main():
     ap.add_argument("teacher")
     ap.add_argument("--data", required=True)
     ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--eager", action="store_true", help="call the model eagerly (the earlier cache)")
     args = ap.parse_args()
     from satseg.classes import load_spec
     from satseg.data import find_samples, load_sample
@@ -37,11 +41,17 @@ def main():
     largest = sorted(find_samples(args.data), key=area, reverse=True)[:args.images]
     images = [load_sample(s).image for s in largest]
     t0 = time.perf_counter()
-    run = whole_image_logits(teacher, STRIDES.get(spec.architecture, 32))
+    stride = STRIDES.get(spec.architecture, 32)
+    def eager(image):
+        h, w = image.shape[:2]
+        x = np.pad(image.astype(np.float32), [(0, -h % stride), (0, -w % stride), (0, 0)], mode="edge")
+        return np.asarray(teacher(x[None], training=False))[0, :h, :w].astype(np.float16)
+
+    run = eager if args.eager else whole_image_logits(teacher, stride)
     for im in images:
         run(im)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"teacher": args.teacher, "images": [list(im.shape) for im in images],
+    print(json.dumps({"teacher": args.teacher, "eager": args.eager, "images": [list(im.shape) for im in images],
                       "peak_gb": round(peak / 1e9, 2), "before_images_gb": round(base / 1e9, 2),
                       "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
 

@@ -295,8 +295,8 @@ def whole_image_logits(model, stride: int, dtype=np.float16):
     """``image -> logits`` for whole images of a fully convolutional model (padded by edge
     replication to a multiple of ``stride``, cropped back). The model runs as one graph: called
     eagerly, Keras keeps every layer's output for the whole frame alive until the call ends
-    (``benchmarks/logit_cache_memory.py``: 11.5 GB at peak for ``lite0_unet`` on four 2062 x 1817
-    images), where the graph frees each one as soon as it is used."""
+    (``benchmarks/logit_cache_memory.py --eager``: 11.5 GB at peak for ``lite0_unet`` on four
+    2062 x 1817 images, 2.4 GB as a graph), where the graph frees each one as soon as it is used."""
     import tensorflow as tf
 
     graph = tf.function(lambda x: model(x, training=False),
