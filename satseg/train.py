@@ -165,9 +165,7 @@ def load_teacher(cfg: TrainConfig, strategy):
         tspec = load_spec(cfg.teacher)
     except FileNotFoundError as e:
         raise SatsegError(str(e)) from None
-    k = teacher.output_shape[-1]
-    if k != len(DUBAI_CLASSES) or tspec.num_classes != k:
-        raise SatsegError(f"{cfg.teacher}: teacher predicts {k} classes, the student {len(DUBAI_CLASSES)}")
+    check_classes(teacher, tspec, cfg.teacher, "teacher")
     if cfg.sampling == "crops":  # teacher and student see the same crop of a whole image
         if None not in teacher.input_shape[1:3]:
             raise SatsegError(f"{cfg.teacher}: teacher takes only {teacher.input_shape[1]}x{teacher.input_shape[2]} "
@@ -397,15 +395,21 @@ def load_init(cfg: TrainConfig):
     from satseg.classes import load_spec
     from satseg.models import load_model_file
 
-    arch = load_spec(cfg.init).architecture
+    ispec = load_spec(cfg.init)
+    arch = ispec.architecture
     if arch != cfg.model:
         raise SatsegError(f"{cfg.init}: --init model is {f'a {arch!r}' if arch else 'of an unrecorded architecture'}, "
                           f"not a '{cfg.model}'")
     init = load_model_file(cfg.init, "--init model")
-    if init.output_shape[-1] != len(DUBAI_CLASSES):
-        raise SatsegError(f"{cfg.init}: --init model predicts {init.output_shape[-1]} classes, "
-                          f"the student {len(DUBAI_CLASSES)}")
+    check_classes(init, ispec, cfg.init, "--init model")
     return init
+
+
+def check_classes(model, spec: ModelSpec, path, what: str):
+    """A teacher or --init model must predict the student's classes, as its spec says."""
+    k = model.output_shape[-1]
+    if k != len(DUBAI_CLASSES) or spec.num_classes != k:
+        raise SatsegError(f"{path}: {what} predicts {k} classes, the student {len(DUBAI_CLASSES)}")
 
 
 def set_init_weights(model, init, path: str):
