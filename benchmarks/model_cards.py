@@ -361,7 +361,7 @@ def fast_edge_headline(ms, bench) -> str:
     if not fast or not edge:
         return ""
     rows = int8_rows(bench)
-    best = max(fast, key=best_val_miou)
+    best = max(fast, key=val_score)
 
     def describe(m):
         r = rows.get(m["name"], {})
@@ -376,10 +376,10 @@ def fast_edge_headline(ms, bench) -> str:
             "size": art(best, "tflite_int8")["bytes"] < art(edge, "tflite_int8")["bytes"],
             "speed": fr["whole_image_s"] < er["whole_image_s"] if "whole_image_s" in fr and "whole_image_s" in er
             else None}
-    others = "; ".join(f"`{m['name']}` {m['eval']['miou']:.4f} (validation {best_val_miou(m):.4f})"
+    others = "; ".join(f"`{m['name']}` {m['eval']['miou']:.4f} (validation {val_score(m):.4f})"
                        for m in fast if m is not best)
     return (f"**Fast edge student (test split, whole images).** `{best['name']}` (the `fast_edge` run chosen on "
-            f"validation: {best_val_miou(best):.4f}): {describe(best)}; `edge` (`edge_distilled_lite0`): {describe(edge)}. Better than `edge` on "
+            f"validation: {val_score(best):.4f}): {describe(best)}; `edge` (`edge_distilled_lite0`): {describe(edge)}. Better than `edge` on "
             + ", ".join(f"{k} {'not measured' if v is None else 'yes' if v else '**no**'}" for k, v in wins.items())
             + (" (so it does not replace `edge`, which stays in the zoo)" if not all(wins.values()) else "")
             + (f". Other `fast_edge` runs: {others}" if others else "") + ".")

@@ -59,7 +59,7 @@ def crop_rows(args):
                      architecture=cfg.model)
     teacher = load_model_file(args.teacher, "teacher")
     t0 = time.perf_counter()
-    logits = cache_teacher_logits(cfg, teacher, load_spec(args.teacher), data)
+    logits = cache_teacher_logits(cfg, [(teacher, load_spec(args.teacher))], data)
     cache_s = time.perf_counter() - t0
     strategy, steps = make_strategy("default"), -(-cfg.crops_per_epoch // cfg.batch_size)
 

@@ -40,7 +40,7 @@ class TrainConfig:
 
     model: str = "lite0_unet"
     data: str | None = None  # None: the built-in synthetic dataset
-    teacher: str | None = None  # a teacher .keras file: distil into ``model``
+    teacher: str | list[str] | None = None  # teacher .keras file(s): distil into ``model``; several: their mean
     init: str | None = None  # a trained .keras file of ``model``: start from its weights (fine-tuning)
     epochs: int = 30
     batch_size: int = 8
@@ -79,6 +79,13 @@ class TrainConfig:
         cfg = cls(**{k: v for k, v in d.items() if k in known})
         cfg.scale = tuple(cfg.scale)
         return cfg
+
+    @property
+    def teachers(self) -> list[str]:
+        """The teacher files: none, one, or several (an ensemble whose mean probabilities are distilled)."""
+        if not self.teacher:
+            return []
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
 
     @property
     def effective_split_seed(self) -> int:
@@ -120,8 +127,11 @@ class TrainConfig:
             if len(self.class_weights) != len(DUBAI_CLASSES) or min(self.class_weights) < 0:
                 raise SatsegError(f"--class-weights needs {len(DUBAI_CLASSES)} numbers >= 0, one per class "
                                   f"(got {', '.join(map(str, self.class_weights))})")
-        if self.teacher and not Path(self.teacher).is_file():
-            raise SatsegError(f"{self.teacher}: teacher model file not found")
+        for t in self.teachers:
+            if not Path(t).is_file():
+                raise SatsegError(f"{t}: teacher model file not found")
+        if len(self.teachers) > 1 and self.distill_mode != "offline":
+            raise SatsegError("several teachers need --distill-mode offline (their mean is cached once)")
         if self.init and not Path(self.init).is_file():
             raise SatsegError(f"{self.init}: --init model file not found")
 
@@ -152,29 +162,32 @@ def make_strategy(name: str):
 
 # --- teacher -------------------------------------------------------------------------------
 
-def load_teacher(cfg: TrainConfig, strategy):
-    """The frozen teacher with its spec, checked against the student's classes."""
-    if not cfg.teacher:
-        return None, None
+def load_teachers(cfg: TrainConfig, strategy) -> list[tuple]:
+    """``(model, spec)`` of every teacher, each checked as :func:`load_teacher` does."""
+    return [load_teacher(cfg, path, strategy) for path in cfg.teachers]
+
+
+def load_teacher(cfg: TrainConfig, path: str, strategy):
+    """A frozen teacher with its spec, checked against the student's classes and sampling."""
     from satseg.classes import load_spec
     from satseg.models import load_model_file
 
     with strategy.scope():  # an online teacher runs on every replica
-        teacher = load_model_file(cfg.teacher, "teacher")
+        teacher = load_model_file(path, "teacher")
     try:
-        tspec = load_spec(cfg.teacher)
+        tspec = load_spec(path)
     except FileNotFoundError as e:
         raise SatsegError(str(e)) from None
-    check_classes(teacher, tspec, cfg.teacher, "teacher")
+    check_classes(teacher, tspec, path, "teacher")
     if cfg.sampling == "crops":  # teacher and student see the same crop of a whole image
         if None not in teacher.input_shape[1:3]:
-            raise SatsegError(f"{cfg.teacher}: teacher takes only {teacher.input_shape[1]}x{teacher.input_shape[2]} "
+            raise SatsegError(f"{path}: teacher takes only {teacher.input_shape[1]}x{teacher.input_shape[2]} "
                               "inputs; random crops need a fully convolutional teacher (or --sampling grid)")
         if tspec.normalization.get("kind") != "in_model":
-            raise SatsegError(f"{cfg.teacher}: a teacher with per-patch normalisation cannot label whole images; "
+            raise SatsegError(f"{path}: a teacher with per-patch normalisation cannot label whole images; "
                               "use --sampling grid")
     elif None not in teacher.input_shape[1:3] and teacher.input_shape[1] != cfg.patch_size:
-        raise SatsegError(f"{cfg.teacher}: teacher takes {teacher.input_shape[1]} px patches, "
+        raise SatsegError(f"{path}: teacher takes {teacher.input_shape[1]} px patches, "
                           f"--patch-size is {cfg.patch_size}")
     return teacher, tspec
 
@@ -308,24 +321,35 @@ def whole_image_logits(model, stride: int, dtype=np.float16):
     return run
 
 
-def cache_teacher_logits(cfg: TrainConfig, teacher, tspec: ModelSpec, data: TrainData):
-    """Offline distillation: the teacher's logits, computed once, for every training image
-    (crop sampling) or training patch (grid sampling)."""
+def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainData):
+    """Offline distillation: the teachers' logits, computed once, for every training image
+    (crop sampling) or training patch (grid sampling). One teacher's logits are kept as they
+    are; several give the log of their mean probabilities, whose softmax is that mean."""
     from satseg.models import STRIDES
 
     t0 = time.perf_counter()
     if data.grid is not None:
-        if tspec.normalization != data.normalization:
-            raise SatsegError(f"{cfg.teacher}: teacher normalisation {tspec.normalization.get('kind')} differs from "
-                              f"the student's; use --normalization to match it")
-        out = predict_logits(teacher, data.grid[0], cfg.batch_size, np.float16)
+        for path, (_, tspec) in zip(cfg.teachers, teachers):
+            if tspec.normalization != data.normalization:
+                raise SatsegError(f"{path}: teacher normalisation {tspec.normalization.get('kind')} differs from "
+                                  f"the student's; use --normalization to match it")
+        outs = [predict_logits(t, data.grid[0], cfg.batch_size, np.float32) for t, _ in teachers]
+        out = mean_logits(outs).astype(np.float16)
     else:
-        stride = STRIDES.get(tspec.architecture, 32)
-        run = whole_image_logits(teacher, stride)
-        out = [run(li.image) for li in data.train]
-    print(f"cached teacher logits for {len(out)} training {'patches' if data.grid is not None else 'images'} "
-          f"in {time.perf_counter() - t0:.1f} s")
+        runs = [whole_image_logits(t, STRIDES.get(tspec.architecture, 32), np.float32) for t, tspec in teachers]
+        out = [mean_logits([run(li.image) for run in runs]).astype(np.float16) for li in data.train]
+    print(f"cached the logits of {len(teachers)} teacher{'s' if len(teachers) > 1 else ''} for {len(out)} training "
+          f"{'patches' if data.grid is not None else 'images'} in {time.perf_counter() - t0:.1f} s")
     return out
+
+
+def mean_logits(logits: list[np.ndarray]) -> np.ndarray:
+    """One teacher's logits, or the log of several teachers' mean softmax (an ensemble target)."""
+    if len(logits) == 1:
+        return logits[0]
+    from satseg.imaging import softmax
+
+    return np.log(np.maximum(sum(softmax(z) for z in logits) / len(logits), np.finfo(np.float32).tiny))
 
 
 def make_datasets(cfg: TrainConfig, data: TrainData, logits):
@@ -425,7 +449,8 @@ def set_init_weights(model, init, path: str):
 def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec, class_weights) -> dict:
     d = asdict(cfg)
     d["data"] = str(data.root) if cfg.data else None
-    d["teacher"] = str(Path(cfg.teacher).absolute()) if cfg.teacher else None
+    paths = [str(Path(t).absolute()) for t in cfg.teachers]
+    d["teacher"] = (paths[0] if len(paths) == 1 else paths) or None
     d["init"] = str(Path(cfg.init).absolute()) if cfg.init else None
     return {
         "config": d, "data_root": str(data.root), "versions": versions(), "spec": spec.to_dict(),
@@ -452,7 +477,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     else:
         run.check_new(force)
     strategy = make_strategy(cfg.strategy)  # first: MultiWorkerMirroredStrategy must precede other ops
-    teacher, tspec = load_teacher(cfg, strategy)
+    teachers = load_teachers(cfg, strategy)
     init = load_init(cfg)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.data is None and not resume:
@@ -463,7 +488,8 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     data = prepare_data(cfg, root, progress=bool(verbose) and sys.stderr.isatty())
     spec = ModelSpec(normalization=data.normalization, patch_size=cfg.patch_size, bands=data.bands,
                      architecture=cfg.model)
-    for what, m, path in (("teacher", teacher, cfg.teacher), ("--init model", init, cfg.init)):
+    checks = [("teacher", t, path) for (t, _), path in zip(teachers, cfg.teachers)] + [("--init model", init, cfg.init)]
+    for what, m, path in checks:
         if m is not None and m.input_shape[-1] != data.bands:
             raise SatsegError(f"{path}: {what} takes {m.input_shape[-1]} bands, the data has {data.bands}")
     weights = resolve_class_weights(cfg, data, spec.num_classes)
@@ -473,10 +499,11 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
         run.write_config(_config_doc(cfg, data, spec, weights))
         save_spec(spec, run / "satseg.json")
     cached = None
-    if teacher is not None and cfg.distill_mode == "offline":
-        cached = cache_teacher_logits(cfg, teacher, tspec, data)
+    if teachers and cfg.distill_mode == "offline":
+        cached = cache_teacher_logits(cfg, teachers, data)
     train_s, val_s, train_ds, val_ds = make_datasets(cfg, data, cached)
     steps = math.ceil(len(train_s) / cfg.batch_size)
+    teacher = teachers[0][0] if teachers else None  # online distillation has exactly one
     trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights, init)
     cbs = [EpochSetter(train_s, val_s), RunCheckpoint(run), RunHistory(run.path, title=cfg.model)]
     if verbose:

@@ -207,6 +207,33 @@ def test_cached_whole_image_logits_follow_every_crop_exactly(tiny_dataset):
     assert n == 12
 
 
+def test_several_teachers_are_cached_as_the_log_of_their_mean_probabilities(tiny_dataset):
+    """Distilling an ensemble: the cached target's softmax is the mean of the teachers' softmax,
+    per pixel of every whole training image; one teacher's logits are cached as they are."""
+    from satseg.classes import ModelSpec
+    from satseg.imaging import softmax
+    from satseg.train import cache_teacher_logits, prepare_data
+
+    def pointwise(seed):
+        inp = keras.Input((None, None, 3))
+        init = keras.initializers.GlorotNormal(seed)
+        return keras.Model(inp, keras.layers.Conv2D(6, 1, kernel_initializer=init)(inp))
+
+    cfg = TrainConfig(model="student", data=str(tiny_dataset), patch_size=32, seed=2)
+    data = prepare_data(cfg, tiny_dataset, progress=False)
+    spec = ModelSpec(architecture="edge")
+    a, b = pointwise(1), pointwise(2)
+    one = cache_teacher_logits(cfg, [(a, spec)], data)
+    two = cache_teacher_logits(cfg, [(a, spec), (b, spec)], data)
+    assert len(two) == len(data.train)
+    for li, z1, z2 in zip(data.train, one, two):
+        za, zb = (np.asarray(m(li.image[None].astype(np.float32)))[0] for m in (a, b))
+        np.testing.assert_allclose(z1.astype(np.float32), za, rtol=2e-3, atol=2e-3)
+        assert z2.dtype == np.float16 and z2.shape == za.shape
+        np.testing.assert_allclose(softmax(z2.astype(np.float32)), (softmax(za) + softmax(zb)) / 2, atol=2e-3)
+        assert not np.allclose(softmax(za), softmax(zb), atol=2e-2)  # the two teachers do disagree
+
+
 @pytest.mark.slow
 def test_offline_distillation_with_crops_trains(tmp_path, tiny_dataset):
     teacher_run = tmp_path / "teacher"

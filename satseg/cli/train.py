@@ -28,7 +28,8 @@ def _weights(value):
 @_opt("--model", "model_name", key="model", help="Zoo model to train (see `satseg models`).")
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset root [default: built-in synthetic scenes, with a notice].")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/<model>-<time>].")
-@click.option("--teacher", type=click.Path(dir_okay=False), help="Teacher .keras file: distil into --model.")
+@click.option("--teacher", type=click.Path(dir_okay=False), multiple=True,
+              help="Teacher .keras file: distil into --model. Repeat it to distil the mean of several teachers.")
 @click.option("--init", type=click.Path(dir_okay=False),
               help="Start from the weights of a trained .keras file of --model (fine-tuning) instead of ImageNet/random.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
@@ -79,6 +80,7 @@ def command(model_name, data, out, teacher, init, resume_dir, force, no_augment,
         summary = resume(resume_dir, verbose=0 if quiet() else 1,
                          epochs=kw["epochs"] if src == click.core.ParameterSource.COMMANDLINE else None)
     else:
+        teacher = (teacher[0] if len(teacher) == 1 else list(teacher)) or None
         cfg = TrainConfig(model=model_name, data=data, teacher=teacher, init=init, augment=not no_augment, **kw)
         summary = train(cfg, out or default_run_dir(model_name, bool(teacher)), force=force, verbose=0 if quiet() else 1)
     best = summary.get("best_val_miou")
