@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +40,20 @@ def sh(cmd: list[str], log: list[str]):
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     return time.perf_counter() - t0
+
+
+def deflate(path: Path):
+    """Store a .keras file's zip members deflated (Keras writes them stored and reads either):
+    float32 weights shrink by about 10 %, which keeps `lite2_unet` (22.2 MB stored, 19.8 MB
+    deflated) under this repository's 20 MB limit per file. The weights are unchanged."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".deflate-", suffix=".keras")
+    os.close(fd)
+    tmp = Path(name)
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    tmp.chmod(path.stat().st_mode & 0o777)  # mkstemp's file is private; keep the model's mode
+    tmp.replace(path)
 
 
 def main():
@@ -69,6 +85,7 @@ def main():
         for f in KEEP_EXPORT:
             if (exp / f).exists():  # no _fixed file for models normalised per patch
                 shutil.copy2(exp / f, dest / f)
+        deflate(dest / "model.keras")
     if not args.reexport:
         for f in KEEP_RUN:
             if (args.run / f).exists():

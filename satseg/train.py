@@ -333,8 +333,9 @@ def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainDat
             if tspec.normalization != data.normalization:
                 raise SatsegError(f"{path}: teacher normalisation {tspec.normalization.get('kind')} differs from "
                                   f"the student's; use --normalization to match it")
-        outs = [predict_logits(t, data.grid[0], cfg.batch_size, np.float32) for t, _ in teachers]
-        out = mean_logits(outs).astype(np.float16)
+        dtype = np.float16 if len(teachers) == 1 else np.float32  # one teacher: no float32 copy of every patch
+        outs = [predict_logits(t, data.grid[0], cfg.batch_size, dtype) for t, _ in teachers]
+        out = mean_logits(outs).astype(np.float16, copy=False)
     else:
         runs = [whole_image_logits(t, STRIDES.get(tspec.architecture, 32), np.float32) for t, tspec in teachers]
         out = [mean_logits([run(li.image) for run in runs]).astype(np.float16) for li in data.train]
