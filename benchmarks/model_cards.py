@@ -339,6 +339,9 @@ def pretrained_headline(ms) -> str:
                  f"`{worst['name']}`, whole image"
                  + (f"; its fixed-size int8 file in tiles loses {100 * (worst['eval']['miou'] - fixed['miou']):.2f}"
                     if fixed else "") + ").")
+    if any("**no**" in part for part in parts):
+        parts.append("What was tried for the targets marked **no** is in the top-level README.md, "
+                     "section \"Targets the data refuses\".")
     return " ".join(parts)
 
 
