@@ -38,10 +38,12 @@ TITLES = {
 
 def teacher_of(config) -> str | None:
     """The shipped model a run was distilled from: the teacher's folder in exported_models/, or
-    the run folder a shipped model came from."""
+    the run folder a shipped model came from; several teachers (their mean) joined by " + "."""
     t = config["config"].get("teacher")
     if not t:
         return None
+    if isinstance(t, list):
+        return " + ".join(teacher_of({"config": {"teacher": one}}) for one in t)
     run = Path(t).parent.name
     if Path(t).parent.parent.resolve() == MODELS.resolve() and run in ORDER:
         return run
@@ -49,7 +51,7 @@ def teacher_of(config) -> str | None:
         rn = MODELS / name / "run_name.txt"
         if rn.exists() and rn.read_text().strip() == run:
             return name
-    return "teacher"
+    return run  # not shipped: the run folder it came from
 
 
 def load(name):
@@ -69,8 +71,9 @@ def train_command(c: dict, run_name: str) -> str:
     cfg = c["config"]
     parts = ["satseg", "train", "--model", cfg["model"], "--data", f'"{cfg["data"]}"', "--out", f"runs/{run_name}"]
     if cfg.get("teacher"):
-        parts += ["--teacher", f"runs/{Path(Path(cfg['teacher']).parent).name}/model.keras",
-                  "--alpha", str(cfg["alpha"]), "--temperature", str(cfg["temperature"]),
+        for t in [cfg["teacher"]] if isinstance(cfg["teacher"], str) else cfg["teacher"]:
+            parts += ["--teacher", f"runs/{Path(t).parent.name}/model.keras"]
+        parts += ["--alpha", str(cfg["alpha"]), "--temperature", str(cfg["temperature"]),
                   "--distill-mode", cfg["distill_mode"]]
     if cfg.get("init"):
         parts += ["--init", f"runs/{Path(cfg['init']).parent.name}/model.keras"]
@@ -150,7 +153,7 @@ def card(m, teacher_eval):
               f"{len(m['history'])} epochs (best val mIoU {float(best['val_miou']):.4f} at epoch {int(best['epoch']) + 1}); "
               f"wall time {wall / 60:.1f} min of training epochs on 2 CPU cores (shared with the other runs of the "
               "session, so a quiet machine is faster; per-epoch seconds are in `history.csv`)"
-              + (f"; distilled from `{Path(cfg['teacher']).parent.name}` with alpha {cfg['alpha']}, T {cfg['temperature']}, "
+              + (f"; distilled from `{m['teacher']}` with alpha {cfg['alpha']}, T {cfg['temperature']}, "
                  f"{cfg['distill_mode']} teacher logits" if cfg.get("teacher") else "")
               + (f"; started from the weights of `{Path(cfg['init']).parent.name}` (`--init`: a fine-tune)"
                  if cfg.get("init") else "") + ".",

@@ -49,11 +49,14 @@ def deflate(path: Path):
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=".deflate-", suffix=".keras")
     os.close(fd)
     tmp = Path(name)
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
-        for info in src.infolist():
-            dst.writestr(info.filename, src.read(info))
-    tmp.chmod(path.stat().st_mode & 0o777)  # mkstemp's file is private; keep the model's mode
-    tmp.replace(path)
+    try:
+        with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+            for info in src.infolist():
+                dst.writestr(info.filename, src.read(info))
+        tmp.chmod(path.stat().st_mode & 0o777)  # mkstemp's file is private; keep the model's mode
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def main():
