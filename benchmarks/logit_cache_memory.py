@@ -28,7 +28,7 @@ def main():
     from satseg.classes import load_spec
     from satseg.data import find_samples, load_sample
     from satseg.models import STRIDES, load_model_file
-    from satseg.train import whole_image_logits
+    from satseg.train import pad_to_stride, whole_image_logits
 
     teacher, spec = load_model_file(args.teacher), load_spec(args.teacher)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -42,10 +42,10 @@ def main():
     images = [load_sample(s).image for s in largest]
     t0 = time.perf_counter()
     stride = STRIDES.get(spec.architecture, 32)
+
     def eager(image):
         h, w = image.shape[:2]
-        x = np.pad(image.astype(np.float32), [(0, -h % stride), (0, -w % stride), (0, 0)], mode="edge")
-        return np.asarray(teacher(x[None], training=False))[0, :h, :w].astype(np.float16)
+        return np.asarray(teacher(pad_to_stride(image, stride)[None], training=False))[0, :h, :w].astype(np.float16)
 
     run = eager if args.eager else whole_image_logits(teacher, stride)
     for im in images:

@@ -42,10 +42,13 @@ def teacher_of(config) -> str | None:
     t = config["config"].get("teacher")
     if not t:
         return None
-    if isinstance(t, list):
-        return " + ".join(teacher_of({"config": {"teacher": one}}) for one in t)
-    run = Path(t).parent.name
-    if Path(t).parent.parent.resolve() == MODELS.resolve() and run in ORDER:
+    return " + ".join(shipped_name(p) for p in ([t] if isinstance(t, str) else t))
+
+
+def shipped_name(path: str) -> str:
+    """The shipped model a .keras path is, or came from; else its run folder's name."""
+    run = Path(path).parent.name
+    if Path(path).parent.parent.resolve() == MODELS.resolve() and run in ORDER:
         return run
     for name in ORDER:
         rn = MODELS / name / "run_name.txt"

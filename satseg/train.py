@@ -73,6 +73,10 @@ class TrainConfig:
     synthetic_images: int = 8
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if isinstance(self.teacher, list | tuple):  # one teacher is recorded as a path, several as a list
+            self.teacher = (self.teacher[0] if len(self.teacher) == 1 else list(self.teacher)) or None
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
@@ -315,10 +319,15 @@ def whole_image_logits(model, stride: int, dtype=np.float16):
 
     def run(image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        x = np.pad(image.astype(np.float32), [(0, -h % stride), (0, -w % stride), (0, 0)], mode="edge")
-        return graph(x[None]).numpy()[0, :h, :w].astype(dtype)
+        return graph(pad_to_stride(image, stride)[None]).numpy()[0, :h, :w].astype(dtype)
 
     return run
+
+
+def pad_to_stride(image: np.ndarray, stride: int) -> np.ndarray:
+    """The image as float32, padded at the bottom and right by edge replication to multiples of ``stride``."""
+    h, w = image.shape[:2]
+    return np.pad(image.astype(np.float32), [(0, -h % stride), (0, -w % stride), (0, 0)], mode="edge")
 
 
 def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainData):
