@@ -4,7 +4,7 @@ resumable: rerun the script after an interruption), then writes ``exported_model
 (best validation mIoU and per-class IoU of every run, with its command) for the model cards.
 
     python benchmarks/ablations.py --data DATA [--runs runs/ablations] [--only NAME ...]
-                                   [--teacher exported_models/lite0_unet/model.keras] [--collect-only]
+                                   [--teacher exported_models/lite0_unet_512/model.keras] [--collect-only]
 
 Choices are made on the validation split only; the test split is never read here.
 """
@@ -67,11 +67,24 @@ def collect(name: str, runs: Path) -> dict | None:
             "train_minutes": round(summary["train_seconds_total"] / 60, 1)}
 
 
+def teacher_used(run: Path) -> str | None:
+    """The teacher a finished distilled run recorded (the runs, not today's default, made the table)."""
+    config = run / "config.json"
+    return json.loads(config.read_text())["config"].get("teacher") if config.exists() else None
+
+
+def shown(path: str) -> str:
+    """A path as a reader in the repository root gives it: a run outside it as runs/RUN/FILE,
+    the way the model cards name runs."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else f"runs/{p.parent.name}/{p.name}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/dubai/Semantic segmentation dataset"))
     ap.add_argument("--runs", default="runs/ablations", type=Path)
-    ap.add_argument("--teacher", default=str(ROOT / "exported_models/lite0_unet/model.keras"))
+    ap.add_argument("--teacher", default=str(ROOT / "exported_models/lite0_unet_512/model.keras"))
     ap.add_argument("--only", nargs="*", choices=list(VARIANTS), help="train only these variants")
     ap.add_argument("--collect-only", action="store_true", help="train nothing; write what the finished runs measured")
     ap.add_argument("--out", default=ROOT / "exported_models/ablations.json", type=Path)
@@ -80,9 +93,10 @@ def main():
         for name in args.only or VARIANTS:
             train(name, args.runs, args.data, args.teacher)
     rows = [r for r in (collect(n, args.runs) for n in VARIANTS) if r]
+    used = next((t for n in VARIANTS if (t := teacher_used(args.runs / n))), args.teacher)
     doc = {"what": "lite0_edge (ImageNet encoder), 12 epochs x 512 crops, one change to the recipe per run; "
                    "best validation mIoU (145 grid patches of the 8 validation images)",
-           "command": "python benchmarks/ablations.py --data DATA", "base_args": BASE, "runs": rows,
+           "command": f"python benchmarks/ablations.py --data DATA --teacher {shown(used)}", "base_args": BASE, "runs": rows,
            "seed_runs": [n for n in SEEDS if any(r["name"] == n for r in rows)]}
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     for r in rows:

@@ -59,6 +59,14 @@ def deflate(path: Path):
         tmp.unlink(missing_ok=True)
 
 
+def keep_init_config(run: Path, dest: Path):
+    """A fine-tune's card gives the command of the run it started from (``--init``), which need
+    not stay shipped: keep that run's config as init_config.json."""
+    init = json.loads((run / "config.json").read_text())["config"].get("init")
+    if init and (Path(init).parent / "config.json").exists():
+        shutil.copy2(Path(init).parent / "config.json", dest / "init_config.json")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name")
@@ -93,6 +101,7 @@ def main():
         for f in KEEP_RUN:
             if (args.run / f).exists():
                 shutil.copy2(args.run / f, dest / f)
+        keep_init_config(args.run, dest)
         sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "test",
             "--plots", str(dest), "--out", str(dest / "evaluate.json"), "--json", "--force"], log)
         # whole validation images: the figure choices between shipped models are made on

@@ -2,7 +2,7 @@
 not waste work; with random crops it must stay within 1.3x of a scratch step).
 
     python benchmarks/train_epochs.py --data DATA --max-patches 320 --out benchmarks/train_epochs.json
-    python benchmarks/train_epochs.py --data DATA --crops --teacher exported_models/lite0_unet/model.keras \
+    python benchmarks/train_epochs.py --data DATA --crops --teacher exported_models/lite0_unet_512/model.keras \
         [--student lite0_edge] --out benchmarks/train_epochs_crops.json
 
 Grid mode (the reference): teacher, scratch student, online and offline distillation on fixed
@@ -117,7 +117,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--jit", action="store_true", help="grid mode: also time XLA jit_compile=True variants")
     ap.add_argument("--crops", action="store_true", help="the shipped recipe: random crops, cached whole-image logits")
-    ap.add_argument("--teacher", default="exported_models/lite0_unet/model.keras", help="--crops: the teacher")
+    ap.add_argument("--teacher", default="exported_models/lite0_unet_512/model.keras", help="--crops: the teacher")
     ap.add_argument("--student", default="lite0_edge", help="--crops: the student")
     ap.add_argument("--out")
     args = ap.parse_args()

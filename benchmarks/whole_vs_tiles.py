@@ -2,7 +2,7 @@
 tiles without overlap: whether a whole-frame gap comes from context (the frame against the patch
 the model was trained on) or from the ensemble that overlapping tiles make.
 
-    python benchmarks/whole_vs_tiles.py --model exported_models/lite0_unet/model.keras [--split val]
+    python benchmarks/whole_vs_tiles.py --model exported_models/lite0_unet_512/model.keras [--split val]
                                         [--data DATA] [--overlaps 64 0]
 
 Prints one JSON document: per path, mIoU and per-class IoU on the split's whole images.
