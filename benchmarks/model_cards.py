@@ -14,14 +14,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "exported_models"
 ABLATIONS = MODELS / "ablations.json"
-ORDER = ["lite0_unet", "lite0_unet_512", "lite0_edge_scratch", "lite0_edge_distilled", "fast_edge_distilled", "fast_edge_scratch",
+ORDER = ["lite0_unet_512", "lite0_edge_scratch", "lite0_edge_distilled", "fast_edge_distilled", "fast_edge_scratch",
          "edge_distilled_lite0",
          "teacher", "student_scratch", "student_distilled", "edge_scratch", "edge_distilled"]
-PRETRAINED_TEACHERS = ["lite0_unet", "lite0_unet_512"]
+PRETRAINED_TEACHERS = ["lite0_unet_512"]
 TEACHERS = {*PRETRAINED_TEACHERS, "teacher"}
 TITLES = {
-    "lite0_unet": "Pretrained teacher: ImageNet EfficientNet-Lite0 encoder, U-Net decoder",
-    "lite0_unet_512": "Pretrained teacher `lite0_unet`, fine-tuned on 512 px crops (for whole frames)",
+    "lite0_unet_512": "Pretrained teacher: ImageNet EfficientNet-Lite0 encoder, U-Net decoder; trained on 256 px "
+                      "crops, then fine-tuned on 512 px crops (for whole frames)",
     "lite0_edge_scratch": "Pretrained edge student (first four Lite0 blocks, light decoder), trained without a teacher",
     "lite0_edge_distilled": "Pretrained edge student, distilled from the pretrained teacher",
     "fast_edge_distilled": "Fast edge student (patch stem to 1/4, sub-pixel head; random init), distilled from the "
@@ -65,6 +65,7 @@ def load(name):
     return {"name": name, "dir": d, "config": config, "report": j("report.json"), "teacher": teacher_of(config),
             "eval": j("evaluate.json"), "eval_val": j("evaluate_val.json"), "eval_int8": j("evaluate_int8.json"),
             "eval_int8_fixed": j("evaluate_int8_fixed.json"), "eval_tta": j("evaluate_tta.json"), "history": hist,
+            "init_config": j("init_config.json"),
             "run_name": (d / "run_name.txt").read_text().strip() if (d / "run_name.txt").exists() else name,
             "commands": (d / "commands.txt").read_text().strip().splitlines() if (d / "commands.txt").exists() else []}
 
@@ -75,11 +76,11 @@ def train_command(c: dict, run_name: str) -> str:
     parts = ["satseg", "train", "--model", cfg["model"], "--data", f'"{cfg["data"]}"', "--out", f"runs/{run_name}"]
     if cfg.get("teacher"):
         for t in [cfg["teacher"]] if isinstance(cfg["teacher"], str) else cfg["teacher"]:
-            parts += ["--teacher", f"runs/{Path(t).parent.name}/model.keras"]
+            parts += ["--teacher", model_arg(t)]
         parts += ["--alpha", str(cfg["alpha"]), "--temperature", str(cfg["temperature"]),
                   "--distill-mode", cfg["distill_mode"]]
     if cfg.get("init"):
-        parts += ["--init", f"runs/{Path(cfg['init']).parent.name}/model.keras"]
+        parts += ["--init", model_arg(cfg["init"])]
     first = next((ch["epochs"]["from"] for ch in c.get("changes", []) if "epochs" in ch), cfg["epochs"])
     parts += ["--epochs", str(first), "--batch-size", str(cfg["batch_size"]), "--lr", str(cfg["lr"]),
               "--loss", cfg["loss"], "--split", cfg["split"], "--seed", str(cfg["seed"])]
@@ -92,6 +93,15 @@ def train_command(c: dict, run_name: str) -> str:
         parts += ["--sampling", "grid", "--normalization", cfg["normalization"], "--patch-mode", cfg["patch_mode"],
                   "--lr-schedule", "constant", "--weight-decay", "0"]
     return " ".join(parts)
+
+
+def model_arg(path: str) -> str:
+    """A recorded model path as a reader gives it: a shipped folder's file from the repository root,
+    a run's file under runs/."""
+    p = Path(path)
+    if p.parent.parent.resolve() == MODELS.resolve() and (MODELS / p.parent.name).is_dir():
+        return f"exported_models/{p.parent.name}/{p.name}"
+    return f"runs/{p.parent.name}/{p.name}"
 
 
 def recipe_changes(cfg: dict) -> list[str]:
@@ -158,7 +168,8 @@ def card(m, teacher_eval):
               "session, so a quiet machine is faster; per-epoch seconds are in `history.csv`)"
               + (f"; distilled from `{m['teacher']}` with alpha {cfg['alpha']}, T {cfg['temperature']}, "
                  f"{cfg['distill_mode']} teacher logits" if cfg.get("teacher") else "")
-              + (f"; started from the weights of `{Path(cfg['init']).parent.name}` (`--init`: a fine-tune)"
+              + (f"; started from the weights of `{Path(cfg['init']).parent.name}` (`--init`: a fine-tune"
+                 + ("; that run's command comes first below" if m["init_config"] else "") + ")"
                  if cfg.get("init") else "") + ".",
               "- **Versions**: " + ", ".join(f"{k} {v}" for k, v in c["versions"].items()) + "."]
     if c.get("changes"):
@@ -189,6 +200,9 @@ def card(m, teacher_eval):
     if "sampling" not in cfg:
         lines.append("# trained with satseg at commit 3e5a182 (fixed 256 px inputs); the `edge` builder has changed "
                          "since (dynamic-size upsampling), so it no longer rebuilds this exact file")
+    if m["init_config"]:
+        lines += ["# the run it was fine-tuned from (--init)",
+                  train_command(m["init_config"], Path(cfg["init"]).parent.name)]
     lines += [train_command(c, m["run_name"])]
     lines += [f"satseg train --resume runs/{m['run_name']} --epochs {ch['epochs']['to']}"
               for ch in c.get("changes", []) if "epochs" in ch]
@@ -293,8 +307,10 @@ def pretrained_headline(ms) -> str:
                         if 2 * oveg > 1 else "") + ").")
     hist = tm["history"]
     if tm["config"]["config"].get("init"):
-        parts.append(f"`{tn}` is `{Path(tm['config']['config']['init']).parent.name}` fine-tuned for {len(hist)} "
-                     f"epochs on {tm['config']['config']['patch_size']} px crops.")
+        first = tm["init_config"]["config"] if tm["init_config"] else None
+        parts.append(f"`{tn}` is `{Path(tm['config']['config']['init']).parent.name}`"
+                     + (f" ({first['epochs']} epochs on {first['patch_size']} px crops)" if first else "")
+                     + f" fine-tuned for {len(hist)} epochs on {tm['config']['config']['patch_size']} px crops.")
     elif hist:
         best = max(range(len(hist)), key=lambda i: float(hist[i]["val_miou"]))
         parts.append(f"The teacher's best validation epoch is {best + 1} of {len(hist)}"
@@ -327,7 +343,7 @@ def pretrained_headline(ms) -> str:
                         f"{yes(ed > e['edge_distilled']['eval']['miou'])})." if "edge_distilled" in e else "n/a)."))
     if tm.get("eval_tta"):
         parts.append(f"With flip TTA (4x the time) the teacher scores {tm['eval_tta']['miou']:.4f}.")
-    c = e[PRETRAINED_TEACHERS[0]]["config"]["config"] if PRETRAINED_TEACHERS[0] in e else tm["config"]["config"]
+    c = (tm["init_config"] or tm["config"])["config"]  # a fine-tune's recipe is its first run's
     d = next((m["config"]["config"] for m in ms if m["teacher"] in PRETRAINED_TEACHERS), None)
     parts.append(f"The recipe's choices (loss `{c['loss']}`, crop scale {c['scale'][0]}-{c['scale'][1]}, "
                  f"{100 * c['rare_fraction']:.0f} % rare-class crops, photometric jitter {c['photometric']}, "
