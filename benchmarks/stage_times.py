@@ -9,7 +9,8 @@ multiply-accumulates and their time at the machine's measured matmul rate.
 
 Random uint8 image (the time does not depend on the pixels); medians after one warm-up. The
 stages are the layers named ``normalize``, ``*_relu`` and ``head_logits`` of the model, then the
-logits at full resolution, then the class ids (the shipped graph). Last, for comparison, a graph
+logits at full resolution (one stage with the head where the serving graph fuses them,
+``BilinearHead``), then the class ids (the shipped graph). Last, for comparison, a graph
 that is not shipped: the class decided at the logits' resolution and the ids upsampled nearest
 (cheaper, but another model: its agreement with the shipped file on a real image is printed), for
 models whose logits (``head_logits``) are below full resolution.
@@ -27,7 +28,7 @@ from satseg.bench import matmul_macs_per_second, median_seconds
 from satseg.classes import load_spec
 from satseg.export import calibration_patches, convert_tflite
 from satseg.models import STRIDES, layer_macs, load_model_file, with_input_size
-from satseg.serving import serving_model
+from satseg.serving import BilinearHead, serving_model
 
 
 class CoarseIds(keras.layers.Layer):
@@ -50,9 +51,14 @@ def any_size(inner, layer: str, bands: int) -> keras.Model:
     return keras.Model(inp, sub(inp))
 
 
-def coarse_graph(whole, head: str = "head_logits") -> keras.Model:
-    logits = any_size(whole.layers[1], head, whole.input_shape[-1])
-    return keras.Model(logits.input, CoarseIds(name="class_ids")(logits.output))
+def coarse_graph(model, whole, head: str = "head_logits") -> keras.Model:
+    """The class decided on the model's own head logits (at their resolution), ids upsampled."""
+    trained = model.get_layer(head)
+    body = any_size(whole.layers[1], trained.input._keras_history.operation.name, whole.input_shape[-1])
+    conv = keras.layers.Conv2D.from_config(trained.get_config())
+    logits = conv(body.output)
+    conv.set_weights(trained.get_weights())
+    return keras.Model(body.input, CoarseIds(name="class_ids")(logits))
 
 
 def agreement(a: bytes, b: bytes, image: np.ndarray) -> float:
@@ -68,9 +74,15 @@ def stage_graphs(model, whole) -> list[tuple[str, keras.Model]]:
     """(name, graph) for each cut of the serving graph ``whole``, in order, ending with it."""
     inner, bands = whole.layers[1], model.input_shape[-1]  # inner: the rewritten model, logits at full size
     names = [n for n in cuts(model) if not isinstance(inner.get_layer(n), keras.layers.Identity)]  # folded away
-    return [*((name, any_size(inner, name, bands)) for name in names),
-            ("logits (full resolution)", any_size(inner, inner.layers[-1].name, bands)),
+    last = inner.layers[-1]
+    full = [] if isinstance(last, keras.layers.Identity) else [  # else fused into the head (BilinearHead)
+        ("logits (full resolution)", any_size(inner, last.name, bands))]
+    return [*((label(inner, name), any_size(inner, name, bands)) for name in names), *full,
             ("class ids (shipped graph)", whole)]
+
+
+def label(inner, name: str) -> str:
+    return f"{name} + bilinear 2x (BilinearHead)" if isinstance(inner.get_layer(name), BilinearHead) else name
 
 
 def stage_macs(model, names, size) -> list[int]:
@@ -155,7 +167,7 @@ def main():
     result = {"model": args.model, "image": list(args.size), "threads": args.threads,
               "matmul_gmacs_per_s": round(rate / 1e9, 1), "stages": rows}
     if any(layer.name == "head_logits" for layer in model.layers):  # logits below full resolution
-        coarse = convert_tflite(coarse_graph(whole), "tflite_int8", calib, uint8_pixels=True)
+        coarse = convert_tflite(coarse_graph(model, whole), "tflite_int8", calib, uint8_pixels=True)
         real = first_image(args.data, bands, STRIDES.get(spec.architecture, 32))
         result["not_shipped_decision_at_logit_resolution"] = {
             "ms": round(1e3 * time_file(coarse, args.size, bands, args.threads, args.repeats), 1),

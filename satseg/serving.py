@@ -18,6 +18,9 @@ is rewritten (the weights are the model's, the maths the same):
 - 2x nearest upsampling becomes ``concat + depth_to_space`` and the fixed bilinear transposed
   convolution four 3x3 depthwise "phase" convolutions + ``depth_to_space``: both have constant
   shapes, so XNNPACK runs them at any input size (``RESIZE_*`` with a computed size it cannot);
+- a 1x1 classifier followed by that bilinear upsampling becomes one dense 3x3 convolution to the
+  four phases' logits + ``depth_to_space`` (``BilinearHead``): int8 dense convolutions run near
+  the matmul limit, a 1x1 convolution to a few classes and four depthwise passes do not;
 - the head takes the argmax inside the graph and returns uint8 class ids.
 
 These layers use TensorFlow ops and exist only in the export graph; trained ``.keras`` files
@@ -74,6 +77,43 @@ class Up2Bilinear(layers.Layer):
 
     def compute_output_shape(self, s):
         return (s[0], None, None, s[3])
+
+
+class BilinearHead(layers.Layer):
+    """A 1x1 convolution to K logits followed by :class:`Up2Bilinear`, as one 3x3 convolution to
+    the four phases' 4K logits + ``depth_to_space``.
+
+    The input is first shifted by a constant ``x0`` with ``x0 W = -b`` (the head has more input
+    channels than classes), so that the convolution's zero padding stands for logits of zero, as
+    the padding of :class:`Up2Bilinear` does: the same logits everywhere, the border included."""
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+
+    def build(self, shape):
+        c = int(shape[-1])
+        self.shift = self.add_weight((c,), name="shift")
+        self.kernel = self.add_weight((3, 3, c, 4 * self.filters), name="kernel")
+
+    @staticmethod
+    def weights_from_head(kernel: np.ndarray, bias: np.ndarray | None = None) -> list[np.ndarray] | None:
+        """From the 1x1 head's kernel (1, 1, C, K) and bias; None when no shift gives -bias (C < K)."""
+        w = kernel[0, 0].astype(np.float64)
+        b = np.zeros(w.shape[1]) if bias is None else bias.astype(np.float64)
+        shift = -b @ np.linalg.pinv(w)
+        if not np.allclose(shift @ w, -b, rtol=0, atol=1e-5 * (1 + np.abs(b).max())):
+            return None
+        taps = [k[:, :, 0, 0] for k in bilinear_phase_kernels(1)]
+        fused = np.concatenate([t[:, :, None, None] * w[None, None] for t in taps], -1)
+        return [shift.astype(np.float32), fused.astype(np.float32)]
+
+    def call(self, x):
+        tf = _tf()
+        return tf.nn.depth_to_space(tf.nn.conv2d(x - self.shift, self.kernel, 1, "SAME"), 2)
+
+    def compute_output_shape(self, s):
+        return (s[0], None, None, self.filters)
 
 
 class PatchEmbedding(layers.Layer):
@@ -183,7 +223,29 @@ def _fold_normalization(conv, rescaling, bands: int) -> list[np.ndarray]:
     return [kernel * scale[None, None, :, None], bias + np.einsum("hwcf,c->f", kernel, offset)]
 
 
-def _swap(layer, stem=None):
+def _bilinear_heads(model: keras.Model) -> dict[str, str]:
+    """{1x1 head: the fixed bilinear upsampling that alone takes its output} for the heads that
+    :class:`BilinearHead` can replace."""
+    pairs = {}
+    for up in model.layers:
+        if not _is_fixed_bilinear(up):
+            continue
+        head = up.input._keras_history.operation
+        users = [layer for layer in model.layers
+                 if any(t._keras_history.operation is head for t in keras.tree.flatten(layer.input))]
+        if (type(head) is layers.Conv2D and tuple(head.kernel_size) == (1, 1) and tuple(head.strides) == (1, 1)
+                and head.activation is keras.activations.linear and users == [up]
+                and BilinearHead.weights_from_head(*head.get_weights()) is not None):
+            pairs[head.name] = up.name
+    return pairs
+
+
+def _swap(layer, stem=None, heads=None):
+    heads = heads or {}
+    if layer.name in heads:
+        return BilinearHead(layer.filters, name=layer.name)
+    if layer.name in heads.values():
+        return layers.Identity(name=layer.name)
     if stem is not None and layer.name == "normalize":
         return layers.Identity(name=layer.name)
     if stem is not None and layer.name == stem.name:
@@ -211,6 +273,8 @@ def _serving_weights(layer, src, model: keras.Model, stem) -> list:
         return PatchEmbedding.weights_from_conv(*folded) if isinstance(layer, PatchEmbedding) else folded
     if isinstance(layer, SubpixelConv):
         return layer.weights_from_transposed(*src.get_weights())
+    if isinstance(layer, BilinearHead):
+        return layer.weights_from_head(*src.get_weights())
     if isinstance(src, layers.Rescaling):
         scale, offset = _affine(src, bands)
         return [scale.reshape(1, 1, bands, 1), offset]
@@ -219,8 +283,8 @@ def _serving_weights(layer, src, model: keras.Model, stem) -> list:
 
 def serving_model(model: keras.Model, batch_size: int | None = 1) -> keras.Model:
     """Raw pixels (batch, H, W, bands) of any stride-multiple size -> uint8 class ids (batch, H, W)."""
-    stem = _folded_stem(model)
-    clone = keras.models.clone_model(model, clone_function=lambda layer: _swap(layer, stem))
+    stem, heads = _folded_stem(model), _bilinear_heads(model)
+    clone = keras.models.clone_model(model, clone_function=lambda layer: _swap(layer, stem, heads))
     for layer in clone.layers:
         if layer.weights:
             layer.set_weights(_serving_weights(layer, model.get_layer(layer.name), model, stem))
@@ -267,5 +331,5 @@ def receptive_margin(model: keras.Model, stride: int) -> int:
     return int(-(-np.ceil(radius) // stride) * stride)
 
 
-__all__ = ["serving_model", "receptive_margin", "Up2Nearest", "Up2Bilinear", "PatchEmbedding", "SubpixelConv",
-           "ClassIds"]
+__all__ = ["serving_model", "receptive_margin", "Up2Nearest", "Up2Bilinear", "BilinearHead", "PatchEmbedding",
+           "SubpixelConv", "ClassIds"]

@@ -55,6 +55,30 @@ def test_fast_edge_serving_graph_has_no_normalisation_pass_and_exact_subpixel_lo
     np.testing.assert_allclose(np.asarray(inner(x)), np.asarray(model(x)), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", ["edge", "lite0_edge"])
+def test_bilinear_head_gives_the_upsampled_logits_border_included(arch):
+    """The 1x1 classifier + fixed bilinear upsampling, served as one shifted 3x3 convolution +
+    depth_to_space, gives the model's logits at every pixel (the outermost ring too)."""
+    import keras
+
+    from satseg.serving import BilinearHead, serving_model
+
+    model = _tiny_edge(arch)
+    inner = serving_model(model).layers[1]
+    assert isinstance(inner.get_layer("head_logits"), BilinearHead)
+    assert isinstance(inner.get_layer("logits"), keras.layers.Identity)
+    x = RNG.uniform(0, 255, (1, 48, 80, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(inner(x)), np.asarray(model(x)), rtol=1e-4, atol=1e-4)
+
+
+def test_bilinear_head_is_not_used_when_no_shift_can_cancel_the_bias():
+    from satseg.serving import BilinearHead
+
+    kernel = np.ones((1, 1, 2, 3), np.float32)  # two channels, three classes: rank 1
+    assert BilinearHead.weights_from_head(kernel, np.array([1.0, -2.0, 0.5], np.float32)) is None
+    assert BilinearHead.weights_from_head(kernel, np.zeros(3, np.float32)) is not None
+
+
 @pytest.mark.parametrize("arch", ["edge", "fast_edge"])
 def test_receptive_margin_bounds_what_changes_a_prediction(arch):
     from satseg.models import STRIDES
