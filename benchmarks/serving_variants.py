@@ -1,14 +1,22 @@
-"""Two rewrites of a patch-stem, sub-pixel-head model's serving graph (``fast_edge``), timed
-against the shipped one: the measurement behind the choices in ``satseg/serving.py``.
+"""Rewrites of a model's serving graph timed against the shipped one: the measurement behind the
+choices in ``satseg/serving.py``.
 
     python benchmarks/serving_variants.py [--model exported_models/fast_edge_distilled/model.keras]
         [--data "../shared/data/dubai/Semantic segmentation dataset"] [--size 1488 2160]
         [--threads 2] [--repeats 9] [--rounds 2]
 
+For a patch-stem, sub-pixel-head model (``fast_edge``):
+
 - ``strided_stem``: the stem as the strided convolution it is (normalisation folded the same way)
   instead of ``space_to_depth`` + 1x1 convolution;
 - ``argmax_per_cell``: the class taken per stride x stride cell on the 1x1 convolution's output
   (reshaped), then uint8 ids ``depth_to_space``'d, instead of ``depth_to_space`` then argmax.
+
+For a model whose 1x1 classifier and bilinear upsampling are served as one ``BilinearHead``
+(``edge``, ``lite0_edge``):
+
+- ``separate_head``: the 1x1 classifier, then the four depthwise phase convolutions +
+  ``depth_to_space`` (the graph before ``BilinearHead``).
 
 Each is converted like the shipped file (int8, uint8 pixels in) and timed on a random image,
 alternating with the shipped graph for ``--rounds`` rounds (medians after one warm-up); each
@@ -22,7 +30,7 @@ from stage_times import agreement, any_size, first_image, load_serving, time_fil
 
 from satseg.export import convert_tflite
 from satseg.models import STRIDES
-from satseg.serving import PatchEmbedding, SubpixelConv
+from satseg.serving import BilinearHead, PatchEmbedding, SubpixelConv, serving_model
 
 
 class CellIds(keras.layers.Layer):
@@ -82,7 +90,11 @@ def main():
     args = ap.parse_args()
     model, spec, calib, whole = load_serving(args)
     bands = model.input_shape[-1]
-    graphs = {"shipped": whole, "strided_stem": strided_stem(whole), "argmax_per_cell": argmax_per_cell(whole)}
+    inner = whole.layers[1]
+    if any(isinstance(layer, BilinearHead) for layer in inner.layers):
+        graphs = {"shipped": whole, "separate_head": serving_model(model, fuse_head=False)}
+    else:
+        graphs = {"shipped": whole, "strided_stem": strided_stem(whole), "argmax_per_cell": argmax_per_cell(whole)}
     files = {k: convert_tflite(g, "tflite_int8", calib, uint8_pixels=True) for k, g in graphs.items()}
     ms = {k: [] for k in files}
     for _ in range(args.rounds):

@@ -281,9 +281,12 @@ def _serving_weights(layer, src, model: keras.Model, stem) -> list:
     return src.get_weights()
 
 
-def serving_model(model: keras.Model, batch_size: int | None = 1) -> keras.Model:
-    """Raw pixels (batch, H, W, bands) of any stride-multiple size -> uint8 class ids (batch, H, W)."""
-    stem, heads = _folded_stem(model), _bilinear_heads(model)
+def serving_model(model: keras.Model, batch_size: int | None = 1, fuse_head: bool = True) -> keras.Model:
+    """Raw pixels (batch, H, W, bands) of any stride-multiple size -> uint8 class ids (batch, H, W).
+
+    ``fuse_head=False`` keeps a 1x1 classifier and the bilinear upsampling after it apart
+    (``benchmarks/serving_variants.py`` times both)."""
+    stem, heads = _folded_stem(model), _bilinear_heads(model) if fuse_head else {}
     clone = keras.models.clone_model(model, clone_function=lambda layer: _swap(layer, stem, heads))
     for layer in clone.layers:
         if layer.weights:
