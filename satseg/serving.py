@@ -98,7 +98,8 @@ class BilinearHead(layers.Layer):
 
     @staticmethod
     def weights_from_head(kernel: np.ndarray, bias: np.ndarray | None = None) -> list[np.ndarray] | None:
-        """From the 1x1 head's kernel (1, 1, C, K) and bias; None when no shift gives -bias (C < K)."""
+        """From the 1x1 head's kernel (1, 1, C, K) and bias; None when no shift gives -bias (a
+        kernel of rank below K, as with fewer channels than classes)."""
         w = kernel[0, 0].astype(np.float64)
         b = np.zeros(w.shape[1]) if bias is None else bias.astype(np.float64)
         shift = -b @ np.linalg.pinv(w)
