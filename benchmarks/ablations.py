@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from model_cards import model_arg
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["--model", "lite0_edge", "--epochs", "12", "--crops-per-epoch", "512"]
 VARIANTS = {
@@ -73,13 +75,6 @@ def teacher_used(run: Path) -> str | None:
     return json.loads(config.read_text())["config"].get("teacher") if config.exists() else None
 
 
-def shown(path: str) -> str:
-    """A path as a reader in the repository root gives it: a run outside it as runs/RUN/FILE,
-    the way the model cards name runs."""
-    p = Path(path).resolve()
-    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else f"runs/{p.parent.name}/{p.name}"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/dubai/Semantic segmentation dataset"))
@@ -96,7 +91,7 @@ def main():
     used = next((t for n in VARIANTS if (t := teacher_used(args.runs / n))), args.teacher)
     doc = {"what": "lite0_edge (ImageNet encoder), 12 epochs x 512 crops, one change to the recipe per run; "
                    "best validation mIoU (145 grid patches of the 8 validation images)",
-           "command": f"python benchmarks/ablations.py --data DATA --teacher {shown(used)}", "base_args": BASE, "runs": rows,
+           "command": f"python benchmarks/ablations.py --data DATA --teacher {model_arg(used)}", "base_args": BASE, "runs": rows,
            "seed_runs": [n for n in SEEDS if any(r["name"] == n for r in rows)]}
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     for r in rows:

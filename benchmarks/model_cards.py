@@ -39,16 +39,26 @@ TITLES = {
 def teacher_of(config) -> str | None:
     """The shipped model a run was distilled from: the teacher's folder in exported_models/, or
     the run folder a shipped model came from; several teachers (their mean) joined by " + "."""
-    t = config["config"].get("teacher")
-    if not t:
-        return None
-    return " + ".join(shipped_name(p) for p in ([t] if isinstance(t, str) else t))
+    paths = teacher_paths(config["config"])
+    return " + ".join(shipped_name(p) for p in paths) if paths else None
+
+
+def teacher_paths(cfg: dict) -> list[str]:
+    """A recorded config's teacher files (it holds none, one path, or a list)."""
+    t = cfg.get("teacher")
+    return [] if not t else [t] if isinstance(t, str) else list(t)
+
+
+def shipped_folder(path: str) -> str | None:
+    """The exported_models/ folder a model file lies in, if any."""
+    p = Path(path)
+    return p.parent.name if p.parent.parent.resolve() == MODELS.resolve() and p.parent.is_dir() else None
 
 
 def shipped_name(path: str) -> str:
     """The shipped model a .keras path is, or came from; else its run folder's name."""
     run = Path(path).parent.name
-    if Path(path).parent.parent.resolve() == MODELS.resolve() and run in ORDER:
+    if shipped_folder(path) in ORDER:
         return run
     for name in ORDER:
         rn = MODELS / name / "run_name.txt"
@@ -75,7 +85,7 @@ def train_command(c: dict, run_name: str) -> str:
     cfg = c["config"]
     parts = ["satseg", "train", "--model", cfg["model"], "--data", f'"{cfg["data"]}"', "--out", f"runs/{run_name}"]
     if cfg.get("teacher"):
-        for t in [cfg["teacher"]] if isinstance(cfg["teacher"], str) else cfg["teacher"]:
+        for t in teacher_paths(cfg):
             parts += ["--teacher", model_arg(t)]
         parts += ["--alpha", str(cfg["alpha"]), "--temperature", str(cfg["temperature"]),
                   "--distill-mode", cfg["distill_mode"]]
@@ -98,10 +108,8 @@ def train_command(c: dict, run_name: str) -> str:
 def model_arg(path: str) -> str:
     """A recorded model path as a reader gives it: a shipped folder's file from the repository root,
     a run's file under runs/."""
-    p = Path(path)
-    if p.parent.parent.resolve() == MODELS.resolve() and (MODELS / p.parent.name).is_dir():
-        return f"exported_models/{p.parent.name}/{p.name}"
-    return f"runs/{p.parent.name}/{p.name}"
+    p, folder = Path(path), shipped_folder(path)
+    return f"exported_models/{folder}/{p.name}" if folder else f"runs/{p.parent.name}/{p.name}"
 
 
 def recipe_changes(cfg: dict) -> list[str]:

@@ -196,6 +196,12 @@ def _is_patch(conv) -> bool:
     return tuple(conv.kernel_size) == tuple(conv.strides) and conv.kernel_size[0] == conv.kernel_size[1]
 
 
+def _users(model: keras.Model, layer) -> list:
+    """The layers of ``model`` that take ``layer``'s output."""
+    return [other for other in model.layers
+            if any(t._keras_history.operation is layer for t in keras.tree.flatten(other.input))]
+
+
 def _folded_stem(model: keras.Model):
     """The convolution that takes the ``normalize`` layer's output, if it has no padding (so the
     affine folds into it exactly); else None."""
@@ -203,8 +209,7 @@ def _folded_stem(model: keras.Model):
         norm = model.get_layer("normalize")
     except ValueError:
         return None
-    users = [layer for layer in model.layers
-             if any(t._keras_history.operation is norm for t in keras.tree.flatten(layer.input))]
+    users = _users(model, norm)
     if len(users) == 1 and type(users[0]) is layers.Conv2D and users[0].padding == "valid":
         return users[0]
     return None
@@ -232,10 +237,8 @@ def _bilinear_heads(model: keras.Model) -> dict[str, str]:
         if not _is_fixed_bilinear(up):
             continue
         head = up.input._keras_history.operation
-        users = [layer for layer in model.layers
-                 if any(t._keras_history.operation is head for t in keras.tree.flatten(layer.input))]
         if (type(head) is layers.Conv2D and tuple(head.kernel_size) == (1, 1) and tuple(head.strides) == (1, 1)
-                and head.activation is keras.activations.linear and users == [up]
+                and head.activation is keras.activations.linear and _users(model, head) == [up]
                 and BilinearHead.weights_from_head(*head.get_weights()) is not None):
             pairs[head.name] = up.name
     return pairs

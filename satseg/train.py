@@ -33,6 +33,11 @@ CHOICES = {
 }
 
 
+def path_or_paths(paths) -> str | list[str] | None:
+    """How a config records teacher files: none as None, one as its path, several as a list."""
+    return (paths[0] if len(paths) == 1 else list(paths)) or None
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a run. The defaults are the recipe of the shipped pretrained models;
@@ -74,8 +79,8 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if isinstance(self.teacher, list | tuple):  # one teacher is recorded as a path, several as a list
-            self.teacher = (self.teacher[0] if len(self.teacher) == 1 else list(self.teacher)) or None
+        if isinstance(self.teacher, list | tuple):
+            self.teacher = path_or_paths(self.teacher)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -459,8 +464,7 @@ def set_init_weights(model, init, path: str):
 def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec, class_weights) -> dict:
     d = asdict(cfg)
     d["data"] = str(data.root) if cfg.data else None
-    paths = [str(Path(t).absolute()) for t in cfg.teachers]
-    d["teacher"] = (paths[0] if len(paths) == 1 else paths) or None
+    d["teacher"] = path_or_paths([str(Path(t).absolute()) for t in cfg.teachers])
     d["init"] = str(Path(cfg.init).absolute()) if cfg.init else None
     return {
         "config": d, "data_root": str(data.root), "versions": versions(), "spec": spec.to_dict(),

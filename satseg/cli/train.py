@@ -80,7 +80,7 @@ def command(model_name, data, out, teacher, init, resume_dir, force, no_augment,
         summary = resume(resume_dir, verbose=0 if quiet() else 1,
                          epochs=kw["epochs"] if src == click.core.ParameterSource.COMMANDLINE else None)
     else:
-        cfg = TrainConfig(model=model_name, data=data, teacher=list(teacher), init=init, augment=not no_augment, **kw)
+        cfg = TrainConfig(model=model_name, data=data, teacher=teacher, init=init, augment=not no_augment, **kw)
         summary = train(cfg, out or default_run_dir(model_name, bool(cfg.teachers)), force=force, verbose=0 if quiet() else 1)
     best = summary.get("best_val_miou")
     click.echo(f"done: best val mIoU {best if best is None else f'{best:.4f}'} at epoch {summary['best_epoch']} "
