@@ -444,9 +444,11 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
     """Expand files and folders into (image, relative output stem) pairs.
 
     A folder's relative layout is mirrored (``Tile 2/images/x``) so equal names never collide;
-    in a folder laid out as a dataset only ``images`` folders are read, never ``masks``.
+    files are images by content, not name; in a folder laid out as a dataset only images are
+    read, never masks (mask folders, or ``x_mask.tif`` beside ``x.tif``: :mod:`satseg.data.layouts`).
     """
-    from satseg.imaging import IMAGE_SUFFIXES
+    from satseg.data.layouts import is_mask_path
+    from satseg.imaging import sniff
 
     pairs = []
     for inp in inputs:
@@ -454,8 +456,8 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
         if inp.is_file():
             pairs.append((inp, Path(inp.stem)))
         elif inp.is_dir():
-            files = sorted(p for p in inp.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                           and "masks" not in p.relative_to(inp).parts[:-1])
+            files = sorted(p for p in inp.rglob("*") if p.is_file() and not p.name.startswith(".")
+                           and sniff(p) and not is_mask_path(p, inp))
             pairs += [(f, f.relative_to(inp).with_suffix("")) for f in files]
         else:
             raise FileNotFoundError(f"{inp}: no such file or folder")

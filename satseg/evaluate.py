@@ -71,35 +71,47 @@ def load_predictor(path, num_threads: int | None = None) -> Predictor:
 
 
 def select_images(data, split: str = "all", seed: int = 42, val: float = 0.15, test: float = 0.15,
-                  recorded: dict | None = None):
+                  recorded: dict | None = None, masks=None, pairs=None):
     """Samples of a dataset, or of one split of it: the image list a training run recorded in its
-    config.json when given, else the same seeded split by image that training makes."""
+    config.json when given, else the same seeded split by image that training makes. Images pair
+    with masks as ``masks`` / ``pairs`` say, else as the run recorded, else by the layout found."""
     from satseg.data import find_samples, image_split
 
-    samples = find_samples(data)
+    recorded = recorded or {}
+    masks = masks or recorded.get("masks")
+    pairs = pairs or recorded.get("pairs")
+    samples = find_samples(data, masks=masks, pairs=pairs)
     if split == "all":
         return samples
     if split not in ("train", "val", "test"):
         raise SatsegError(f"unknown split '{split}'; valid: all, train, val, test")
-    if recorded and split in recorded:
-        names = set(recorded[split])
+    names = recorded.get("split", {}).get(split)
+    if names is not None:
+        names = set(names)
         chosen = [s for s in samples if str(s.image.relative_to(data)) in names]
         if len(chosen) != len(names):
-            raise SatsegError(f"{data}: {len(names) - len(chosen)} images of the recorded {split} split are missing")
+            raise SatsegError(f"{data}: {len(names) - len(chosen)} images of the recorded {split} split are missing "
+                              "(another dataset? --split all scores every image of it)")
         return chosen
     return [samples[i] for i in image_split(samples, val, test, seed)[split]]
 
 
 def recorded_split(model_path) -> dict | None:
-    """The split a model's training run recorded (config.json beside the model), if any."""
+    """What a model's training run recorded about its data (config.json beside the model):
+    ``split`` (image lists), ``masks`` and ``pairs``, if any."""
     import json
 
     cfg = Path(model_path).parent / "config.json"
-    return json.loads(cfg.read_text()).get("split") if cfg.is_file() else None
+    if not cfg.is_file():
+        return None
+    doc = json.loads(cfg.read_text())
+    c = doc.get("config", {})
+    return {"split": doc.get("split") or {}, "masks": c.get("masks"), "pairs": c.get("pairs")}
 
 
 def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, overlap: int | None = None,
-             plots_dir=None, progress: bool = True, keep_panels: int = 10, tta: bool = False) -> dict:
+             plots_dir=None, progress: bool = True, keep_panels: int = 10, tta: bool = False,
+             masks=None, pairs=None) -> dict:
     """Score whole images; returns the JSON-ready result (and writes plots if asked). ``tta``
     averages the model over four flips of every tile (reported as such in the result)."""
     from satseg.data import load_sample
@@ -107,7 +119,7 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     from satseg.metrics import ConfusionMatrix
 
     spec = predictor.spec
-    samples = select_images(data, split, seed, recorded=recorded_split(predictor.path))
+    samples = select_images(data, split, seed, recorded=recorded_split(predictor.path), masks=masks, pairs=pairs)
     cm = ConfusionMatrix(spec.num_classes)
     pixels = 0
     pr_labels, pr_probs, panels = [], [], []
@@ -140,7 +152,7 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
               "ignored_pixels": int(pixels - cm.matrix.sum()), "tta": bool(tta),
               "path": "whole image (windows)" if predictor.predict_ids is not None else f"tiles (overlap {overlap})",
               "overlap": overlap,
-              **cm.report(class_names(spec.seg_classes))}
+              **cm.report(class_names(spec.seg_classes), spec.class_set.foreground)}
     if plots_dir is not None:
         from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
 
@@ -162,6 +174,9 @@ def format_table(result: dict) -> str:
             return "   n/a" if v is None else f"{v:.4f}"
         lines.append(f"{name:<22}{f(m['iou']):>8}{f(m['precision']):>11}{f(m['recall']):>9}{f(m['f1']):>8}"
                      f"{100 * m['share']:>8.2f}%")
+    fg = result.get("foreground")
+    if fg:
+        lines.append(f"foreground IoU ({fg['class']}) {fg['iou']:.4f}")
     m5 = result.get("miou_without_unlabeled")
     lines.append(f"mean IoU {result['miou']:.4f}" + (f" (without Unlabeled {m5:.4f})" if m5 is not None else "")
                  + f"   pixel accuracy {result['pixel_accuracy']:.4f}   "

@@ -143,14 +143,15 @@ def calibration_patches(model_path: Path, data: str | None, spec: ModelSpec, n_c
     from satseg.imaging import cut_patches, normalize
 
     cfg_path = Path(model_path).parent / "config.json"
-    split = None
+    split = masks = pairs = None
     if data is None and cfg_path.is_file():
         cfg = json.loads(cfg_path.read_text())
         data, split = cfg.get("data_root"), cfg.get("split")
+        masks, pairs = cfg.get("config", {}).get("masks"), cfg.get("config", {}).get("pairs")
     if data is None or not Path(data).is_dir():
         raise SatsegError("no calibration data: pass --calibration-data DATASET (the int8 file is "
                           "calibrated, and every file checked, on real patches)")
-    samples = D.find_samples(data)
+    samples = D.find_samples(data, masks=masks, pairs=pairs)
     if split:
         rel = {str(s.image.relative_to(data)): i for i, s in enumerate(samples)}
         idx = {k: [rel[r] for r in v if r in rel] for k, v in split.items()}

@@ -10,11 +10,27 @@ from pathlib import Path
 
 import numpy as np
 
-from satseg.classes import DUBAI_CLASSES, IGNORE_LABEL, palette_array
+from satseg.classes import DUBAI, IGNORE_LABEL, as_class_set
 from satseg.errors import DataError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png") + TIFF_SUFFIXES
+
+MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff",
+         b"II+\x00": "tiff", b"MM\x00+": "tiff", b"BM": "bmp", b"GIF8": "gif"}
+"""Leading bytes of the raster formats satseg reads: a file's format is what it holds, not its name."""
+
+
+def sniff(path) -> str | None:
+    """The raster format of a file from its first bytes (``jpeg``, ``png``, ``tiff``, ...), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return next((kind for magic, kind in MAGIC.items() if head.startswith(magic)), None)
 
 
 def read_image(path, bands: int | None = None) -> np.ndarray:
@@ -49,8 +65,11 @@ class RowReader:
     def __init__(self, path, bands: int | None = None):
         self.path = Path(path)
         self._im = self._arr = self._ds = self._env = None
+        self.nodata = None
         try:
-            if self.path.suffix.lower() in TIFF_SUFFIXES:
+            if not self.path.is_file():
+                raise FileNotFoundError(self.path)
+            if sniff(self.path) == "tiff":
                 self._arr = self._open_tiff()
             elif not self._open_windowed(self._pil_pixels()):
                 self._im = self._open_pil()
@@ -91,6 +110,7 @@ class RowReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # plain JPEG/PNG: expected
             self._ds = rasterio.open(self.path)
         self.shape = (self._ds.height, self._ds.width, self._ds.count)
+        self.nodata = self._ds.nodata if self.nodata is None else self.nodata
         return True
 
     def _open_pil(self):
@@ -106,6 +126,10 @@ class RowReader:
     def _open_tiff(self) -> np.ndarray:
         import tifffile
 
+        with tifffile.TiffFile(self.path) as tif:
+            tag = tif.pages[0].tags.get(42113)  # GDAL_NODATA
+            if tag is not None:
+                self.nodata = _nodata_value(tag.value)
         try:
             arr = tifffile.memmap(self.path, mode="r")
         except ValueError:  # compressed or tiled: not mappable
@@ -157,33 +181,32 @@ class RowReader:
         self._im = self._arr = self._ds = self._env = None
 
 
-def rgb_to_ids(mask_rgb: np.ndarray, classes=DUBAI_CLASSES) -> tuple[np.ndarray, int]:
+def _nodata_value(text) -> float | None:
+    try:
+        v = float(str(text).strip("\x00 "))
+    except ValueError:
+        return None
+    return v if np.isfinite(v) else None
+
+
+def nodata_mask(image: np.ndarray, nodata) -> np.ndarray | None:
+    """(H, W) bool: pixels whose every band holds the raster's nodata value (None: no nodata)."""
+    if nodata is None:
+        return None
+    return (image == np.asarray(nodata, image.dtype)).all(-1)
+
+
+def rgb_to_ids(mask_rgb: np.ndarray, classes=DUBAI) -> tuple[np.ndarray, int]:
     """RGB mask -> (class ids uint8, number of off-palette pixels set to IGNORE_LABEL)."""
-    rgb = mask_rgb[..., :3].astype(np.int32)
-    code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    pal = palette_array(classes).astype(np.int32)
-    pal_code = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
-    order = np.argsort(pal_code)
-    sorted_codes = pal_code[order]
-    pos = np.clip(np.searchsorted(sorted_codes, code), 0, len(sorted_codes) - 1)
-    hit = sorted_codes[pos] == code
-    ids = np.where(hit, order[pos], IGNORE_LABEL).astype(np.uint8)
-    return ids, int((~hit).sum())
+    ids = as_class_set(classes)._decode_colors(mask_rgb[..., :3])
+    return ids, int((ids == IGNORE_LABEL).sum())
 
 
-def read_mask(path, classes=DUBAI_CLASSES) -> tuple[np.ndarray, int]:
-    """Read a mask as (class ids (H, W) uint8, ignored pixel count).
-
-    RGB masks are mapped through the palette; single-band masks (PNG or TIFF) hold class ids,
-    and ids outside the classes become IGNORE_LABEL.
-    """
-    arr = read_image(path)
-    if arr.shape[-1] >= 3:
-        return rgb_to_ids(arr, classes)
-    ids = arr[..., 0]
-    bad = ids >= len(classes)
-    out = np.where(bad, IGNORE_LABEL, ids).astype(np.uint8)
-    return out, int(bad.sum())
+def read_mask(path, classes=DUBAI) -> tuple[np.ndarray, int]:
+    """Read a mask as (class ids (H, W) uint8, ignored pixel count), decoded by the class set:
+    colours for RGB masks, values, ranges or plain ids for single-band ones; anything else
+    becomes IGNORE_LABEL."""
+    return as_class_set(classes).decode(read_image(path))
 
 
 # --- normalisation ---------------------------------------------------------------------------

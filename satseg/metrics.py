@@ -57,8 +57,9 @@ class ConfusionMatrix:
     def scores(self) -> dict:
         return scores(self.matrix)
 
-    def report(self, class_names) -> dict:
-        """JSON-ready: ``miou``, ``pixel_accuracy``, ``per_class`` name -> iou/precision/recall/f1/share."""
+    def report(self, class_names, foreground: int | None = None) -> dict:
+        """JSON-ready: ``miou``, ``pixel_accuracy``, ``per_class`` name -> iou/precision/recall/f1/share;
+        a binary problem's ``foreground`` class IoU when its id is given."""
         s = self.scores()
         total = max(self.matrix.sum(), 1)
 
@@ -67,7 +68,7 @@ class ConfusionMatrix:
 
         keep = [i for i, n in enumerate(class_names) if n != "Unlabeled"]
         iou_keep = np.asarray(s["iou"])[keep]
-        return {
+        out = {
             "miou": num(s["miou"]),
             # Unlabeled is 0.5 % of the Dubai pixels and near 0 for every published model: report both.
             "miou_without_unlabeled": num(np.nanmean(iou_keep)) if np.isfinite(iou_keep).any() else None,
@@ -80,6 +81,9 @@ class ConfusionMatrix:
             },
             "confusion_matrix": self.matrix.tolist(),
         }
+        if foreground is not None:
+            out["foreground"] = {"class": class_names[foreground], "iou": num(s["iou"][foreground])}
+        return out
 
 
 def __getattr__(name):

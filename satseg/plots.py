@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from satseg.atomic import atomic_write  # noqa: E402
-from satseg.classes import DUBAI_CLASSES, colorize  # noqa: E402
+from satseg.classes import DUBAI, colorize  # noqa: E402
 
 
 def _save(fig, path) -> Path:
@@ -66,7 +66,7 @@ def plot_history(rows: list[dict], path_loss, path_miou, title: str = ""):
     _save(fig, path_miou)
 
 
-def plot_pr_curves(labels: np.ndarray, probs: np.ndarray, path, classes=DUBAI_CLASSES,
+def plot_pr_curves(labels: np.ndarray, probs: np.ndarray, path, classes=DUBAI,
                    max_pixels: int = 400_000, seed: int = 0, title: str = ""):
     """One precision-recall curve per class from softmax probabilities (one-vs-rest), average
     precision in the legend (outside the axes, so it never hides a curve). Ignore pixels are
@@ -109,7 +109,7 @@ def _show_image(ax, image):
     ax.imshow(im.squeeze())
 
 
-def plot_predictions(images, labels, preds, path, classes=DUBAI_CLASSES, max_rows: int = 10,
+def plot_predictions(images, labels, preds, path, classes=DUBAI, max_rows: int = 10,
                      titles=None, title: str = ""):
     """Rows of (image, ground truth, prediction) in the dataset's colours, with a legend."""
     n = min(len(images), max_rows)
@@ -128,7 +128,7 @@ def plot_predictions(images, labels, preds, path, classes=DUBAI_CLASSES, max_row
     _save(fig, path)
 
 
-def plot_confusion(matrix: np.ndarray, path, classes=DUBAI_CLASSES, title: str = ""):
+def plot_confusion(matrix: np.ndarray, path, classes=DUBAI, title: str = ""):
     """Row-normalised confusion matrix (recall on the diagonal) with counts' shares."""
     cm = np.asarray(matrix, np.float64)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -148,7 +148,7 @@ def plot_confusion(matrix: np.ndarray, path, classes=DUBAI_CLASSES, title: str =
     _save(fig, path)
 
 
-def plot_dataset(pairs, class_share: dict, path, classes=DUBAI_CLASSES):
+def plot_dataset(pairs, class_share: dict, path, classes=DUBAI):
     """A few image/mask pairs in the dataset's colours and the class histogram."""
     n = len(pairs)
     fig = plt.figure(figsize=(3 * max(n, 2), 7))

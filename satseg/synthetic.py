@@ -94,3 +94,109 @@ def write_dataset(root, tiles: int = 2, images_per_tile: int = 4, size: tuple[in
             Image.fromarray(img).save(root / f"Tile {t}" / "images" / f"{name}.jpg", quality=95)
             Image.fromarray(colorize(mask, DUBAI_CLASSES)).save(root / f"Tile {t}" / "masks" / f"{name}.png")
     return root
+
+
+# --- datasets of other shapes: any classes, bands, dtypes, mask encodings and layouts ---------
+
+LAYOUTS = ("tiles", "flat", "parallel", "suffix")
+ENCODINGS = ("ids", "colour", "binary255", "soft")
+
+
+def make_labelled(num_classes: int, height: int, width: int, bands: int, dtype: str = "uint8",
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(image (H, W, bands) of ``dtype``, class ids (H, W)): smooth regions, each class with its
+    own mean per band plus texture and noise; uint16 spans 0..~12000 like reflectance, float 0..1."""
+    rng = np.random.default_rng(seed)
+    field = np.stack([_smooth_noise(rng, height, width, 24) for _ in range(num_classes)], -1)
+    ids = field.argmax(-1).astype(np.uint8)
+    means = rng.uniform(0.15, 0.85, (num_classes, bands))
+    x = means[ids] + 0.08 * (_smooth_noise(rng, height, width, 4)[..., None] - 0.5) + rng.normal(0, 0.02, (height, width, bands))
+    x = np.clip(x, 0, 1)
+    if dtype == "uint8":
+        return (x * 255).astype(np.uint8), ids
+    if dtype == "uint16":
+        return (x * 12000).astype(np.uint16), ids
+    return x.astype(np.float32), ids
+
+
+def encode_mask(ids: np.ndarray, encoding: str, seed: int = 0) -> np.ndarray:
+    """Class ids as a dataset would store them: ``ids`` (uint8 class ids), ``colour`` (RGB in
+    :data:`satseg.data.encoding.PALETTE` colours), ``binary255`` (0/255), ``soft`` (0..255 with
+    blurred edges: probabilities, not labels)."""
+    if encoding == "ids":
+        return ids.astype(np.uint8)
+    if encoding == "colour":
+        from satseg.data.encoding import PALETTE
+
+        return np.array(PALETTE, np.uint8)[ids]
+    if encoding == "binary255":
+        return (ids > 0).astype(np.uint8) * 255
+    if encoding == "soft":
+        rng = np.random.default_rng(seed)
+        p = (ids > 0).astype(np.float32)
+        k = np.ones(5, np.float32) / 5
+        p = np.apply_along_axis(lambda r: np.convolve(r, k, "same"), 1, p)
+        p = np.apply_along_axis(lambda c: np.convolve(c, k, "same"), 0, p)
+        return np.clip(p * 255 + rng.normal(0, 3, p.shape), 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown encoding {encoding!r}; valid: {', '.join(ENCODINGS)}")
+
+
+def write_raster(path, arr: np.ndarray, nodata=None):
+    """Write by content: 8-bit RGB or grey as PNG/JPEG (by the suffix), anything else as TIFF."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".tif", ".tiff") or arr.dtype != np.uint8 or arr.ndim == 3 and arr.shape[-1] not in (1, 3):
+        import tifffile
+
+        extra = [(42113, "s", 0, str(nodata), False)] if nodata is not None else []
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        kw = {"photometric": "minisblack"} if arr.ndim == 2 else {
+            "photometric": "rgb" if arr.shape[-1] == 3 else "minisblack", "planarconfig": "contig"}
+        tifffile.imwrite(path, arr, extratags=extra, **kw)
+        return path
+    fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    Image.fromarray(arr.squeeze()).save(path, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return path
+
+
+def write_custom_dataset(root, layout: str = "flat", num_classes: int = 3, bands: int = 3, dtype: str = "uint8",
+                         encoding: str = "ids", groups: int = 2, per_group: int = 3, size=(64, 80),
+                         nodata=None, image_suffix: str | None = None, mask_suffix: str = "_mask",
+                         seed: int = 0) -> Path:
+    """A labelled dataset of another shape than Dubai's, for tests and benchmarks.
+
+    ``layout``: ``tiles`` (``G/images/x`` + ``G/masks/x``), ``flat`` (``images/gG_x`` + ``masks/gG_x``),
+    ``parallel`` (``data/G/x`` + ``labels/G/x.tif``), ``suffix`` (``G/x.tif`` + ``G/x<mask_suffix>.tif``).
+    ``nodata``: a value written into a corner of every image (and tagged in TIFFs), whose pixels
+    must be ignored. ``image_suffix`` overrides the image's file name suffix (``.png`` on JPEG
+    bytes, as some projects ship them)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+    root = Path(root)
+    plain = dtype == "uint8" and bands == 3 and nodata is None
+    for g in range(1, groups + 1):
+        for i in range(1, per_group + 1):
+            image, ids = make_labelled(num_classes, size[0], size[1], bands, dtype, seed=seed * 1000 + g * 100 + i)
+            if nodata is not None:
+                image[: size[0] // 4, : size[1] // 4] = nodata
+            mask = encode_mask(ids, encoding, seed=g * 100 + i)
+            name = f"scene_{i:02d}"
+            img_name = name + (image_suffix or (".jpg" if plain else ".tif"))
+            mask_name = name + (".png" if encoding == "colour" else ".tif")
+            if layout == "tiles":
+                ip, mp = root / f"Tile {g}" / "images" / img_name, root / f"Tile {g}" / "masks" / mask_name
+            elif layout == "flat":
+                ip, mp = root / "images" / f"g{g}_{img_name}", root / "masks" / f"g{g}_{mask_name}"
+            elif layout == "parallel":
+                ip, mp = root / "data" / str(g) / img_name, root / "labels" / str(g) / mask_name
+            else:
+                ip, mp = root / str(g) / img_name, root / str(g) / (name + mask_suffix + Path(mask_name).suffix)
+            if ip.suffix != (".jpg" if plain else ".tif") and plain:  # JPEG bytes under another name
+                write_raster(ip.with_suffix(".jpg"), image).rename(ip)
+            else:
+                write_raster(ip, image, nodata)
+            write_raster(mp, mask)
+    return root

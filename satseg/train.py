@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from satseg.classes import DUBAI_CLASSES, IGNORE_LABEL, ModelSpec, class_names, save_spec
+from satseg.classes import DUBAI, IGNORE_LABEL, ModelSpec, class_names, save_spec
 from satseg.errors import SatsegError
 from satseg.run import RunDir
 
@@ -26,7 +26,7 @@ CHOICES = {
     "normalization": ("auto", "imagenet", "dataset", "minmax"),
     "loss": ("ce", "dice", "focal", "dice_focal", "ce_dice", "lovasz", "ce_lovasz"),  # satseg.losses.LOSSES
     "distill_mode": ("offline", "online"),
-    "split": ("image", "patch"),
+    "split": ("image", "group", "patch"),
     "strategy": ("default", "mirrored", "multiworker"),
     "lr_schedule": ("cosine", "constant"),
     "patch_mode": ("crop", "pad"),
@@ -45,6 +45,9 @@ class TrainConfig:
 
     model: str = "lite0_unet"
     data: str | None = None  # None: the built-in synthetic dataset
+    classes: str | None = None  # class file or shipped name; None: inferred from the masks (synthetic: dubai)
+    masks: str | None = None  # a mask tree mirroring the images, when the layout cannot be told
+    pairs: str | None = None  # CSV of image,mask[,group] lines
     teacher: str | list[str] | None = None  # teacher .keras file(s): distil into ``model``; several: their mean
     init: str | None = None  # a trained .keras file of ``model``: start from its weights (fine-tuning)
     epochs: int = 30
@@ -66,7 +69,10 @@ class TrainConfig:
     alpha: float = 0.5
     temperature: float = 2.0
     distill_mode: str = "offline"  # offline: teacher logits cached once; online: teacher per step
-    split: str = "image"
+    split: str = "image"  # image: by image within each group; group: whole groups; patch: the reference's
+    val_groups: list[str] = field(default_factory=list)  # groups (tiles, folders) that form the validation split
+    test_groups: list[str] = field(default_factory=list)
+    split_file: str | None = None  # CSV of image,split lines: the whole split, as the user decided it
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     max_patches: int | None = None
@@ -132,10 +138,14 @@ class TrainConfig:
         if isinstance(self.class_weights, str) and self.class_weights != "balanced":
             raise SatsegError(f"--class-weights must be 'balanced' or one number per class "
                               f"(got '{self.class_weights}')")
-        if isinstance(self.class_weights, list | tuple):
-            if len(self.class_weights) != len(DUBAI_CLASSES) or min(self.class_weights) < 0:
-                raise SatsegError(f"--class-weights needs {len(DUBAI_CLASSES)} numbers >= 0, one per class "
-                                  f"(got {', '.join(map(str, self.class_weights))})")
+        if isinstance(self.class_weights, list | tuple) and min(self.class_weights) < 0:
+            raise SatsegError(f"--class-weights must be >= 0 (got {', '.join(map(str, self.class_weights))})")
+        for flag, path in (("--classes", self.classes), ("--masks", self.masks), ("--pairs", self.pairs),
+                           ("--split-file", self.split_file)):
+            if path and flag != "--classes" and not Path(path).exists():
+                raise SatsegError(f"{path}: {flag} not found")
+        if self.split == "patch" and (self.val_groups or self.test_groups or self.split_file):
+            raise SatsegError("--split patch cannot be combined with --val-groups, --test-groups or --split-file")
         for t in self.teachers:
             if not Path(t).is_file():
                 raise SatsegError(f"{t}: teacher model file not found")
@@ -171,12 +181,12 @@ def make_strategy(name: str):
 
 # --- teacher -------------------------------------------------------------------------------
 
-def load_teachers(cfg: TrainConfig, strategy) -> list[tuple]:
+def load_teachers(cfg: TrainConfig, strategy, classes=None) -> list[tuple]:
     """``(model, spec)`` of every teacher, each checked as :func:`load_teacher` does."""
-    return [load_teacher(cfg, path, strategy) for path in cfg.teachers]
+    return [load_teacher(cfg, path, strategy, classes) for path in cfg.teachers]
 
 
-def load_teacher(cfg: TrainConfig, path: str, strategy):
+def load_teacher(cfg: TrainConfig, path: str, strategy, classes=None):
     """A frozen teacher with its spec, checked against the student's classes and sampling."""
     from satseg.classes import load_spec
     from satseg.models import load_model_file
@@ -187,7 +197,7 @@ def load_teacher(cfg: TrainConfig, path: str, strategy):
         tspec = load_spec(path)
     except FileNotFoundError as e:
         raise SatsegError(str(e)) from None
-    check_classes(teacher, tspec, path, "teacher")
+    check_classes(teacher, tspec, path, "teacher", classes)
     if cfg.sampling == "crops":  # teacher and student see the same crop of a whole image
         if None not in teacher.input_shape[1:3]:
             raise SatsegError(f"{path}: teacher takes only {teacher.input_shape[1]}x{teacher.input_shape[2]} "
@@ -214,13 +224,28 @@ class TrainData:
     normalization: dict
     bands: int
     grid: tuple | None = None  # (x, y) fixed training patches (sampling "grid")
+    classes: object = DUBAI  # the ClassSet the masks were decoded with
+    class_notes: list = field(default_factory=list)
+
+
+def recorded_indices(samples, root: Path, recorded: dict) -> dict[str, list[int]]:
+    """The split a run recorded, as indices into ``samples``; every recorded image must still be there."""
+    index = {str(s.image.relative_to(root)): i for i, s in enumerate(samples)}
+    out = {}
+    for k, names in recorded.items():
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise SatsegError(f"{root}: {len(missing)} images of the run's recorded {k} split are gone "
+                              f"(first: {missing[0]}); the run cannot resume on other data")
+        out[k] = [index[n] for n in names]
+    return out
 
 
 def resolve_normalization(cfg: TrainConfig, train_images) -> dict:
     from satseg.models import PRETRAINED
 
     kind = cfg.normalization
-    bands = train_images[0].image.shape[-1]
+    bands = train_images[0].bands
     if kind == "auto":
         kind = "imagenet" if cfg.model in PRETRAINED and bands == 3 else "dataset"
     if kind == "imagenet" and bands != 3:
@@ -233,7 +258,7 @@ def resolve_normalization(cfg: TrainConfig, train_images) -> dict:
         return dict(IMAGENET_NORMALIZATION)
     from satseg.imaging import channel_stats
 
-    st = channel_stats(li.image for li in train_images)
+    st = channel_stats(li.valid_pixels() for li in train_images)  # nodata pixels are not data
     return {"kind": "in_model", "source": "training images", "mean": st["mean"], "std": st["std"]}
 
 
@@ -247,20 +272,37 @@ def synthetic_root(cfg: TrainConfig, run: RunDir) -> Path:
     return root
 
 
-def prepare_data(cfg: TrainConfig, root, progress: bool = True) -> TrainData:
-    """Read the training and validation images once, split once by image, normalisation
-    statistics from the training images only."""
+def open_source(cfg: TrainConfig, root, classes=None, progress: bool = False):
+    """The run's dataset, paired and with its class set (``classes`` of a run being resumed, else
+    ``--classes``, else inferred; the synthetic data has the Dubai classes), before any image is read."""
     from satseg import data as D
 
-    root = Path(root).absolute()
-    samples = D.find_samples(root)
-    split = D.image_split(samples, cfg.val_fraction, cfg.test_fraction, cfg.effective_split_seed)
+    src = D.open_dataset(Path(root).absolute(), cfg.masks, cfg.pairs,
+                         classes or cfg.classes or (None if cfg.data else DUBAI), progress)
+    if src.unlabelled_groups:
+        print(f"{sum(src.unlabelled_groups.values())} images without masks are not trained on (folders "
+              f"{', '.join(f'{g}: {n}' for g, n in src.unlabelled_groups.items())})")
+    return src
+
+
+def prepare_data(cfg: TrainConfig, src, progress: bool = True, recorded: dict | None = None) -> TrainData:
+    """Split once (or take the ``recorded`` split of a run being resumed), read the training and
+    validation images once; normalisation statistics from the training images only."""
+    from satseg import data as D
+
+    if not hasattr(src, "samples"):  # a dataset root
+        src = open_source(cfg, src)
+    root, samples, classes, notes = src.root, src.samples, src.classes, src.class_notes
+    split = recorded_indices(samples, root, recorded) if recorded else D.split_samples(
+        samples, "image" if cfg.split == "patch" else cfg.split, cfg.val_fraction, cfg.test_fraction,
+        cfg.effective_split_seed, cfg.val_groups, cfg.test_groups, cfg.split_file, root)
     if cfg.split == "patch":
         split = {"train": list(range(len(samples))), "val": [], "test": []}
-    train = D.load_images([samples[i] for i in split["train"]], progress=progress)
-    val = D.load_images([samples[i] for i in split["val"]], bands=train[0].image.shape[-1], progress=progress)
+    train = D.load_images([samples[i] for i in split["train"]], classes, progress=progress)
+    val = D.load_images([samples[i] for i in split["val"]], classes, bands=train[0].bands, progress=progress)
     norm = resolve_normalization(cfg, train)
-    data = TrainData(root, samples, split, train, None, None, norm, train[0].image.shape[-1])
+    data = TrainData(root, samples, split, train, None, None, norm, train[0].bands, classes=classes,
+                     class_notes=notes)
     if cfg.split == "patch":  # the reference's leaky random patch split
         x, y, _ = D.grid_patches(train, cfg.patch_size, cfg.patch_mode, norm)
         ps = D.PatchSet(x, y, np.zeros(len(x), int), samples)
@@ -279,9 +321,10 @@ def prepare_data(cfg: TrainConfig, root, progress: bool = True) -> TrainData:
         data.grid = (data.grid[0][keep], data.grid[1][keep])
     if (data.grid is not None and len(data.grid[0]) == 0) or len(data.val_x) == 0:
         raise SatsegError(f"{root}: too few patches for a train and a validation split")
-    train_y = data.grid[1] if data.grid is not None else [li.mask for li in train]
-    for name, masks in (("training", train_y), ("validation", [data.val_y])):
-        if not any((m != IGNORE_LABEL).any() for m in masks):
+    labelled = {"training": (data.grid[1] != IGNORE_LABEL).any() if data.grid is not None else
+                any(li.any_labelled() for li in train), "validation": (data.val_y != IGNORE_LABEL).any()}
+    for name, some in labelled.items():
+        if not some:
             raise SatsegError(f"{root}: the {name} masks have no pixel of any class (all off-palette?)")
     return data
 
@@ -291,7 +334,10 @@ def balanced_class_weights(masks, num_classes: int) -> list[float]:
     (scikit-learn's "balanced" weights); a class without pixels gets weight 0."""
     from satseg.data import class_counts
 
-    counts = sum((class_counts(m, num_classes) for m in masks), np.zeros(num_classes, np.int64))
+    return weights_from_counts(sum((class_counts(m, num_classes) for m in masks), np.zeros(num_classes, np.int64)))
+
+
+def weights_from_counts(counts: np.ndarray) -> list[float]:
     w = np.where(counts > 0, counts.sum() / ((counts > 0).sum() * np.maximum(counts, 1)), 0.0)
     return [round(float(v), 4) for v in w]
 
@@ -300,8 +346,9 @@ def resolve_class_weights(cfg: TrainConfig, data: TrainData, num_classes: int) -
     if cfg.class_weights is None:
         return None
     if cfg.class_weights == "balanced":
-        return balanced_class_weights(data.grid[1] if data.grid is not None else [li.mask for li in data.train],
-                                      num_classes)
+        if data.grid is not None:
+            return balanced_class_weights(data.grid[1], num_classes)
+        return weights_from_counts(sum(li.class_counts(num_classes)[0] for li in data.train))
     return [float(w) for w in cfg.class_weights]
 
 
@@ -351,6 +398,11 @@ def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainDat
         outs = [predict_logits(t, data.grid[0], cfg.batch_size, dtype) for t, _ in teachers]
         out = mean_logits(outs).astype(np.float16, copy=False)
     else:
+        from satseg.data import LoadedImage
+
+        if not all(isinstance(li, LoadedImage) for li in data.train):
+            raise SatsegError("scenes read in windows have no cached whole-image teacher logits; "
+                              "use --distill-mode online (the teacher labels each crop)")
         runs = [whole_image_logits(t, STRIDES.get(tspec.architecture, 32), np.float32) for t, tspec in teachers]
         out = [mean_logits([run(li.image) for run in runs]).astype(np.float16) for li in data.train]
     print(f"cached the logits of {len(teachers)} teacher{'s' if len(teachers) > 1 else ''} for {len(out)} training "
@@ -426,11 +478,11 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
     return trainer
 
 
-def load_init(cfg: TrainConfig):
+def load_init(cfg: TrainConfig, classes=None):
     """The model to start from (``--init``), checked against ``model`` and its classes before any
     work; its bands are checked against the data with the teacher's."""
     if not cfg.init:
-        return None
+        return None, None
     from satseg.classes import load_spec
     from satseg.models import load_model_file
 
@@ -440,15 +492,26 @@ def load_init(cfg: TrainConfig):
         raise SatsegError(f"{cfg.init}: --init model is {f'a {arch!r}' if arch else 'of an unrecorded architecture'}, "
                           f"not a '{cfg.model}'")
     init = load_model_file(cfg.init, "--init model")
-    check_classes(init, ispec, cfg.init, "--init model")
-    return init
+    check_classes(init, ispec, cfg.init, "--init model", classes)
+    return init, ispec
 
 
-def check_classes(model, spec: ModelSpec, path, what: str):
-    """A teacher or --init model must predict the student's classes, as its spec says."""
+def check_class_weights(cfg: TrainConfig, classes):
+    if isinstance(cfg.class_weights, list | tuple) and len(cfg.class_weights) != len(classes):
+        raise SatsegError(f"--class-weights needs {len(classes)} numbers, one per class "
+                          f"({', '.join(classes.names)}); got {len(cfg.class_weights)}")
+
+
+def check_classes(model, spec: ModelSpec, path, what: str, classes=None):
+    """A teacher or --init model must predict the student's classes (the same names), as its spec says."""
     k = model.output_shape[-1]
-    if k != len(DUBAI_CLASSES) or spec.num_classes != k:
-        raise SatsegError(f"{path}: {what} predicts {k} classes, the student {len(DUBAI_CLASSES)}")
+    if spec.num_classes != k:
+        raise SatsegError(f"{path}: {what} predicts {k} classes, its spec lists {spec.num_classes}")
+    if classes is not None and len(classes) != k:
+        raise SatsegError(f"{path}: {what} predicts {k} classes, the student {len(classes)}")
+    if classes is not None and spec.class_set.names != classes.names:
+        raise SatsegError(f"{path}: {what} predicts {k} classes ({', '.join(spec.class_set.names)}), the student "
+                          f"{len(classes)} ({', '.join(classes.names)})")
 
 
 def set_init_weights(model, init, path: str):
@@ -466,6 +529,10 @@ def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec, class_weight
     d["data"] = str(data.root) if cfg.data else None
     d["teacher"] = path_or_paths([str(Path(t).absolute()) for t in cfg.teachers])
     d["init"] = str(Path(cfg.init).absolute()) if cfg.init else None
+    for key in ("masks", "pairs", "split_file"):
+        d[key] = str(Path(d[key]).absolute()) if d[key] else None
+    if cfg.classes and Path(cfg.classes).is_file():
+        d["classes"] = str(Path(cfg.classes).absolute())
     return {
         "config": d, "data_root": str(data.root), "versions": versions(), "spec": spec.to_dict(),
         "class_weights": class_weights,
@@ -491,20 +558,29 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     else:
         run.check_new(force)
     strategy = make_strategy(cfg.strategy)  # first: MultiWorkerMirroredStrategy must precede other ops
-    teachers = load_teachers(cfg, strategy)
-    init = load_init(cfg)
-    keras.utils.set_random_seed(cfg.seed)
-    if cfg.data is None and not resume:
+    synthetic = cfg.data is None and not resume  # its classes are Dubai's; written once the checks pass
+    src = None if synthetic else open_source(cfg, cfg.data or run / "synthetic-data",
+                                              run.spec().class_set if resume else None)
+    classes = DUBAI if synthetic else src.classes
+    check_class_weights(cfg, classes)
+    teachers = load_teachers(cfg, strategy, classes)
+    init, _ = load_init(cfg, classes)
+    if synthetic:
         run.create(force)
-        root = synthetic_root(cfg, run)
-    else:
-        root = cfg.data or run / "synthetic-data"
-    data = prepare_data(cfg, root, progress=bool(verbose) and sys.stderr.isatty())
-    spec = ModelSpec(normalization=data.normalization, patch_size=cfg.patch_size, bands=data.bands,
-                     architecture=cfg.model)
-    checks = [("teacher", t, path) for (t, _), path in zip(teachers, cfg.teachers)] + [("--init model", init, cfg.init)]
+        src = open_source(cfg, synthetic_root(cfg, run))
+    keras.utils.set_random_seed(cfg.seed)
+    doc = run.config() if resume else {}
+    data = prepare_data(cfg, src, progress=bool(verbose) and sys.stderr.isatty(), recorded=doc.get("split"))
+    if verbose:
+        names = ", ".join(data.classes.names)
+        print(f"{len(data.samples)} labelled images (train {len(data.split['train'])}, val {len(data.split['val'])}, "
+              f"test {len(data.split['test'])}); {len(data.classes)} classes: {names[:80]}{'...' if len(names) > 80 else ''}")
+    spec = ModelSpec.for_classes(data.classes, normalization=data.normalization, patch_size=cfg.patch_size,
+                                 bands=data.bands, architecture=cfg.model)
+    checks = [("teacher", t, path) for (t, _), path in zip(teachers, cfg.teachers)]
+    checks += [("--init model", init, cfg.init)] if init is not None else []
     for what, m, path in checks:
-        if m is not None and m.input_shape[-1] != data.bands:
+        if m.input_shape[-1] != data.bands:
             raise SatsegError(f"{path}: {what} takes {m.input_shape[-1]} bands, the data has {data.bands}")
     weights = resolve_class_weights(cfg, data, spec.num_classes)
     if not resume:
@@ -539,7 +615,9 @@ def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:
     best = load_model_file(best_path) if best_path.exists() else trainer.student
     run.save_model(best)
     save_spec(run.spec(), run / "model.satseg.json")
-    cm = final_plots(best, data.val_x, data.val_y, run.path, title=f"{run.spec().architecture}, validation patches")
+    spec = run.spec()
+    cm = final_plots(best, data.val_x, data.val_y, run.path, spec.class_set,
+                     title=f"{spec.architecture}, validation patches")
     hist = read_history(run / "history.csv")
     ck = run.checkpoint() or {}
     summary = {
@@ -549,11 +627,14 @@ def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:
         "train_seconds_total": round(sum(float(r["seconds"]) for r in hist), 1),
         "best_model_val_miou": cm.scores()["miou"],
     }
+    fg = spec.class_set.foreground
+    if fg is not None:
+        summary["best_model_val_foreground_iou"] = {spec.class_set[fg].name: float(cm.scores()["iou"][fg])}
     run.write_summary(summary)
     return summary
 
 
-def final_plots(model, images, masks, run_dir: Path, classes=DUBAI_CLASSES, batch_size: int = 16, title: str = ""):
+def final_plots(model, images, masks, run_dir: Path, classes=DUBAI, batch_size: int = 16, title: str = ""):
     """``pr_curve.png``, ``predictions.png`` and ``confusion.png`` on validation patches."""
     from satseg.imaging import softmax
     from satseg.metrics import ConfusionMatrix

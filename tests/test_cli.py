@@ -42,7 +42,10 @@ def test_bad_dataset_is_one_clear_line_and_nonzero_exit(tmp_path, capsys):
 
 def test_empty_dataset_error(tmp_path, capsys):
     code, out = _main(["data", "inspect", str(tmp_path)], capsys)
-    assert code == 2 and out.err.strip() == f"satseg: error: {tmp_path}: empty dataset, no '*/images/*' files found (expected the layout 'Tile 1/images/x.jpg' + 'Tile 1/masks/x.png')"
+    assert code == 2 and out.err.strip() == (
+        f"satseg: error: {tmp_path}: empty dataset, no image files found (layouts: 'Tile 1/images/x.jpg' + "
+        "'Tile 1/masks/x.png', 'images/' + 'masks/', 'data/N/' + 'labels/N/', 'x.tif' + 'x_mask.tif'; "
+        "or pass --masks DIR / --pairs FILE)")
 
 
 def test_unknown_model_error(capsys, tmp_path):

@@ -95,6 +95,19 @@ def test_other_band_counts_get_an_adapted_stem():
     assert m.get_layer("stem_conv").get_weights()[0].shape == (3, 3, 5, 32)
 
 
+def test_adapted_stem_answers_a_grey_input_as_the_rgb_stem_does():
+    """The documented rule for N bands: the mean of the RGB filters, repeated per band and scaled by
+    3 / N, so a grey scene (every band the same value) gets the same stem response as in RGB."""
+    from satseg.pretrained import adapt_stem
+
+    k = np.random.default_rng(0).normal(size=(3, 3, 3, 8)).astype(np.float32)
+    rgb_response = k.sum(axis=(0, 1, 2))  # a uniform grey input of 1 under the 3x3 window
+    for bands in (1, 4, 13):
+        a = adapt_stem(k, bands)
+        assert a.shape == (3, 3, bands, 8)
+        np.testing.assert_allclose(a.sum(axis=(0, 1, 2)), rgb_response, rtol=1e-5)
+
+
 def test_unknown_encoder_lists_the_valid_ones():
     from satseg.pretrained import checkpoint_path
 

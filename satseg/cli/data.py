@@ -3,7 +3,7 @@ import json
 import click
 
 from satseg.cli.common import check_outputs
-from satseg.cli.options import force_option, verbosity_options
+from satseg.cli.options import data_options, force_option, verbosity_options
 
 
 @click.group("data")
@@ -14,36 +14,74 @@ def command():
 @command.command("inspect")
 @verbosity_options
 @click.argument("path", type=click.Path(file_okay=False))
+@data_options
 @click.option("--patch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--write-classes", type=click.Path(dir_okay=False),
+              help="Write the class set (inferred, or --classes) to FILE, to edit and pass to train --classes.")
+@click.option("--names", help="Comma-separated class names for the inferred classes, in id order (e.g. background,building).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a picture of a few pairs and the class histogram.")
 @force_option
-def inspect_cmd(path, patch_size, as_json, plot, force):
-    """Images, sizes, patch count, class pixel shares, off-palette (ignored) share."""
+def inspect_cmd(path, classes, masks, pairs, patch_size, write_classes, names, as_json, plot, force):
+    """How images pair with masks, how masks encode classes, sizes, bands and class shares.
+
+    Finds the pairs in the common layouts (Tile N/images + masks, images/ + masks/, data/N + labels/N,
+    x.tif + x_mask.tif), reads files by content, infers the classes from the mask values and reports
+    images without masks, masks without images and files that are not images.
+    """
+    from satseg.classes import ClassSet
     from satseg.data import find_samples, inspect, load_sample
 
-    check_outputs([plot], force)
-    info = inspect(path, patch_size, progress=not as_json)
+    check_outputs([plot, write_classes], force)
+    names = [n.strip() for n in names.split(",")] if names else None
+    info = inspect(path, patch_size, classes, progress=not as_json, masks=masks, pairs=pairs, names=names)
+    cs = ClassSet.from_dict(info["classes"])
+    if write_classes:
+        cs.save(write_classes)
     if plot:
         from satseg.plots import plot_dataset
 
-        samples = find_samples(path)
+        samples = find_samples(path, masks=masks, pairs=pairs)
         picks = [samples[i] for i in range(0, len(samples), max(len(samples) // 4, 1))][:4]
-        pairs = [(li.image, li.mask) for li in (load_sample(s) for s in picks)]
-        plot_dataset(pairs, info["class_share"], plot)
+        pairs_ = [(li.image, li.mask) for li in (load_sample(s, cs) for s in picks)]
+        plot_dataset(pairs_, info["class_share"], plot, cs)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"{info['root']}: {info['images']} images, {info['patches']} patches of "
-               f"{patch_size}x{patch_size} (crop mode), {info['pixels']:,} pixels")
+    for line in summary_lines(info):
+        click.echo(line)
+    for f in (write_classes, plot):
+        if f:
+            click.echo(f"wrote {f}")
+
+
+def summary_lines(info: dict) -> list[str]:
+    """The human-readable report of :func:`satseg.data.inspect`."""
+    groups = info["groups"]
+    shown = ", ".join(f"{g}: {n}" for g, n in list(groups.items())[:8]) + (", ..." if len(groups) > 8 else "")
+    out = [f"{info['root']}: {info['images']} images with masks in {len(groups)} groups ({shown})",
+           f"layout: {info['layout']}"]
+    if info["unlabelled_images"]:
+        ug = ", ".join(f"{g}: {n}" for g, n in info["unlabelled_groups"].items())
+        out.append(f"images without masks: {info['unlabelled_images']}" + (f" (whole folders {ug})" if ug else ""))
+    if info["masks_without_image"]:
+        out.append(f"masks without an image: {len(info['masks_without_image'])} "
+                   f"(first: {info['masks_without_image'][0]})")
+    if info["skipped_files"]:
+        out.append(f"not images, skipped: {len(info['skipped_files'])} files (first: {info['skipped_files'][0]})")
     sizes = sorted({(f["width"], f["height"]) for f in info["files"]})
-    click.echo(f"sizes from {sizes[0][0]}x{sizes[0][1]} to {sizes[-1][0]}x{sizes[-1][1]}")
-    click.echo("class share of labelled pixels:")
-    for name, share in info["class_share"].items():
-        click.echo(f"  {name:<22}{100 * share:6.2f} %")
-    click.echo(f"off-palette pixels (ignored): {info['ignored_pixels']:,} = {100 * info['ignored_share']:.2f} % of all pixels")
-    if plot:
-        click.echo(f"wrote {plot}")
+    out.append(f"sizes from {sizes[0][0]}x{sizes[0][1]} to {sizes[-1][0]}x{sizes[-1][1]}; bands "
+               f"{', '.join(map(str, info['bands']))} ({', '.join(info['dtypes'])}); {info['patches']} patches of "
+               f"{info['patch_size']}x{info['patch_size']} (crop mode), {info['pixels']:,} pixels")
+    out += [f"classes: {n}" for n in info["class_notes"]]
+    out.append("class share of labelled pixels:")
+    for c in info["classes"]["classes"]:
+        enc = (f"values {c['values']}" if c.get("values") else f"range {c['range']}" if c.get("range")
+               else f"colour {tuple(c['color'])} / id {c['id']}")
+        out.append(f"  {c['id']:>3} {c['name']:<22}{100 * info['class_share'][c['name']]:6.2f} %   ({enc})")
+    out.append(f"ignored pixels (no class, nodata): {info['ignored_pixels']:,} = "
+               f"{100 * info['ignored_share']:.2f} % of all pixels")
+    return out
 
 
 @command.command("synth")

@@ -3,13 +3,20 @@ import json
 import click
 
 from satseg.cli.common import check_outputs, default_model, require_tensorflow
-from satseg.cli.options import force_option, json_option, overlap_option, verbosity_options
+from satseg.cli.options import (
+    force_option,
+    json_option,
+    overlap_option,
+    pairing_options,
+    verbosity_options,
+)
 
 
 @click.command("evaluate")
 @click.option("--model", "model_path", type=click.Path(),
               help=".keras file, SavedModel directory or .tflite file [default: the packaged best small student, satseg/default_model].")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset root.")
+@pairing_options
 @click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,
               help="Images to score; train/val/test repeat training's split by image (all includes training images).")
 @click.option("--seed", default=42, show_default=True, help="Seed of the split (the training run's).")
@@ -20,7 +27,7 @@ from satseg.cli.options import force_option, json_option, overlap_option, verbos
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average over four flips (4x the time).")
 @force_option
 @verbosity_options
-def command(model_path, data, split, seed, overlap, as_json, plots, out, force, tta):
+def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots, out, force, tta):
     """Score a model on whole images (tiled, borders included): IoU, precision, recall, F1."""
     from pathlib import Path
 
@@ -34,7 +41,8 @@ def command(model_path, data, split, seed, overlap, as_json, plots, out, force, 
         require_tensorflow("evaluate")
     predictor = load_predictor(model_path)
     check_overlap(overlap, predictor.spec.patch_size)
-    result = evaluate(predictor, data, split, seed, overlap, plots_dir=plots, progress=not as_json, tta=tta)
+    result = evaluate(predictor, data, split, seed, overlap, plots_dir=plots, progress=not as_json, tta=tta,
+                      masks=masks, pairs=pairs)
     text = json.dumps(result, indent=2)
     if out:
         atomic_write_text(out, text)

@@ -37,3 +37,21 @@ def quiet() -> bool:
     import os
 
     return bool(os.environ.get("SATSEG_QUIET"))
+
+
+def pairing_options(f):
+    """How a dataset's images pair with masks, when its layout cannot be told (train, evaluate, inspect)."""
+    f = click.option("--pairs", type=click.Path(dir_okay=False),
+                     help="CSV of 'image,mask[,group]' lines, paths relative to the data root, when the layout "
+                     "cannot be told.")(f)
+    f = click.option("--masks", type=click.Path(file_okay=False),
+                     help="A folder of masks mirroring the image tree (mask of a/x.jpg: MASKS/a/x.* or x_mask.*).")(f)
+    return f
+
+
+def data_options(f):
+    """Pairing and the class set (train, inspect)."""
+    f = pairing_options(f)
+    return click.option("--classes", "classes", metavar="FILE|NAME",
+                        help="Class file (JSON: names, colours, mask values; see `satseg data inspect "
+                        "--write-classes`) or a shipped set (dubai) [default: inferred from the masks].")(f)

@@ -2,7 +2,7 @@ from dataclasses import fields
 
 import click
 
-from satseg.cli.options import force_option, quiet, verbosity_options
+from satseg.cli.options import data_options, force_option, quiet, verbosity_options
 from satseg.train import CHOICES, TrainConfig
 
 D = {f.name: f.default for f in fields(TrainConfig) if not callable(f.default_factory)}
@@ -13,6 +13,10 @@ def _opt(*decls, key, **kw):
     if key in CHOICES:
         kw.setdefault("type", click.Choice(CHOICES[key]))
     return click.option(*decls, default=D[key], show_default=True, **kw)
+
+
+def _groups(value):
+    return [g.strip() for g in value.split(",") if g.strip()] if value else []
 
 
 def _weights(value):
@@ -27,6 +31,7 @@ def _weights(value):
 @click.command("train")
 @_opt("--model", "model_name", key="model", help="Zoo model to train (see `satseg models`).")
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset root [default: built-in synthetic scenes, with a notice].")
+@data_options
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/<model>-<time>].")
 @click.option("--teacher", type=click.Path(dir_okay=False), multiple=True,
               help="Teacher .keras file: distil into --model. Repeat it to distil the mean of several teachers.")
@@ -59,7 +64,14 @@ def _weights(value):
 @_opt("--temperature", key="temperature", type=float, help="Distillation temperature T.")
 @_opt("--distill-mode", key="distill_mode",
       help="offline: teacher logits computed once and cached; online: teacher runs every step.")
-@_opt("--split", key="split", help="image: whole images per split (no leakage); patch: the reference's random patch split.")
+@_opt("--split", key="split", help="image: whole images per split, stratified by group (tile/folder); group: whole "
+      "groups per split (chips that overlap on the ground); patch: the reference's random patch split.")
+@click.option("--val-groups", callback=lambda ctx, param, v: _groups(v), metavar="G,G,...",
+              help="Groups (tiles, folders: see `satseg data inspect`) that form the validation split.")
+@click.option("--test-groups", callback=lambda ctx, param, v: _groups(v), metavar="G,G,...",
+              help="Groups held out as the test split (evaluate scores them with --split test).")
+@click.option("--split-file", type=click.Path(dir_okay=False),
+              help="CSV of 'image,train|val|test' lines (paths relative to --data): your own split.")
 @click.option("--max-patches", type=click.IntRange(min=1), help="Grid sampling: use only N patches (quick checks).")
 @click.option("--patience", type=click.IntRange(min=1), help="Stop early after N epochs without a better val mIoU.")
 @click.option("--no-augment", is_flag=True, help="Disable flips, rotations, scale and photometric jitter.")

@@ -1,8 +1,9 @@
-"""Datasets laid out like the Dubai release: ``Tile */images/*.jpg`` with ``Tile */masks/*.png``.
+"""The data layer: datasets of images and masks in any common layout, with any class set.
 
-Reads and checks the files up front, cuts patches, splits train/val/test from a seed and serves
-deterministic, resumable ``tf.data`` pipelines. TensorFlow is imported only by
-:func:`make_tf_dataset`.
+:mod:`satseg.data.layouts` pairs images with masks, :mod:`satseg.data.encoding` learns how masks
+encode classes, :mod:`satseg.data.splits` splits by group; this module reads and checks the files
+up front, cuts patches and random crops and serves deterministic, resumable ``tf.data`` pipelines.
+TensorFlow is imported only by :func:`make_tf_dataset`.
 """
 
 from __future__ import annotations
@@ -14,50 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
-from satseg.classes import DEFAULT_PATCH_SIZE, DUBAI_CLASSES, IGNORE_LABEL
+from satseg.classes import DEFAULT_PATCH_SIZE, DUBAI, IGNORE_LABEL, as_class_set
+from satseg.data.layouts import Pairing, Sample, find_samples, labelled_samples, pair_files  # noqa: F401 (API)
+from satseg.data.splits import image_split, split_samples  # noqa: F401
 from satseg.errors import DataError
 from satseg.imaging import (
-    IMAGE_SUFFIXES,
+    RowReader,
     crop_grid,
     cut_patches,
+    nodata_mask,
     normalize,
-    read_image,
     read_mask,
     resize,
 )
 from satseg.progress import progress as bar
 
-MASK_SUFFIXES = (".png", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One image and its mask; ``group`` is the tile folder, used to stratify the split."""
-
-    image: Path
-    mask: Path | None
-    group: str
-
-
-def find_samples(root, require_masks: bool = True) -> list[Sample]:
-    """Pair every ``*/images/<name>.<ext>`` with ``*/masks/<name>.<png|tif>`` under ``root``."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: dataset directory not found")
-    samples = []
-    for img_dir in sorted(p for p in root.rglob("images") if p.is_dir()):
-        mask_dir = img_dir.parent / "masks"
-        for img in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            cands = [mask_dir / (img.stem + s) for s in MASK_SUFFIXES]
-            mask = next((c for c in cands if c.exists()), None)
-            if mask is None and require_masks:
-                raise DataError(f"{img}: image has no mask (looked for {mask_dir / img.stem}.png/.tif)")
-            samples.append(Sample(img, mask, str(img_dir.parent.relative_to(root))))
-    if not samples:
-        raise DataError(f"{root}: empty dataset, no '*/images/*' files found "
-                        "(expected the layout 'Tile 1/images/x.jpg' + 'Tile 1/masks/x.png')")
-    return samples
 
 
 @dataclass
@@ -66,15 +39,71 @@ class LoadedImage:
     image: np.ndarray  # (H, W, C) raw pixels
     mask: np.ndarray  # (H, W) class ids, IGNORE_LABEL where unlabelled
     ignored: int
+    nodata: np.ndarray | None = None  # (H, W) bool: pixels that are the raster's nodata
+
+    # what training asks of a scene, here or read in windows (satseg.data.windows.WindowedImage)
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.mask.shape
+
+    @property
+    def bands(self) -> int:
+        return self.image.shape[-1]
+
+    def window(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.image[y:y + h, x:x + w], self.mask[y:y + h, x:x + w]
+
+    def pixel_sample(self) -> np.ndarray:
+        return self.image.reshape(-1, self.image.shape[-1])[::97]
+
+    def valid_pixels(self) -> np.ndarray:
+        """(N, C) pixels that hold data (all of them when the raster has no nodata)."""
+        flat = self.image.reshape(-1, self.image.shape[-1])
+        return flat if self.nodata is None else flat[~self.nodata.ravel()]
+
+    def class_points(self, num_classes: int, per_class: int, rng: np.random.Generator) -> list[np.ndarray]:
+        return class_points(self.mask, num_classes, per_class, rng)
+
+    def class_counts(self, num_classes: int) -> tuple[np.ndarray, int]:
+        return class_counts(self.mask, num_classes), self.ignored
+
+    def any_labelled(self) -> bool:
+        return bool((self.mask != IGNORE_LABEL).any())
 
 
-def load_sample(sample: Sample, classes=DUBAI_CLASSES, bands: int | None = None) -> LoadedImage:
-    image = read_image(sample.image, bands=bands)
-    mask, ignored = read_mask(sample.mask, classes)
+def open_sample(sample: Sample, classes=DUBAI, bands: int | None = None):
+    """A sample decoded whole (:class:`LoadedImage`), or read in windows when it is a scene over
+    :data:`satseg.data.windows.WINDOWED_PIXELS` (:class:`satseg.data.windows.WindowedImage`)."""
+    from satseg.data.windows import WINDOWED_PIXELS, WindowedImage, scene_pixels
+
+    if scene_pixels(sample.image) > WINDOWED_PIXELS:
+        return WindowedImage(sample, classes, bands)
+    return load_sample(sample, classes, bands)
+
+
+def read_image_nodata(path, bands: int | None = None) -> tuple[np.ndarray, float | None]:
+    """(pixels (H, W, C), the raster's nodata value or None)."""
+    reader = RowReader(path, bands)
+    try:
+        return reader.rows(0, reader.shape[0]), reader.nodata
+    finally:
+        reader.close()
+
+
+def load_sample(sample: Sample, classes=DUBAI, bands: int | None = None) -> LoadedImage:
+    """Pixels and class ids of one sample; pixels that are the image's nodata are ignored."""
+    image, nodata = read_image_nodata(sample.image, bands)
+    mask, ignored = read_mask(sample.mask, as_class_set(classes))
     if mask.shape != image.shape[:2]:
         raise DataError(f"{sample.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                         f"{sample.image.name} is {image.shape[1]}x{image.shape[0]}")
-    return LoadedImage(sample, image, mask, ignored)
+    nd = nodata_mask(image, nodata)
+    if nd is not None and nd.any():
+        ignored += int((nd & (mask != IGNORE_LABEL)).sum())
+        mask[nd] = IGNORE_LABEL
+    else:
+        nd = None
+    return LoadedImage(sample, image, mask, ignored, nd)
 
 
 @dataclass
@@ -95,7 +124,7 @@ class PatchSet:
 
 
 def load_patches(root, patch_size: int = DEFAULT_PATCH_SIZE, mode: str = "crop",
-                 normalization: dict | None = None, classes=DUBAI_CLASSES, bands: int | None = None,
+                 normalization: dict | None = None, classes=DUBAI, bands: int | None = None,
                  progress: bool = False) -> PatchSet:
     """Read a whole dataset into normalised patches (decoded once, kept in memory)."""
     normalization = normalization or {"kind": "minmax"}
@@ -137,60 +166,91 @@ def split_indices(patches: PatchSet, by: str = "image", val: float = 0.15, test:
     return {k: np.flatnonzero(np.isin(patches.source, ids)) for k, ids in assign.items()}
 
 
-def image_split(samples: list[Sample], val: float = 0.15, test: float = 0.15, seed: int = 42) -> dict[str, list[int]]:
-    """Sample indices per split, stratified by ``group`` (tile); at least one image per split
-    for groups of three or more images."""
-    rng = random.Random(seed)
-    groups: dict[str, list[int]] = {}
-    for i, s in enumerate(samples):
-        groups.setdefault(s.group, []).append(i)
-    out = {k: [] for k in SPLITS}
-    for g in sorted(groups):
-        ids = groups[g][:]
-        rng.shuffle(ids)
-        n = len(ids)
-        n_test = max(round(test * n), 1 if n >= 3 and test > 0 else 0)
-        n_val = max(round(val * n), 1 if n >= 3 and val > 0 else 0)
-        out["test"] += ids[:n_test]
-        out["val"] += ids[n_test:n_test + n_val]
-        out["train"] += ids[n_test + n_val:]
-    # Small datasets (groups of one or two images): still give val and test an image each.
-    for k, frac in (("val", val), ("test", test)):
-        if not out[k] and frac > 0 and len(out["train"]) > 1:
-            out[k].append(out["train"].pop(rng.randrange(len(out["train"]))))
-    return {k: sorted(v) for k, v in out.items()}
-
-
 def class_counts(mask: np.ndarray, num_classes: int) -> np.ndarray:
     """Pixels of each class id in a mask (ignored pixels not counted)."""
     return np.bincount(mask[mask != IGNORE_LABEL].ravel(), minlength=num_classes)[:num_classes]
 
 
-def inspect(root, patch_size: int = DEFAULT_PATCH_SIZE, classes=DUBAI_CLASSES, progress: bool = False) -> dict:
-    """Images, sizes, crop-mode patch count, class pixel shares and off-palette share."""
-    samples = find_samples(root)
-    counts = np.zeros(len(classes), np.int64)
+def resolve_classes(samples, classes=None, names=None, progress: bool = False):
+    """(class set, notes): the one given (a ClassSet, a class file or a shipped name), else the one
+    the masks imply (:func:`satseg.data.encoding.infer_class_set`)."""
+    from satseg.classes import ClassSet
+
+    if classes is not None:
+        cs = classes if isinstance(classes, ClassSet) else ClassSet.load(classes)
+        return cs, [f"classes from {getattr(classes, 'name', '') or classes}"]
+    from satseg.data.encoding import infer_class_set, survey_masks
+
+    cs, notes = infer_class_set(survey_masks([s.mask for s in samples], progress), names)
+    return cs, ["inferred: " + n for n in notes]
+
+
+@dataclass
+class DataSource:
+    """A labelled dataset, settled before any image is read: its samples (paired by the layout,
+    ``masks`` or ``pairs``), the class set (given or inferred from the masks) and what was left out."""
+
+    root: Path
+    samples: list[Sample]
+    classes: object
+    class_notes: list[str]
+    unlabelled_groups: dict[str, int]
+    masks: str | None = None
+    pairs: str | None = None
+
+
+def open_dataset(root, masks=None, pairs=None, classes=None, progress: bool = False) -> DataSource:
+    pairing = pair_files(root, masks, pairs)
+    samples = labelled_samples(pairing)
+    cs, notes = resolve_classes(samples, classes, progress=progress)
+    return DataSource(Path(root), samples, cs, notes, pairing.unlabelled_groups(), masks, pairs)
+
+
+def inspect(root, patch_size: int = DEFAULT_PATCH_SIZE, classes=None, progress: bool = False,
+            masks=None, pairs=None, names=None) -> dict:
+    """What a dataset holds: how images and masks pair, how masks encode classes (inferred unless
+    ``classes`` is given), images, sizes, bands, crop-mode patch count, class pixel shares and
+    ignored pixels."""
+    pairing = pair_files(root, masks, pairs)
+    samples = labelled_samples(pairing)
+    cs, notes = resolve_classes(samples, classes, names, progress)
+    counts = np.zeros(len(cs), np.int64)
     total = ignored = patches = 0
     images = []
     with bar(samples, progress, desc="inspecting", unit="img", leave=False) as it:
         for s in it:
-            li = load_sample(s, classes)
-            h, w = li.mask.shape
+            li = open_sample(s, cs)
+            h, w = li.hw
             n = len(crop_grid(h, w, patch_size))
             patches += n
-            counts += class_counts(li.mask, len(classes))
+            cc, ign = li.class_counts(len(cs))
+            counts += cc
             total += h * w
-            ignored += li.ignored
-            images.append({"image": str(s.image), "width": w, "height": h, "bands": li.image.shape[-1],
-                           "dtype": str(li.image.dtype), "patches": n, "ignored_pixels": li.ignored})
+            ignored += ign
+            images.append({"image": str(s.image), "mask": str(s.mask), "group": s.group, "width": w, "height": h,
+                           "bands": li.bands, "dtype": str(getattr(li, "dtype", None) or li.image.dtype),
+                           "patches": n, "ignored_pixels": ign})
     labelled = max(int(counts.sum()), 1)
+    groups: dict[str, int] = {}
+    for s in samples:
+        groups[s.group] = groups.get(s.group, 0) + 1
     return {
         "root": str(root),
+        "layout": pairing.layout,
         "images": len(samples),
+        "groups": groups,
+        "unlabelled_images": len(pairing.unlabelled),
+        "unlabelled_groups": pairing.unlabelled_groups(),
+        "masks_without_image": [str(m) for m in pairing.orphan_masks],
+        "skipped_files": [str(f) for f in pairing.skipped],
+        "classes": cs.to_dict(),
+        "class_notes": notes,
+        "bands": sorted({f["bands"] for f in images}),
+        "dtypes": sorted({f["dtype"] for f in images}),
         "patches": patches,
         "patch_size": patch_size,
         "pixels": total,
-        "class_share": {c.name: counts[c.id] / labelled for c in classes},
+        "class_share": {c.name: counts[c.id] / labelled for c in cs},
         "ignored_share": ignored / max(total, 1),
         "ignored_pixels": ignored,
         "files": images,
@@ -199,24 +259,37 @@ def inspect(root, patch_size: int = DEFAULT_PATCH_SIZE, classes=DUBAI_CLASSES, p
 
 # --- whole images and random crops ---------------------------------------------------------
 
-def load_images(samples: list[Sample], classes=DUBAI_CLASSES, bands: int | None = None,
-                progress: bool = False) -> list[LoadedImage]:
-    """Decode every sample once (raw pixels and class ids), checking band counts agree."""
+def load_images(samples: list[Sample], classes=DUBAI, bands: int | None = None,
+                progress: bool = False) -> list:
+    """Open every sample once, checking band counts agree: small ones decoded (raw pixels and
+    class ids), scenes larger than memory read in windows (:func:`open_sample`)."""
     out = []
     with bar(samples, progress, desc="reading images", unit="img", leave=False) as it:
         for s in it:
-            li = load_sample(s, classes, bands)
-            bands = li.image.shape[-1]
+            li = open_sample(s, classes, bands)
+            bands = li.bands
             out.append(li)
     return out
 
 
-def grid_patches(images: list[LoadedImage], size: int, mode: str = "crop", normalization=None):
+MAX_WINDOWED_PATCHES = 256
+"""Grid patches taken from a scene read in windows (evenly spread over its grid)."""
+
+
+def grid_patches(images: list, size: int, mode: str = "crop", normalization=None):
     """Fixed-grid patches of whole images (validation; the reference's training patches):
-    (images (N, P, P, C) float32 normalised, masks (N, P, P) uint8, source index (N,))."""
+    (images (N, P, P, C) float32 normalised, masks (N, P, P) uint8, source index (N,)). A scene
+    read in windows gives at most :data:`MAX_WINDOWED_PATCHES` patches, evenly spread."""
     xs, ms, src = [], [], []
     for i, li in enumerate(images):
-        px, pm = cut_patches(li.image, li.mask, size, mode)
+        if isinstance(li, LoadedImage):
+            px, pm = cut_patches(li.image, li.mask, size, mode)
+        else:
+            grid = crop_grid(*li.hw, size)
+            keep = np.linspace(0, len(grid) - 1, min(len(grid), MAX_WINDOWED_PATCHES)).round().astype(int) if grid else []
+            cut = [li.window(*grid[k], size, size) for k in keep]
+            px, pm = [c[0] for c in cut], [c[1] for c in cut]
+            pm = np.stack(pm) if pm else np.zeros((0, size, size), np.uint8)
         xs += [normalize(p, normalization or {"kind": "in_model"}) for p in px]
         ms.append(pm)
         src += [i] * len(px)
@@ -252,17 +325,17 @@ class CropSampler:
 
     def __init__(self, images: list[LoadedImage], size: int, crops_per_epoch: int, logits=None,
                  scale=(0.75, 1.33), rare_fraction: float = 0.5, photometric: float = 0.1,
-                 normalization=None, num_classes: int = len(DUBAI_CLASSES), seed: int = 42):
+                 normalization=None, num_classes: int = len(DUBAI), seed: int = 42):
         self.images, self.size, self.n, self.logits = images, size, crops_per_epoch, logits
         self.scale, self.rare_fraction, self.photometric = tuple(scale), rare_fraction, photometric
         self.normalization = normalization or {"kind": "in_model"}
         self.seed, self.epoch = seed, 0
-        area = np.array([li.mask.size for li in images], np.float64)
+        area = np.array([np.prod(li.hw) for li in images], np.float64)
         self.area_p = area / area.sum()
         rng = np.random.default_rng([seed, 2**31])
-        self.points = [class_points(li.mask, num_classes, 4096, rng) for li in images]
+        self.points = [li.class_points(num_classes, 4096, rng) for li in images]
         self.classes = [c for c in range(num_classes) if any(len(p[c]) for p in self.points)]
-        self.std = np.concatenate([li.image.reshape(-1, li.image.shape[-1])[::97] for li in images]).std(0)
+        self.std = np.concatenate([li.pixel_sample() for li in images]).std(0)
 
     def __len__(self):
         return self.n
@@ -276,9 +349,9 @@ class CropSampler:
             cy, cx = self.points[i][c][rng.integers(len(self.points[i][c]))]
         else:
             i = int(rng.choice(len(self.images), p=self.area_p))
-            h, w = self.images[i].mask.shape
+            h, w = self.images[i].hw
             cy, cx = rng.integers(h), rng.integers(w)
-        h, w = self.images[i].mask.shape
+        h, w = self.images[i].hw
         win = min(max(int(round(self.size * s)), 8), h, w)
         y0 = int(np.clip(cy - win // 2 + rng.integers(-win // 4, win // 4 + 1), 0, h - win))
         x0 = int(np.clip(cx - win // 2 + rng.integers(-win // 4, win // 4 + 1), 0, w - win))
@@ -287,8 +360,8 @@ class CropSampler:
     def crop(self, rng):
         i, y, x, win = self._window(rng)
         li, p = self.images[i], self.size
-        img = resize(li.image[y:y + win, x:x + win], p, p)
-        mask = resize(li.mask[y:y + win, x:x + win], p, p, nearest=True)
+        img, mask = li.window(y, x, win, win)
+        img, mask = resize(img, p, p), resize(mask, p, p, nearest=True)
         arrs = [img, mask.astype(np.int32)]
         if self.logits is not None:
             arrs.append(resize(self.logits[i][y:y + win, x:x + win], p, p).astype(self.logits[i].dtype))
@@ -311,7 +384,7 @@ class CropSampler:
                 yield arrs[0], arrs[1]
 
     def signature(self):
-        p, bands = self.size, self.images[0].image.shape[-1]
+        p, bands = self.size, self.images[0].bands
         logits = None if self.logits is None else ((p, p, self.logits[0].shape[-1]), self.logits[0].dtype)
         return _signature((p, p, bands), logits)
 
