@@ -71,7 +71,8 @@ class ConfusionMatrix:
         out = {
             "miou": num(s["miou"]),
             # Unlabeled is 0.5 % of the Dubai pixels and near 0 for every published model: report both.
-            "miou_without_unlabeled": num(np.nanmean(iou_keep)) if np.isfinite(iou_keep).any() else None,
+            "miou_without_unlabeled": num(np.nanmean(iou_keep)) if np.isfinite(iou_keep).any()
+            and len(keep) < len(class_names) else None,
             "pixel_accuracy": num(s["pixel_accuracy"]),
             "per_class": {
                 name: {"iou": num(s["iou"][i]), "precision": num(s["precision"][i]),

@@ -127,13 +127,13 @@ class WindowedImage:
     def any_labelled(self) -> bool:
         return bool(self.class_counts(len(self.classes))[0].sum())
 
-    def pixel_sample(self, n: int = SAMPLE_PIXELS) -> np.ndarray:
-        """About ``n`` pixels (N, C) from rows spread over the scene (for statistics)."""
+    def pixel_sample(self, n: int = SAMPLE_PIXELS, bands_of_rows: int = 16) -> np.ndarray:
+        """About ``n`` pixels (N, C) from ``bands_of_rows`` runs of whole rows spread evenly over the
+        scene (for statistics): contiguous rows, so a tiled file decodes each block once."""
         h, w = self.hw
-        step = max(int(h * w // n), 1)
-        rows = range(0, h, max(step // w, 1) if step >= w else 1)
-        cols = slice(None, None, 1 if step >= w else step)
-        return np.concatenate([self._img.read(y, 0, 1, w)[0, cols] for y in rows])
+        rows = min(max(-(-n // w) // bands_of_rows, 1), h)
+        starts = np.linspace(0, h - rows, min(bands_of_rows, max(h // rows, 1))).round().astype(int)
+        return np.concatenate([self._img.read(int(y), 0, rows, w).reshape(-1, self.bands) for y in starts])
 
     def valid_pixels(self, n: int = SAMPLE_PIXELS) -> np.ndarray:
         px = self.pixel_sample(n)
