@@ -356,6 +356,9 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
         (folder / "report.md").write_text(report_markdown(write.report))
         shutil.copy2(model_path, folder / "model.keras")
         save_spec(spec, folder / "model.satseg.json")
+        run_config = model_path.parent / "config.json"
+        if run_config.is_file():  # the run's recorded split travels, so evaluate scores the same test images
+            shutil.copy2(run_config, folder / "config.json")
         os.chmod(folder, 0o755)  # mkdtemp makes it private
 
     atomic_dir(out_dir, write, prefix=f".{out_dir.name}.export-{os.getpid()}-")

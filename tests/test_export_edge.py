@@ -64,6 +64,19 @@ def test_export_round_trip_every_artifact_loads_and_agrees(exported):
 
 
 @pytest.mark.slow
+def test_an_exported_file_is_scored_on_its_runs_recorded_test_split(exported, trained_student, tiny_dataset):
+    from satseg.evaluate import select_images
+
+    out, _ = exported
+    recorded = json.loads((trained_student / "config.json").read_text())["split"]["test"]
+    assert json.loads((out / "config.json").read_text())["split"]["test"] == recorded
+    from satseg.evaluate import recorded_split
+
+    chosen = select_images(tiny_dataset, "test", recorded=recorded_split(out / "model_int8.tflite"))
+    assert sorted(str(s.image.relative_to(tiny_dataset)) for s in chosen) == sorted(recorded)
+
+
+@pytest.mark.slow
 def test_exported_files_use_builtin_ops_only(exported):
     from ai_edge_litert.interpreter import Interpreter
 
