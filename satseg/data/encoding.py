@@ -56,38 +56,57 @@ class MaskSurvey:
 
 def survey_masks(paths, progress: bool = False) -> MaskSurvey:
     """Count the values (single-band masks, or RGB masks whose bands are equal) or colours of
-    every mask; refuse a dataset that mixes the two."""
-    from satseg.imaging import read_image
+    every mask, strip by strip (a scene's mask is never read whole); refuse a dataset that mixes
+    the two."""
     from satseg.progress import progress as bar
 
     sv = MaskSurvey()
     with bar(list(paths), progress, desc="reading masks", unit="mask", leave=False) as it:
         for path in it:
-            arr = read_image(path)
-            colour = arr.shape[-1] >= 3 and not _equal_bands(arr)
+            counts, dtype, colour = _mask_counts(path)
             kind = "colour" if colour else "values"
             sv.first.setdefault(kind, path)
             if sv.kind and kind != sv.kind:
                 raise DataError(f"{path}: a {kind} mask, but {sv.first[sv.kind]} is a {sv.kind} mask; the masks "
                                 "must share one encoding (or pass --classes FILE)")
-            sv.kind, sv.dtype, sv.masks = kind, str(arr.dtype), sv.masks + 1
-            if colour:
-                codes, n = np.unique(_code(arr[..., :3]), return_counts=True)
-                sv.counts.update({_rgb(int(c)): int(k) for c, k in zip(codes, n)})
-                if len(sv.counts) > 100_000:  # a photo, not a mask: stop counting early
-                    raise DataError(f"{path}: over 100000 distinct colours in the masks; these are not "
-                                    "colour masks (JPEG-compressed?); pass --classes FILE")
-            else:
-                v = arr[..., 0]
-                vals, n = np.unique(v, return_counts=True)
-                sv.counts.update({(v.item() if hasattr(v, "item") else v): int(k) for v, k in zip(vals, n)})
+            sv.kind, sv.dtype, sv.masks = kind, dtype, sv.masks + 1
+            sv.counts.update(counts)
+            if len(sv.counts) > 100_000:  # a photo, not a mask: stop counting early
+                raise DataError(f"{path}: over 100000 distinct values or colours in the masks; these are not "
+                                "masks (JPEG-compressed?); pass --classes FILE")
     if not sv.masks:
         raise DataError("no masks to learn the classes from")
     return sv
 
 
-def _equal_bands(a: np.ndarray) -> bool:
-    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 0] == a[..., 2]).all())
+def _mask_counts(path, strip_pixels: int = 4_000_000) -> tuple[Counter, str, bool]:
+    """(pixels per value or colour, dtype, whether it is a colour mask) of one mask file."""
+    from satseg.imaging import RowReader
+
+    reader = RowReader(path)
+    try:
+        h, w = reader.shape[:2]
+        rows = max(strip_pixels // max(w, 1), 1)
+        counts, dtype, rgb = Counter(), "", reader.shape[-1] >= 3
+        for y0 in range(0, h, rows):
+            arr = reader.rows(y0, min(y0 + rows, h))
+            dtype = str(arr.dtype)
+            v = _code(arr[..., :3]) if rgb else arr[..., 0]
+            if np.issubdtype(v.dtype, np.integer) and v.dtype.itemsize <= 2:
+                n = np.bincount(v.ravel())
+                vals = np.flatnonzero(n)
+                counts.update(dict(zip(vals.tolist(), n[vals].tolist())))
+            else:
+                vals, n = np.unique(v, return_counts=True)
+                counts.update(dict(zip(vals.tolist(), n.tolist())))
+    finally:
+        reader.close()
+    if not rgb:
+        return counts, dtype, False
+    colours = {_rgb(int(c)): k for c, k in counts.items()}
+    if all(r == g == b for r, g, b in colours):  # a grey mask stored as RGB: its values
+        return Counter({r: k for (r, _, _), k in colours.items()}), dtype, False
+    return Counter(colours), dtype, True
 
 
 def _code(rgb: np.ndarray) -> np.ndarray:
