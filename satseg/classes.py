@@ -205,10 +205,10 @@ class ClassSet:
         return ids, int((ids == IGNORE_LABEL).sum())
 
     def _decode_colors(self, rgb: np.ndarray) -> np.ndarray:
-        code = _rgb_code(rgb)
+        code = rgb_code(rgb)
         cols = [c.color for c in self.classes] + list(self.ignore_colors)
         lut_ids = np.array([c.id for c in self.classes] + [IGNORE_LABEL] * len(self.ignore_colors), np.uint8)
-        pal_code = _rgb_code(np.array(cols, np.int64).reshape(-1, 1, 3)).ravel()
+        pal_code = rgb_code(np.array(cols, np.int64).reshape(-1, 1, 3)).ravel()
         order = np.argsort(pal_code, kind="stable")
         sorted_codes = pal_code[order]
         pos = np.clip(np.searchsorted(sorted_codes, code), 0, len(sorted_codes) - 1)
@@ -246,7 +246,7 @@ def _equal_bands(a: np.ndarray) -> bool:
     return bool((a[..., 0] == a[..., 1]).all() and (a[..., 0] == a[..., 2]).all())
 
 
-def _rgb_code(rgb: np.ndarray) -> np.ndarray:
+def rgb_code(rgb: np.ndarray) -> np.ndarray:
     rgb = rgb.astype(np.int64)
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 

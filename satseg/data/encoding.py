@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from satseg.classes import DUBAI, ClassSet, SegClass
+from satseg.classes import DUBAI, ClassSet, SegClass, rgb_code
 from satseg.errors import DataError
 
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
@@ -91,7 +91,7 @@ def _mask_counts(path, strip_pixels: int = 4_000_000) -> tuple[Counter, str, boo
         for y0 in range(0, h, rows):
             arr = reader.rows(y0, min(y0 + rows, h))
             dtype = str(arr.dtype)
-            v = _code(arr[..., :3]) if rgb else arr[..., 0]
+            v = rgb_code(arr[..., :3]) if rgb else arr[..., 0]
             if np.issubdtype(v.dtype, np.integer) and v.dtype.itemsize <= 2:
                 n = np.bincount(v.ravel())
                 vals = np.flatnonzero(n)
@@ -107,11 +107,6 @@ def _mask_counts(path, strip_pixels: int = 4_000_000) -> tuple[Counter, str, boo
     if all(r == g == b for r, g, b in colours):  # a grey mask stored as RGB: its values
         return Counter({r: k for (r, _, _), k in colours.items()}), dtype, False
     return Counter(colours), dtype, True
-
-
-def _code(rgb: np.ndarray) -> np.ndarray:
-    rgb = rgb.astype(np.int64)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
 def _rgb(code: int) -> tuple[int, int, int]:

@@ -248,13 +248,20 @@ def _from_mask_tree(root: Path, mask_root: Path) -> Pairing:
     return out
 
 
-def _from_pairs_file(root: Path, path: Path) -> Pairing:
+def read_csv_rows(path: Path, header: list[str], what: str) -> list[list[str]]:
+    """The rows of a user's CSV file (pairs, split), without comments, blank lines and an
+    optional header whose first columns are ``header``."""
     try:
         rows = [r for r in csv.reader(path.read_text().splitlines()) if r and not r[0].startswith("#")]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: cannot read the pairs file ({type(e).__name__}: {e})") from None
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["image", "mask"]:
+        raise DataError(f"{path}: cannot read the {what} file ({type(e).__name__}: {e})") from None
+    if rows and [c.strip().lower() for c in rows[0][:len(header)]] == header:
         rows = rows[1:]
+    return rows
+
+
+def _from_pairs_file(root: Path, path: Path) -> Pairing:
+    rows = read_csv_rows(path, ["image", "mask"], "pairs")
     out = Pairing(root, f"pairs file {path}")
     for n, r in enumerate(rows, start=1):
         if len(r) not in (2, 3):

@@ -3,7 +3,6 @@ named groups, or from a user's split file. A split is a list of sample indices p
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
@@ -84,13 +83,10 @@ def split_samples(samples, how: str = "image", val: float = 0.15, test: float = 
 def read_split_file(path, samples, root) -> dict[str, list[int]]:
     """A user's split: CSV lines ``image,split`` (train, val or test), image paths relative to the
     data root; every labelled image must be listed exactly once."""
+    from satseg.data.layouts import read_csv_rows
+
     path = Path(path)
-    try:
-        rows = [r for r in csv.reader(path.read_text().splitlines()) if r and not r[0].startswith("#")]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: cannot read the split file ({type(e).__name__}: {e})") from None
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["image", "split"]:
-        rows = rows[1:]
+    rows = read_csv_rows(path, ["image", "split"], "split")
     index = {str(Path(s.image).relative_to(root)): i for i, s in enumerate(samples)}
     out = {k: [] for k in SPLITS}
     seen = set()
