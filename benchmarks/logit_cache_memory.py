@@ -2,7 +2,7 @@
 
     python benchmarks/logit_cache_memory.py TEACHER.keras --data DATA [--images 4] [--eager]
 
-Runs :func:`satseg.train.whole_image_logits` on the largest training images of the dataset, as
+Runs :func:`satseg.inference.whole_image_logits` on the largest training images of the dataset, as
 ``satseg train --teacher`` does, and prints the process's peak resident memory. ``--eager`` calls
 the Keras model eagerly instead, as satseg did before commit 947acf5, for comparison.
 """
@@ -27,8 +27,8 @@ def main():
     args = ap.parse_args()
     from satseg.classes import load_spec
     from satseg.data import find_samples, load_sample
-    from satseg.models import STRIDES, load_model_file
-    from satseg.train import pad_to_stride, whole_image_logits
+    from satseg.inference import pad_to_stride, whole_image_logits
+    from satseg.models import load_model_file, stride_of
 
     teacher, spec = load_model_file(args.teacher), load_spec(args.teacher)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -41,7 +41,7 @@ def main():
     largest = sorted(find_samples(args.data), key=area, reverse=True)[:args.images]
     images = [load_sample(s).image for s in largest]
     t0 = time.perf_counter()
-    stride = STRIDES.get(spec.architecture, 32)
+    stride = stride_of(spec.architecture)
 
     def eager(image):
         h, w = image.shape[:2]

@@ -29,7 +29,7 @@ import keras
 from stage_times import agreement, any_size, first_image, load_serving, time_file, timing_args
 
 from satseg.export import convert_tflite
-from satseg.models import STRIDES
+from satseg.models import stride_of
 from satseg.serving import BilinearHead, PatchEmbedding, SubpixelConv, serving_model
 
 
@@ -100,7 +100,7 @@ def main():
     for _ in range(args.rounds):
         for k, data in files.items():
             ms[k].append(round(1e3 * time_file(data, args.size, bands, args.threads, args.repeats), 1))
-    real = first_image(args.data, bands, STRIDES.get(spec.architecture, 32))
+    real = first_image(args.data, bands, stride_of(spec.architecture))
     print(json.dumps({"model": args.model, "image": list(args.size), "threads": args.threads,
                       "ms_per_round": ms,
                       "pixel_agreement_with_shipped": {k: agreement(files["shipped"], d, real)

@@ -27,7 +27,7 @@ import numpy as np
 from satseg.bench import matmul_macs_per_second, median_seconds
 from satseg.classes import load_spec
 from satseg.export import calibration_patches, convert_tflite
-from satseg.models import STRIDES, layer_macs, load_model_file, with_input_size
+from satseg.models import layer_macs, load_model_file, stride_of, with_input_size
 from satseg.serving import BilinearHead, serving_model
 
 
@@ -168,7 +168,7 @@ def main():
               "matmul_gmacs_per_s": round(rate / 1e9, 1), "stages": rows}
     if any(layer.name == "head_logits" for layer in model.layers):  # logits below full resolution
         coarse = convert_tflite(coarse_graph(model, whole), "tflite_int8", calib, uint8_pixels=True)
-        real = first_image(args.data, bands, STRIDES.get(spec.architecture, 32))
+        real = first_image(args.data, bands, stride_of(spec.architecture))
         result["not_shipped_decision_at_logit_resolution"] = {
             "ms": round(1e3 * time_file(coarse, args.size, bands, args.threads, args.repeats), 1),
             "pixel_agreement_with_shipped_graph": agreement(files[-1][1], coarse, real)}

@@ -19,9 +19,9 @@ from satseg.classes import class_names, load_spec
 from satseg.data import load_sample
 from satseg.evaluate import recorded_split, select_images
 from satseg.imaging import softmax
+from satseg.inference import whole_image_logits
 from satseg.metrics import ConfusionMatrix
-from satseg.models import STRIDES, load_model_file
-from satseg.train import whole_image_logits
+from satseg.models import load_model_file, stride_of
 
 FLIPS = ((), (1,), (0,), (0, 1))
 
@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args()
     specs = [load_spec(t) for t in a.teachers]
-    runs = [whole_image_logits(load_model_file(t), STRIDES[s.architecture], np.float32)
+    runs = [whole_image_logits(load_model_file(t), stride_of(s.architecture), np.float32)
             for t, s in zip(a.teachers, specs)]
     samples = select_images(a.data, a.split, a.seed, recorded=recorded_split(a.teachers[0]))
     k = len(a.teachers)

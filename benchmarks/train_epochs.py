@@ -42,15 +42,9 @@ def time_epochs(name, trainer, sampler, batch_size, epochs, n):
 def crop_rows(args):
     """The shipped recipe's random crops: scratch against offline distillation (cached whole-image logits)."""
     from satseg.classes import ModelSpec, load_spec
+    from satseg.distill import cache_teacher_logits
     from satseg.models import load_model_file
-    from satseg.train import (
-        TrainConfig,
-        build_trainer,
-        cache_teacher_logits,
-        make_datasets,
-        make_strategy,
-        prepare_data,
-    )
+    from satseg.train import TrainConfig, build_trainer, make_datasets, make_strategy, prepare_data
 
     cfg = TrainConfig(model=args.student, data=args.data, teacher=args.teacher, crops_per_epoch=args.max_patches,
                       **({"batch_size": args.batch_size} if args.batch_size else {}))
@@ -79,9 +73,9 @@ def grid_rows(args):
 
     from satseg import data as D
     from satseg.distill import Distiller
+    from satseg.inference import predict_logits
     from satseg.losses import get_loss
     from satseg.models import build_model
-    from satseg.train import predict_logits
     from satseg.trainer import SegmentationTrainer
 
     args.batch_size = args.batch_size or 16

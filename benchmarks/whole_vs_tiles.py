@@ -18,9 +18,9 @@ from satseg.data import load_sample
 from satseg.edge import predict_tiled
 from satseg.evaluate import recorded_split, select_images
 from satseg.imaging import softmax
+from satseg.inference import whole_image_logits
 from satseg.metrics import ConfusionMatrix
-from satseg.models import STRIDES, load_model_file
-from satseg.train import whole_image_logits
+from satseg.models import load_model_file, stride_of
 
 
 def main():
@@ -37,7 +37,7 @@ def main():
     def probs(x):  # what `satseg evaluate` blends for a .keras file
         return softmax(np.asarray(model(x, training=False), np.float32))
 
-    whole = whole_image_logits(model, STRIDES[spec.architecture], np.float32)
+    whole = whole_image_logits(model, stride_of(spec.architecture), np.float32)
     paths = {"whole frame": lambda im: whole(im).argmax(-1)}
     for ov in a.overlaps:
         paths[f"tiles {spec.patch_size} px, overlap {ov}"] = (

@@ -399,3 +399,17 @@ def save_spec(spec: ModelSpec, path) -> Path:
     from satseg.atomic import atomic_write_text
 
     return atomic_write_text(path, spec.to_json())
+
+
+def check_model_classes(model, spec: ModelSpec, path, what: str, classes: ClassSet | None = None):
+    """A teacher or --init model must predict the student's classes (the same names), as its spec says."""
+    from satseg.errors import SatsegError
+
+    k = model.output_shape[-1]
+    if spec.num_classes != k:
+        raise SatsegError(f"{path}: {what} predicts {k} classes, its spec lists {spec.num_classes}")
+    if classes is not None and len(classes) != k:
+        raise SatsegError(f"{path}: {what} predicts {k} classes, the student {len(classes)}")
+    if classes is not None and spec.class_set.names != classes.names:
+        raise SatsegError(f"{path}: {what} predicts {k} classes ({', '.join(spec.class_set.names)}), the student "
+                          f"{len(classes)} ({', '.join(classes.names)})")

@@ -1,13 +1,92 @@
-"""Knowledge distillation: :class:`Distiller` adds a frozen teacher (or cached teacher logits) to
-:class:`satseg.trainer.SegmentationTrainer`; ``save`` writes only the student."""
+"""Knowledge distillation: the teachers (loaded and checked against the student), their logits
+cached once for offline distillation, and :class:`Distiller`, which adds a frozen teacher (or the
+cached logits) to :class:`satseg.trainer.SegmentationTrainer`; ``save`` writes only the student."""
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING
+
 import keras
+import numpy as np
 import tensorflow as tf
 
+from satseg.classes import check_model_classes, load_spec
+from satseg.errors import SatsegError
+from satseg.inference import predict_logits, whole_image_logits
 from satseg.losses import distillation_loss, valid_mask
+from satseg.models import load_model_file, stride_of
 from satseg.trainer import SegmentationTrainer, _unpack
+
+if TYPE_CHECKING:
+    from satseg.train import TrainConfig, TrainData
+
+
+# --- teachers ------------------------------------------------------------------------------
+
+def load_teachers(cfg: TrainConfig, strategy, classes=None) -> list[tuple]:
+    """``(model, spec)`` of every teacher, each checked as :func:`load_teacher` does."""
+    return [load_teacher(cfg, path, strategy, classes) for path in cfg.teachers]
+
+
+def load_teacher(cfg: TrainConfig, path: str, strategy, classes=None):
+    """A frozen teacher with its spec, checked against the student's classes and sampling."""
+    with strategy.scope():  # an online teacher runs on every replica
+        teacher = load_model_file(path, "teacher")
+    try:
+        tspec = load_spec(path)
+    except FileNotFoundError as e:
+        raise SatsegError(str(e)) from None
+    check_model_classes(teacher, tspec, path, "teacher", classes)
+    if cfg.sampling == "crops":  # teacher and student see the same crop of a whole image
+        if None not in teacher.input_shape[1:3]:
+            raise SatsegError(f"{path}: teacher takes only {teacher.input_shape[1]}x{teacher.input_shape[2]} "
+                              "inputs; random crops need a fully convolutional teacher (or --sampling grid)")
+        if tspec.normalization.get("kind") != "in_model":
+            raise SatsegError(f"{path}: a teacher with per-patch normalisation cannot label whole images; "
+                              "use --sampling grid")
+    elif None not in teacher.input_shape[1:3] and teacher.input_shape[1] != cfg.patch_size:
+        raise SatsegError(f"{path}: teacher takes {teacher.input_shape[1]} px patches, "
+                          f"--patch-size is {cfg.patch_size}")
+    return teacher, tspec
+
+
+def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainData):
+    """Offline distillation: the teachers' logits, computed once, for every training image
+    (crop sampling) or training patch (grid sampling). One teacher's logits are kept as they
+    are; several give the log of their mean probabilities, whose softmax is that mean."""
+    t0 = time.perf_counter()
+    if data.grid is not None:
+        for path, (_, tspec) in zip(cfg.teachers, teachers):
+            if tspec.normalization != data.normalization:
+                raise SatsegError(f"{path}: teacher normalisation {tspec.normalization.get('kind')} differs from "
+                                  f"the student's; use --normalization to match it")
+        dtype = np.float16 if len(teachers) == 1 else np.float32  # one teacher: no float32 copy of every patch
+        outs = [predict_logits(t, data.grid[0], cfg.batch_size, dtype) for t, _ in teachers]
+        out = mean_logits(outs).astype(np.float16, copy=False)
+    else:
+        from satseg.data import LoadedImage
+
+        if not all(isinstance(li, LoadedImage) for li in data.train):
+            raise SatsegError("scenes read in windows have no cached whole-image teacher logits; "
+                              "use --distill-mode online (the teacher labels each crop)")
+        runs = [whole_image_logits(t, stride_of(tspec.architecture), np.float32) for t, tspec in teachers]
+        out = [mean_logits([run(li.image) for run in runs]).astype(np.float16) for li in data.train]
+    print(f"cached the logits of {len(teachers)} teacher{'s' if len(teachers) > 1 else ''} for {len(out)} training "
+          f"{'patches' if data.grid is not None else 'images'} in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+def mean_logits(logits: list[np.ndarray]) -> np.ndarray:
+    """One teacher's logits, or the log of several teachers' mean softmax (an ensemble target)."""
+    if len(logits) == 1:
+        return logits[0]
+    from satseg.imaging import softmax
+
+    return np.log(np.maximum(sum(softmax(z) for z in logits) / len(logits), np.finfo(np.float32).tiny))
+
+
+# --- the trainer ---------------------------------------------------------------------------
 
 
 class Distiller(SegmentationTrainer):

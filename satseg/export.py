@@ -256,12 +256,12 @@ class Graphs:
 
 
 def make_graphs(model, spec: ModelSpec) -> Graphs:
-    from satseg.models import STRIDES
+    from satseg.models import stride_of
     from satseg.serving import receptive_margin, serving_model
 
     graphs = Graphs(with_probs_head(fixed_batch(model, spec)))
     if whole_image_capable(spec):
-        stride = STRIDES.get(spec.architecture, 32)
+        stride = stride_of(spec.architecture)
         whole_spec = ModelSpec.from_dict({**spec.to_dict(), "stride": stride,
                                           "margin": receptive_margin(model, stride)})
         graphs.whole, graphs.whole_spec = serving_model(model), whole_spec
@@ -327,8 +327,8 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
     """Export ``model_path`` (.keras) to ``out_dir``; returns the report (also written there).
     Everything is written to a temporary folder beside ``out_dir`` that replaces it at the end."""
     from satseg.atomic import atomic_dir
+    from satseg.inference import predict_logits
     from satseg.models import model_stats
-    from satseg.train import predict_logits
 
     model_path, out_dir = Path(model_path), Path(out_dir)
     check_export(model_path, out_dir, formats, teacher, force)

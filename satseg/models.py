@@ -9,6 +9,8 @@ anywhere Keras does, without satseg.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -370,30 +372,49 @@ def build_lite0_edge(input_shape=ANY_SIZE, num_classes: int = 6, stages: int = 3
     return model
 
 
-MODELS = {
-    "teacher": build_teacher,
-    "student": build_student,
-    "edge": build_edge,
-    "lite0_unet": build_lite0_unet,
-    "lite2_unet": build_lite2_unet,
-    "lite0_edge": build_lite0_edge,
-    "fast_edge": build_fast_edge,
-}
-"""Registry: model name -> builder. The CLI, the Distiller and the exporter use these names."""
+@dataclass(frozen=True)
+class Architecture:
+    """One registry entry: how to build an architecture and what its inputs must be."""
 
-PRETRAINED = {"lite0_unet": "imagenet", "lite2_unet": "imagenet", "lite0_edge": "imagenet"}
-"""Models whose encoder starts from ImageNet weights (and so uses ImageNet normalisation)."""
+    name: str
+    builder: Callable[..., keras.Model]
+    stride: int  # input height and width must be multiples of it
+    role: str  # "teacher" or "student": what the zoo uses it for
+    pretrained: str | None = None  # encoder weights it starts from ("imagenet"), None from scratch
+    summary: str = ""
 
-STRIDES = {"teacher": 16, "student": 2, "edge": 8, "lite0_unet": 32, "lite2_unet": 32, "lite0_edge": 8,
-           "fast_edge": 16}
-"""Input height and width must be multiples of these."""
+    @property
+    def normalization(self) -> str:
+        """The default input normalisation: the statistics its pretrained weights expect (for RGB
+        input), else the training images' own."""
+        return self.pretrained or "dataset"
+
+
+ARCHITECTURES = {a.name: a for a in (
+    Architecture("teacher", build_teacher, 16, "teacher", summary="the reference U-Net, from scratch"),
+    Architecture("student", build_student, 2, "student", summary="the reference one-level U-Net student"),
+    Architecture("edge", build_edge, 8, "student", summary="separable encoder-decoder from scratch"),
+    Architecture("lite0_unet", build_lite0_unet, 32, "teacher", "imagenet",
+                 "EfficientNet-Lite0 encoder, U-Net decoder"),
+    Architecture("lite2_unet", build_lite2_unet, 32, "teacher", "imagenet",
+                 "EfficientNet-Lite2 encoder, U-Net decoder"),
+    Architecture("lite0_edge", build_lite0_edge, 8, "student", "imagenet",
+                 "first four Lite0 blocks, light decoder; under 100 KB as int8"),
+    Architecture("fast_edge", build_fast_edge, 16, "student",
+                 summary="patch-embedding stem, nothing at full resolution"),
+)}
+"""Registry: architecture name -> :class:`Architecture`. The CLI, the Distiller and the exporter use these names."""
+
+def stride_of(name: str | None, default: int = 32) -> int:
+    """The input stride of a registered architecture; ``default`` for a model of unrecorded kind."""
+    return ARCHITECTURES[name].stride if name in ARCHITECTURES else default
 
 
 def check_model_name(name: str) -> str:
-    if name not in MODELS:
-        close = difflib.get_close_matches(name, MODELS, n=1)
+    if name not in ARCHITECTURES:
+        close = difflib.get_close_matches(name, ARCHITECTURES, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise SatsegError(f"unknown model '{name}'; valid names: {', '.join(MODELS)}.{hint}")
+        raise SatsegError(f"unknown model '{name}'; valid names: {', '.join(ARCHITECTURES)}.{hint}")
     return name
 
 
@@ -404,7 +425,7 @@ def build_model(name: str, input_shape=ANY_SIZE, num_classes: int = 6, seed: int
     check_model_name(name)
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
+    return ARCHITECTURES[name].builder(input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
 
 
 def load_model_file(path, what: str = "model"):
@@ -483,7 +504,11 @@ def model_stats(model: keras.Model, patch_size: int = DEFAULT_PATCH_SIZE) -> dic
 
 
 def zoo_table(patch_size: int = DEFAULT_PATCH_SIZE, bands: int = 3, num_classes: int = 6) -> list[dict]:
-    """Statistics of every registered model for one patch size."""
-    return [model_stats(build_model(n, (patch_size, patch_size, bands), num_classes, pretrained=False)
-                        if n in PRETRAINED else build_model(n, (patch_size, patch_size, bands), num_classes))
-            for n in MODELS]
+    """Statistics of every registered architecture for one patch size, with its registry entry."""
+    rows = []
+    for name, arch in ARCHITECTURES.items():
+        kw = {"pretrained": False} if arch.pretrained else {}  # statistics need no weights
+        model = build_model(name, (patch_size, patch_size, bands), num_classes, **kw)
+        rows.append({**model_stats(model), "role": arch.role, "stride": arch.stride,
+                     "pretrained": arch.pretrained, "summary": arch.summary})
+    return rows

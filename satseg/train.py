@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from satseg.classes import DUBAI, IGNORE_LABEL, ModelSpec, class_names, save_spec
+from satseg.classes import (
+    DUBAI,
+    IGNORE_LABEL,
+    ModelSpec,
+    check_model_classes,
+    class_names,
+    save_spec,
+)
 from satseg.errors import SatsegError
 from satseg.run import RunDir
 
@@ -128,10 +135,10 @@ class TrainConfig:
         lo, hi = self.scale
         if not 0 < lo <= hi:
             raise SatsegError(f"--scale must be two positive numbers, low <= high (got {lo}, {hi})")
-        from satseg.models import STRIDES
+        from satseg.models import stride_of
 
-        if self.patch_size % STRIDES[self.model]:
-            raise SatsegError(f"--patch-size {self.patch_size} is not a multiple of {STRIDES[self.model]}, "
+        if self.patch_size % stride_of(self.model):
+            raise SatsegError(f"--patch-size {self.patch_size} is not a multiple of {stride_of(self.model)}, "
                               f"the stride of '{self.model}'")
         if self.sampling == "crops" and self.split == "patch":
             raise SatsegError("--split patch needs --sampling grid (random crops are cut from whole images)")
@@ -179,38 +186,6 @@ def make_strategy(name: str):
     raise SatsegError(f"unknown strategy '{name}'; valid: default, mirrored, multiworker")
 
 
-# --- teacher -------------------------------------------------------------------------------
-
-def load_teachers(cfg: TrainConfig, strategy, classes=None) -> list[tuple]:
-    """``(model, spec)`` of every teacher, each checked as :func:`load_teacher` does."""
-    return [load_teacher(cfg, path, strategy, classes) for path in cfg.teachers]
-
-
-def load_teacher(cfg: TrainConfig, path: str, strategy, classes=None):
-    """A frozen teacher with its spec, checked against the student's classes and sampling."""
-    from satseg.classes import load_spec
-    from satseg.models import load_model_file
-
-    with strategy.scope():  # an online teacher runs on every replica
-        teacher = load_model_file(path, "teacher")
-    try:
-        tspec = load_spec(path)
-    except FileNotFoundError as e:
-        raise SatsegError(str(e)) from None
-    check_classes(teacher, tspec, path, "teacher", classes)
-    if cfg.sampling == "crops":  # teacher and student see the same crop of a whole image
-        if None not in teacher.input_shape[1:3]:
-            raise SatsegError(f"{path}: teacher takes only {teacher.input_shape[1]}x{teacher.input_shape[2]} "
-                              "inputs; random crops need a fully convolutional teacher (or --sampling grid)")
-        if tspec.normalization.get("kind") != "in_model":
-            raise SatsegError(f"{path}: a teacher with per-patch normalisation cannot label whole images; "
-                              "use --sampling grid")
-    elif None not in teacher.input_shape[1:3] and teacher.input_shape[1] != cfg.patch_size:
-        raise SatsegError(f"{path}: teacher takes {teacher.input_shape[1]} px patches, "
-                          f"--patch-size is {cfg.patch_size}")
-    return teacher, tspec
-
-
 # --- data ----------------------------------------------------------------------------------
 
 @dataclass
@@ -242,12 +217,12 @@ def recorded_indices(samples, root: Path, recorded: dict) -> dict[str, list[int]
 
 
 def resolve_normalization(cfg: TrainConfig, train_images) -> dict:
-    from satseg.models import PRETRAINED
+    from satseg.models import ARCHITECTURES
 
     kind = cfg.normalization
     bands = train_images[0].bands
     if kind == "auto":
-        kind = "imagenet" if cfg.model in PRETRAINED and bands == 3 else "dataset"
+        kind = ARCHITECTURES[cfg.model].normalization if bands == 3 else "dataset"
     if kind == "imagenet" and bands != 3:
         raise SatsegError(f"--normalization imagenet needs RGB images; the data has {bands} bands (use dataset)")
     if kind == "minmax":
@@ -352,73 +327,6 @@ def resolve_class_weights(cfg: TrainConfig, data: TrainData, num_classes: int) -
     return [float(w) for w in cfg.class_weights]
 
 
-def predict_logits(model, x: np.ndarray, batch_size: int = 16, dtype=np.float32) -> np.ndarray:
-    out = [np.asarray(model(x[i:i + batch_size], training=False)).astype(dtype)
-           for i in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0,), dtype)
-
-
-def whole_image_logits(model, stride: int, dtype=np.float16):
-    """``image -> logits`` for whole images of a fully convolutional model (padded by edge
-    replication to a multiple of ``stride``, cropped back). The model runs as one graph: called
-    eagerly, Keras keeps every layer's output for the whole frame alive until the call ends
-    (``benchmarks/logit_cache_memory.py --eager``: 11.5 GB at peak for ``lite0_unet`` on four
-    2062 x 1817 images, 2.4 GB as a graph), where the graph frees each one as soon as it is used."""
-    import tensorflow as tf
-
-    graph = tf.function(lambda x: model(x, training=False),
-                        input_signature=[tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)])
-
-    def run(image: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
-        return graph(pad_to_stride(image, stride)[None]).numpy()[0, :h, :w].astype(dtype)
-
-    return run
-
-
-def pad_to_stride(image: np.ndarray, stride: int) -> np.ndarray:
-    """The image as float32, padded at the bottom and right by edge replication to multiples of ``stride``."""
-    h, w = image.shape[:2]
-    return np.pad(image.astype(np.float32), [(0, -h % stride), (0, -w % stride), (0, 0)], mode="edge")
-
-
-def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainData):
-    """Offline distillation: the teachers' logits, computed once, for every training image
-    (crop sampling) or training patch (grid sampling). One teacher's logits are kept as they
-    are; several give the log of their mean probabilities, whose softmax is that mean."""
-    from satseg.models import STRIDES
-
-    t0 = time.perf_counter()
-    if data.grid is not None:
-        for path, (_, tspec) in zip(cfg.teachers, teachers):
-            if tspec.normalization != data.normalization:
-                raise SatsegError(f"{path}: teacher normalisation {tspec.normalization.get('kind')} differs from "
-                                  f"the student's; use --normalization to match it")
-        dtype = np.float16 if len(teachers) == 1 else np.float32  # one teacher: no float32 copy of every patch
-        outs = [predict_logits(t, data.grid[0], cfg.batch_size, dtype) for t, _ in teachers]
-        out = mean_logits(outs).astype(np.float16, copy=False)
-    else:
-        from satseg.data import LoadedImage
-
-        if not all(isinstance(li, LoadedImage) for li in data.train):
-            raise SatsegError("scenes read in windows have no cached whole-image teacher logits; "
-                              "use --distill-mode online (the teacher labels each crop)")
-        runs = [whole_image_logits(t, STRIDES.get(tspec.architecture, 32), np.float32) for t, tspec in teachers]
-        out = [mean_logits([run(li.image) for run in runs]).astype(np.float16) for li in data.train]
-    print(f"cached the logits of {len(teachers)} teacher{'s' if len(teachers) > 1 else ''} for {len(out)} training "
-          f"{'patches' if data.grid is not None else 'images'} in {time.perf_counter() - t0:.1f} s")
-    return out
-
-
-def mean_logits(logits: list[np.ndarray]) -> np.ndarray:
-    """One teacher's logits, or the log of several teachers' mean softmax (an ensemble target)."""
-    if len(logits) == 1:
-        return logits[0]
-    from satseg.imaging import softmax
-
-    return np.log(np.maximum(sum(softmax(z) for z in logits) / len(logits), np.finfo(np.float32).tiny))
-
-
 def make_datasets(cfg: TrainConfig, data: TrainData, logits):
     from satseg import data as D
 
@@ -492,7 +400,7 @@ def load_init(cfg: TrainConfig, classes=None):
         raise SatsegError(f"{cfg.init}: --init model is {f'a {arch!r}' if arch else 'of an unrecorded architecture'}, "
                           f"not a '{cfg.model}'")
     init = load_model_file(cfg.init, "--init model")
-    check_classes(init, ispec, cfg.init, "--init model", classes)
+    check_model_classes(init, ispec, cfg.init, "--init model", classes)
     return init, ispec
 
 
@@ -500,18 +408,6 @@ def check_class_weights(cfg: TrainConfig, classes):
     if isinstance(cfg.class_weights, list | tuple) and len(cfg.class_weights) != len(classes):
         raise SatsegError(f"--class-weights needs {len(classes)} numbers, one per class "
                           f"({', '.join(classes.names)}); got {len(cfg.class_weights)}")
-
-
-def check_classes(model, spec: ModelSpec, path, what: str, classes=None):
-    """A teacher or --init model must predict the student's classes (the same names), as its spec says."""
-    k = model.output_shape[-1]
-    if spec.num_classes != k:
-        raise SatsegError(f"{path}: {what} predicts {k} classes, its spec lists {spec.num_classes}")
-    if classes is not None and len(classes) != k:
-        raise SatsegError(f"{path}: {what} predicts {k} classes, the student {len(classes)}")
-    if classes is not None and spec.class_set.names != classes.names:
-        raise SatsegError(f"{path}: {what} predicts {k} classes ({', '.join(spec.class_set.names)}), the student "
-                          f"{len(classes)} ({', '.join(classes.names)})")
 
 
 def set_init_weights(model, init, path: str):
@@ -550,6 +446,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     import keras
 
     from satseg.callbacks import EpochLine, EpochSetter, RunCheckpoint, RunHistory
+    from satseg.distill import cache_teacher_logits, load_teachers
 
     cfg.check()
     run = RunDir(run_dir)
@@ -637,6 +534,7 @@ def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:
 def final_plots(model, images, masks, run_dir: Path, classes=DUBAI, batch_size: int = 16, title: str = ""):
     """``pr_curve.png``, ``predictions.png`` and ``confusion.png`` on validation patches."""
     from satseg.imaging import softmax
+    from satseg.inference import predict_logits
     from satseg.metrics import ConfusionMatrix
     from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
 

@@ -170,7 +170,7 @@ def test_two_worker_multiworker_run_ends_with_identical_weights(tmp_path, tiny_d
 def test_whole_image_logits_pad_to_the_stride_and_match_the_eager_model():
     """The graph that caches a teacher's logits gives what the model gives eagerly on the image
     padded by edge replication to its stride, cropped back, for any image size."""
-    from satseg.train import whole_image_logits
+    from satseg.inference import whole_image_logits
 
     inp = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(6, 3, strides=4, padding="same", kernel_initializer="glorot_normal")(inp)
@@ -191,7 +191,8 @@ def test_cached_whole_image_logits_follow_every_crop_exactly(tiny_dataset):
     then cut, scaled, flipped and turned with the image. For a pointwise linear teacher (which
     commutes with all of these) the cut logits must equal the teacher run on the crop itself."""
     from satseg import data as D
-    from satseg.train import prepare_data, whole_image_logits
+    from satseg.inference import whole_image_logits
+    from satseg.train import prepare_data
 
     inp = keras.Input((None, None, 3))
     teacher = keras.Model(inp, keras.layers.Conv2D(6, 1, kernel_initializer="glorot_normal", bias_initializer="ones")(inp))
@@ -211,8 +212,9 @@ def test_several_teachers_are_cached_as_the_log_of_their_mean_probabilities(tiny
     """Distilling an ensemble: the cached target's softmax is the mean of the teachers' softmax,
     per pixel of every whole training image; one teacher's logits are cached as they are."""
     from satseg.classes import ModelSpec
+    from satseg.distill import cache_teacher_logits
     from satseg.imaging import softmax
-    from satseg.train import cache_teacher_logits, prepare_data
+    from satseg.train import prepare_data
 
     def pointwise(seed):
         inp = keras.Input((None, None, 3))

@@ -6,14 +6,14 @@ import pytest
 from click.testing import CliRunner
 
 from satseg.errors import SatsegError
-from satseg.models import MODELS, PRETRAINED, STRIDES, build_model, model_stats
+from satseg.models import ARCHITECTURES, build_model, model_stats
 
-SCRATCH = [n for n in MODELS if n not in PRETRAINED]
+SCRATCH = [n for n, a in ARCHITECTURES.items() if not a.pretrained]
 
 
 def build(name, shape, classes=6, **kw):
     """Pretrained models without reading the checkpoint (tests of the architecture)."""
-    if name in PRETRAINED:
+    if ARCHITECTURES[name].pretrained:
         kw.setdefault("pretrained", False)
     return build_model(name, shape, classes, **kw)
 
@@ -40,18 +40,18 @@ def test_macs_of_a_fully_convolutional_model_are_counted_at_the_given_patch():
     assert large["macs"] == 4 * small["macs"] and large["input_shape"] == [512, 512, 3]
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
 @pytest.mark.parametrize("shape", [(256, 256, 3), (512, 512, 3), (256, 256, 4)])
 def test_output_shapes(name, shape):
     m = build(name, shape, 6)
     assert m.output_shape == (None, shape[0], shape[1], 6)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_fully_convolutional_any_multiple_of_the_stride(name):
     """Built for (None, None, bands): one model runs every size divisible by its stride."""
     m = build(name, (None, None, 4), 5, seed=0)
-    s = STRIDES[name]
+    s = ARCHITECTURES[name].stride
     for h, w in ((2 * s, 3 * s), (max(64, s), max(96, 2 * s))):
         y = np.asarray(m(np.random.default_rng(0).random((1, h, w, 4)).astype("float32") * 255))
         assert y.shape == (1, h, w, 5)
@@ -89,7 +89,7 @@ def test_builders_are_deterministic_under_a_seed():
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_keras_round_trip_gives_identical_outputs(tmp_path, name):
     m = build(name, (32, 32, 3), seed=0)
     x = np.random.default_rng(1).random((2, 32, 32, 3)).astype("float32")

@@ -81,12 +81,12 @@ def test_bilinear_head_is_not_used_when_no_shift_can_cancel_the_bias():
 
 @pytest.mark.parametrize("arch", ["edge", "fast_edge"])
 def test_receptive_margin_bounds_what_changes_a_prediction(arch):
-    from satseg.models import STRIDES
+    from satseg.models import stride_of
     from satseg.serving import receptive_margin
 
     model = _tiny_edge(arch)
-    margin = receptive_margin(model, STRIDES[arch])
-    assert margin % STRIDES[arch] == 0 and margin > 0
+    margin = receptive_margin(model, stride_of(arch))
+    assert margin % stride_of(arch) == 0 and margin > 0
     x = RNG.uniform(0, 255, (1, 160, 160, 3)).astype(np.float32)
     y = x.copy()
     y[0, 80, 80] = 255 - y[0, 80, 80]  # change one pixel
@@ -117,7 +117,7 @@ def test_windowed_prediction_equals_one_full_frame_call():
 @pytest.fixture(scope="module", params=["edge", "fast_edge"])
 def whole_int8(tmp_path_factory, request):
     from satseg.export import convert_tflite
-    from satseg.models import STRIDES
+    from satseg.models import stride_of
     from satseg.serving import receptive_margin, serving_model
 
     arch = request.param
@@ -128,7 +128,7 @@ def whole_int8(tmp_path_factory, request):
     path.write_bytes(convert_tflite(serving_model(model), "tflite_int8", calib, uint8_pixels=True))
     spec = ModelSpec(classes=[{"id": i, "name": str(i), "color": [i, i, i]} for i in range(4)],
                      normalization={"kind": "in_model"}, patch_size=64, architecture=arch,
-                     stride=STRIDES[arch], margin=receptive_margin(model, STRIDES[arch]))
+                     stride=stride_of(arch), margin=receptive_margin(model, stride_of(arch)))
     save_spec(spec, d / "m.satseg.json")
     return path, model
 

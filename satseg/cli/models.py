@@ -12,7 +12,7 @@ from satseg.cli.options import verbosity_options
 @click.option("--classes", "num_classes", default=6, show_default=True, help="Output classes.")
 @verbosity_options
 def command(as_json, patch_size, bands, num_classes):
-    """List the model zoo: parameters, conv layers, MACs per patch, float32 weight bytes."""
+    """List the architectures: role, parameters, conv layers, MACs per patch, float32 weight bytes."""
     from satseg.cli.common import require_tensorflow
 
     require_tensorflow("models")
@@ -22,8 +22,9 @@ def command(as_json, patch_size, bands, num_classes):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'name':<10}{'params':>12}{'conv layers':>13}{'MACs/patch':>15}{'fp32 weights':>15}")
+    click.echo(f"{'name':<11}{'role':<8}{'params':>10}{'conv layers':>12}{'MACs/patch':>13}{'fp32 weights':>14}  about")
     for r in rows:
-        click.echo(f"{r['name']:<10}{r['params']:>12,}{r['conv_layers']:>13}"
-                   f"{r['macs'] / 1e9:>13.3f} G{r['weight_bytes'] / 1024:>12.1f} KB")
+        click.echo(f"{r['name']:<11}{r['role']:<8}{r['params']:>10,}{r['conv_layers']:>12}"
+                   f"{r['macs'] / 1e9:>11.3f} G{r['weight_bytes'] / 1024:>11.1f} KB  "
+                   f"{'ImageNet encoder; ' if r['pretrained'] else ''}{r['summary']}")
     click.echo(f"(per {patch_size}x{patch_size}x{bands} patch, {num_classes} classes)")
