@@ -19,7 +19,11 @@ import numpy as np
 IGNORE_LABEL = 255
 """Class id of pixels that losses and metrics skip (unmatched mask values, nodata, padding)."""
 
-MAX_CLASSES = IGNORE_LABEL
+TEACHER_ONLY = 254
+"""Class id of pixels that hold imagery but no label (unlabelled images, mixed views): the label
+losses and metrics skip them, distillation learns them from the teacher."""
+
+MAX_CLASSES = IGNORE_LABEL  # class ids stay below TEACHER_ONLY
 CLASSSET_DIR = Path(__file__).with_name("classsets")
 
 

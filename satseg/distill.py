@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from satseg.classes import check_model_classes, load_spec
+from satseg.classes import TEACHER_ONLY, check_model_classes, load_spec
 from satseg.errors import SatsegError
 from satseg.inference import predict_logits, whole_image_logits
 from satseg.losses import distillation_loss, valid_mask
@@ -52,8 +52,8 @@ def load_teacher(cfg: TrainConfig, path: str, strategy, classes=None):
 
 
 def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainData):
-    """Offline distillation: the teachers' logits, computed once, for every training image
-    (crop sampling) or training patch (grid sampling). One teacher's logits are kept as they
+    """Offline distillation: the teachers' logits, computed once, for every training and
+    unlabelled image (crop sampling) or training patch (grid sampling). One teacher's logits are kept as they
     are; several give the log of their mean probabilities, whose softmax is that mean."""
     t0 = time.perf_counter()
     if data.grid is not None:
@@ -67,11 +67,11 @@ def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainDat
     else:
         from satseg.data import LoadedImage
 
-        if not all(isinstance(li, LoadedImage) for li in data.train):
+        if not all(isinstance(li, LoadedImage) for li in data.train + data.unlabelled):
             raise SatsegError("scenes read in windows have no cached whole-image teacher logits; "
                               "use --distill-mode online (the teacher labels each crop)")
         runs = [whole_image_logits(t, stride_of(tspec.architecture), np.float32) for t, tspec in teachers]
-        out = [mean_logits([run(li.image) for run in runs]).astype(np.float16) for li in data.train]
+        out = [mean_logits([run(li.image) for run in runs]).astype(np.float16) for li in data.train + data.unlabelled]
     print(f"cached the logits of {len(teachers)} teacher{'s' if len(teachers) > 1 else ''} for {len(out)} training "
           f"{'patches' if data.grid is not None else 'images'} in {time.perf_counter() - t0:.1f} s")
     return out
@@ -92,8 +92,10 @@ def mean_logits(logits: list[np.ndarray]) -> np.ndarray:
 class Distiller(SegmentationTrainer):
     """Knowledge distillation (Hinton et al. 2015) for segmentation.
 
-    total = alpha * student_loss(labels) + (1 - alpha) * KL(teacher/T || student/T) * T^2,
-    both averaged over valid pixels of the global batch. The teacher runs in inference mode with
+    total = alpha * student_loss(labels) + (1 - alpha) * KL(teacher/T || student/T) * T^2: the
+    student loss averaged over the labelled pixels of the global batch, the KL over every pixel that
+    holds imagery, labelled or not (:meth:`distillation_mask`), so unlabelled images and mixed views
+    are learnt from the teacher alone. The teacher runs in inference mode with
     no gradient; when the data carries ``teacher_logits`` (offline distillation) it is not run.
     """
 
@@ -106,10 +108,10 @@ class Distiller(SegmentationTrainer):
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
 
     def compile(self, optimizer="adam", student_loss=None, distillation_loss=distillation_loss,
-                alpha: float = 0.1, temperature: float = 3.0, metrics=None, **kw):
+                alpha: float = 0.1, temperature: float = 3.0, confidence: float = 0.0, metrics=None, **kw):
         super().compile(optimizer=optimizer, student_loss=student_loss, metrics=metrics, **kw)
         self.distillation_loss_fn = distillation_loss
-        self.alpha, self.temperature = float(alpha), float(temperature)
+        self.alpha, self.temperature, self.confidence = float(alpha), float(temperature), float(confidence)
 
     @property
     def metrics(self):
@@ -125,9 +127,19 @@ class Distiller(SegmentationTrainer):
         t_logits = cached if cached is not None else self.teacher_logits(x)
         logits = self.student(x, training=training)
         s_loss = self.student_loss(labels, logits)
-        d_loss = self.distillation_loss_fn(t_logits, logits, valid_mask(labels), self.temperature)
+        d_loss = self.distillation_loss_fn(t_logits, logits, self.distillation_mask(labels, t_logits), self.temperature)
         total = self.alpha * s_loss + (1.0 - self.alpha) * d_loss
         return logits, {"loss": total, "student_loss": s_loss, "distillation_loss": d_loss}
+
+    def distillation_mask(self, labels, t_logits):
+        """Every pixel that holds imagery, labelled or not; with a ``confidence``, pixels without a
+        label only where the teacher's top probability reaches it."""
+        mask = valid_mask(labels)
+        if self.confidence > 0:
+            sure = tf.reduce_max(tf.nn.softmax(tf.cast(t_logits, tf.float32)), -1) >= self.confidence
+            labelled = tf.not_equal(tf.cast(labels, tf.int32), TEACHER_ONLY)
+            mask *= tf.cast(tf.logical_or(labelled, sure), tf.float32)
+        return mask
 
     def test_step(self, data):
         x, labels, _ = _unpack(data)

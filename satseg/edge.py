@@ -447,8 +447,7 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
     files are images by content, not name; in a folder laid out as a dataset only images are
     read, never masks (mask folders, or ``x_mask.tif`` beside ``x.tif``: :mod:`satseg.data.layouts`).
     """
-    from satseg.data.layouts import is_mask_path
-    from satseg.imaging import sniff
+    from satseg.data.layouts import images_in
 
     pairs = []
     for inp in inputs:
@@ -456,9 +455,7 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
         if inp.is_file():
             pairs.append((inp, Path(inp.stem)))
         elif inp.is_dir():
-            files = sorted(p for p in inp.rglob("*") if p.is_file() and not p.name.startswith(".")
-                           and sniff(p) and not is_mask_path(p, inp))
-            pairs += [(f, f.relative_to(inp).with_suffix("")) for f in files]
+            pairs += [(f, f.relative_to(inp).with_suffix("")) for f in images_in(inp)]
         else:
             raise FileNotFoundError(f"{inp}: no such file or folder")
     if not pairs:

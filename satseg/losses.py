@@ -40,8 +40,15 @@ def global_mean(values, weights):
 
 
 def valid_mask(labels, ignore_label: int = IGNORE_LABEL):
+    """1 where a pixel holds imagery (labelled or ``satseg.classes.TEACHER_ONLY``), 0 where it is ignored."""
     labels = tf.cast(labels, tf.int32)
     return tf.cast(tf.not_equal(labels, ignore_label), tf.float32)
+
+
+def labelled_mask(labels, num_classes: int, ignore_label: int = IGNORE_LABEL):
+    """1 where a pixel has a class label (not ignored, not ``satseg.classes.TEACHER_ONLY``)."""
+    labels = tf.cast(labels, tf.int32)
+    return tf.cast(tf.logical_and(tf.not_equal(labels, ignore_label), labels < num_classes), tf.float32)
 
 
 def _prepare(labels, logits, ignore_label, class_weights):
@@ -50,7 +57,7 @@ def _prepare(labels, logits, ignore_label, class_weights):
     if labels.shape.rank == logits.shape.rank:
         labels = tf.squeeze(labels, -1)
     n = logits.shape[-1]
-    valid = valid_mask(labels, ignore_label)
+    valid = labelled_mask(labels, n, ignore_label)
     safe = tf.where(valid > 0, labels, tf.zeros_like(labels))
     onehot = tf.one_hot(safe, n) * valid[..., None]
     weights = valid

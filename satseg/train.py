@@ -33,6 +33,7 @@ CHOICES = {
     "normalization": ("auto", "imagenet", "dataset", "minmax"),
     "loss": ("ce", "dice", "focal", "dice_focal", "ce_dice", "lovasz", "ce_lovasz"),  # satseg.losses.LOSSES
     "distill_mode": ("offline", "online"),
+    "mix": ("none", "cutmix", "mixup"),  # satseg.data.MIXES
     "split": ("image", "group", "patch"),
     "strategy": ("default", "mirrored", "multiworker"),
     "lr_schedule": ("cosine", "constant"),
@@ -76,6 +77,11 @@ class TrainConfig:
     alpha: float = 0.5
     temperature: float = 2.0
     distill_mode: str = "offline"  # offline: teacher logits cached once; online: teacher per step
+    unlabeled: list[str] = field(default_factory=list)  # imagery without masks, learnt from the teacher alone
+    unlabeled_fraction: float = 0.5  # share of the crops cut from the unlabelled imagery
+    confidence: float = 0.0  # distil unlabelled pixels only where the teacher's top probability reaches it
+    mix: str = "none"  # cutmix | mixup: mixed views of two crops (mixup: labelled by an online teacher alone)
+    mix_fraction: float = 0.5  # share of the crops mixed with a second crop
     split: str = "image"  # image: by image within each group; group: whole groups; patch: the reference's
     val_groups: list[str] = field(default_factory=list)  # groups (tiles, folders) that form the validation split
     test_groups: list[str] = field(default_factory=list)
@@ -158,8 +164,38 @@ class TrainConfig:
                 raise SatsegError(f"{t}: teacher model file not found")
         if len(self.teachers) > 1 and self.distill_mode != "offline":
             raise SatsegError("several teachers need --distill-mode offline (their mean is cached once)")
+        self.check_unlabelled()
         if self.init and not Path(self.init).is_file():
             raise SatsegError(f"{self.init}: --init model file not found")
+
+
+    def check_unlabelled(self):
+        for key in ("unlabeled_fraction", "mix_fraction"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise SatsegError(f"--{key.replace('_', '-')} must be in [0, 1] (got {getattr(self, key)})")
+        if not 0 <= self.confidence < 1:
+            raise SatsegError(f"--confidence must be in [0, 1) (got {self.confidence})")
+        if (self.unlabeled or self.confidence) and not self.teachers:
+            raise SatsegError("--unlabeled and --confidence need a --teacher (it labels the imagery)")
+        if self.mix == "mixup" and (not self.teachers or self.distill_mode != "online"):
+            raise SatsegError("--mix mixup needs a --teacher with --distill-mode online (no label or cached "
+                              "logit holds for a blend; the teacher labels it)")
+        if (self.unlabeled or self.mix != "none") and self.sampling != "crops":
+            raise SatsegError("--unlabeled and --mix need --sampling crops")
+        for p in self.unlabeled:
+            if not Path(p).exists():
+                raise SatsegError(f"{p}: no such file or folder (--unlabeled)")
+
+    def distillation_rule(self) -> dict | None:
+        """How a distilled run weighs its targets, in words and numbers (recorded in config.json)."""
+        if not self.teachers:
+            return None
+        kl = "every pixel of every crop" + (f", unlabelled pixels only where the teacher's top probability "
+                                           f">= {self.confidence}" if self.confidence else "")
+        return {"loss": f"{self.alpha} * {self.loss} on labelled pixels + {1 - self.alpha:g} * T^2 "
+                        f"KL(teacher/T || student/T) on {kl}; T = {self.temperature}",
+                "unlabelled_crops": self.unlabeled_fraction if self.unlabeled else 0.0,
+                "mixed_crops": self.mix_fraction if self.mix != "none" else 0.0, "mix": self.mix}
 
 
 def versions() -> dict:
@@ -201,6 +237,7 @@ class TrainData:
     grid: tuple | None = None  # (x, y) fixed training patches (sampling "grid")
     classes: object = DUBAI  # the ClassSet the masks were decoded with
     class_notes: list = field(default_factory=list)
+    unlabelled: list = field(default_factory=list)  # LoadedImage of --unlabeled imagery (pixels TEACHER_ONLY)
 
 
 def recorded_indices(samples, root: Path, recorded: dict) -> dict[str, list[int]]:
@@ -260,7 +297,8 @@ def open_source(cfg: TrainConfig, root, classes=None, progress: bool = False):
     return src
 
 
-def prepare_data(cfg: TrainConfig, src, progress: bool = True, recorded: dict | None = None) -> TrainData:
+def prepare_data(cfg: TrainConfig, src, progress: bool = True, recorded: dict | None = None,
+                 recorded_unlabelled: list | None = None) -> TrainData:
     """Split once (or take the ``recorded`` split of a run being resumed), read the training and
     validation images once; normalisation statistics from the training images only."""
     from satseg import data as D
@@ -278,6 +316,7 @@ def prepare_data(cfg: TrainConfig, src, progress: bool = True, recorded: dict | 
     norm = resolve_normalization(cfg, train)
     data = TrainData(root, samples, split, train, None, None, norm, train[0].bands, classes=classes,
                      class_notes=notes)
+    data.unlabelled = load_unlabelled(cfg, samples, root, classes, data.bands, progress, recorded_unlabelled)
     if cfg.split == "patch":  # the reference's leaky random patch split
         x, y, _ = D.grid_patches(train, cfg.patch_size, cfg.patch_mode, norm)
         ps = D.PatchSet(x, y, np.zeros(len(x), int), samples)
@@ -302,6 +341,25 @@ def prepare_data(cfg: TrainConfig, src, progress: bool = True, recorded: dict | 
         if not some:
             raise SatsegError(f"{root}: the {name} masks have no pixel of any class (all off-palette?)")
     return data
+
+
+def load_unlabelled(cfg: TrainConfig, samples, root: Path, classes, bands: int, progress: bool,
+                    recorded: list | None = None) -> list:
+    """The ``--unlabeled`` imagery, opened once; none of it may be a labelled image of the dataset
+    (a validation or test image would leak), and a resumed run must find what it recorded."""
+    if not cfg.unlabeled:
+        return []
+    from satseg import data as D
+
+    extra = D.unlabelled_samples(cfg.unlabeled)
+    labelled = {s.image.resolve() for s in samples}
+    for s in extra:
+        if s.image.resolve() in labelled:
+            raise SatsegError(f"{s.image}: is a labelled image of {root}; --unlabeled takes imagery without masks")
+    if recorded is not None and [str(s.image.absolute()) for s in extra] != recorded:
+        raise SatsegError(f"{cfg.unlabeled[0]}: the --unlabeled imagery differs from what the run recorded "
+                          f"({len(recorded)} images); the run cannot resume on other data")
+    return D.load_images(extra, classes, bands, progress=progress)
 
 
 def balanced_class_weights(masks, num_classes: int) -> list[float]:
@@ -335,7 +393,8 @@ def make_datasets(cfg: TrainConfig, data: TrainData, logits):
     else:
         train_sampler = D.CropSampler(data.train, cfg.patch_size, cfg.crops_per_epoch, logits, cfg.scale,
                                       cfg.rare_fraction, cfg.photometric if cfg.augment else 0.0,
-                                      data.normalization, seed=cfg.seed)
+                                      data.normalization, len(data.classes), cfg.seed, data.unlabelled,
+                                      cfg.unlabeled_fraction, cfg.mix, cfg.mix_fraction)
         if not cfg.augment:
             train_sampler.scale = (1.0, 1.0)
     val_sampler = D.EpochSampler(data.val_x, data.val_y, None, shuffle=False, augment=False, seed=cfg.seed)
@@ -379,7 +438,8 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
         opt = make_optimizer(cfg, steps_per_epoch)
         if teacher is not None:
             trainer = Distiller(model, None if cached else teacher)
-            trainer.compile(opt, student_loss=loss, alpha=cfg.alpha, temperature=cfg.temperature, metrics=metrics)
+            trainer.compile(opt, student_loss=loss, alpha=cfg.alpha, temperature=cfg.temperature,
+                            confidence=cfg.confidence, metrics=metrics)
         else:
             trainer = SegmentationTrainer(model)
             trainer.compile(opt, student_loss=loss, metrics=metrics)
@@ -427,11 +487,13 @@ def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec, class_weight
     d["init"] = str(Path(cfg.init).absolute()) if cfg.init else None
     for key in ("masks", "pairs", "split_file"):
         d[key] = str(Path(d[key]).absolute()) if d[key] else None
+    d["unlabeled"] = [str(Path(p).absolute()) for p in cfg.unlabeled]
     if cfg.classes and Path(cfg.classes).is_file():
         d["classes"] = str(Path(cfg.classes).absolute())
     return {
         "config": d, "data_root": str(data.root), "versions": versions(), "spec": spec.to_dict(),
-        "class_weights": class_weights,
+        "class_weights": class_weights, "distillation": cfg.distillation_rule(),
+        "unlabelled": [str(li.sample.image.absolute()) for li in data.unlabelled],
         "split": {k: [str(data.samples[i].image.relative_to(data.root)) for i in v] for k, v in data.split.items()},
         "patches": {"train": len(data.grid[0]) if data.grid is not None else None, "val": len(data.val_x),
                     "crops_per_epoch": None if data.grid is not None else cfg.crops_per_epoch},
@@ -467,11 +529,15 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
         src = open_source(cfg, synthetic_root(cfg, run))
     keras.utils.set_random_seed(cfg.seed)
     doc = run.config() if resume else {}
-    data = prepare_data(cfg, src, progress=bool(verbose) and sys.stderr.isatty(), recorded=doc.get("split"))
+    data = prepare_data(cfg, src, progress=bool(verbose) and sys.stderr.isatty(), recorded=doc.get("split"),
+                        recorded_unlabelled=doc.get("unlabelled") if resume else None)
     if verbose:
         names = ", ".join(data.classes.names)
         print(f"{len(data.samples)} labelled images (train {len(data.split['train'])}, val {len(data.split['val'])}, "
               f"test {len(data.split['test'])}); {len(data.classes)} classes: {names[:80]}{'...' if len(names) > 80 else ''}")
+        if data.unlabelled:
+            print(f"{len(data.unlabelled)} unlabelled images (--unlabeled) give {cfg.unlabeled_fraction:.0%} of the "
+                  "crops, learnt from the teacher alone")
     spec = ModelSpec.for_classes(data.classes, normalization=data.normalization, patch_size=cfg.patch_size,
                                  bands=data.bands, architecture=cfg.model)
     checks = [("teacher", t, path) for (t, _), path in zip(teachers, cfg.teachers)]

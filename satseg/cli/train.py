@@ -64,6 +64,16 @@ def _weights(value):
 @_opt("--temperature", key="temperature", type=float, help="Distillation temperature T.")
 @_opt("--distill-mode", key="distill_mode",
       help="offline: teacher logits computed once and cached; online: teacher runs every step.")
+@click.option("--unlabeled", type=click.Path(), multiple=True,
+              help="Images without masks (a folder or a file; repeat it): with --teacher, the student learns them "
+                   "from the teacher alone.")
+@_opt("--unlabeled-fraction", key="unlabeled_fraction", type=click.FloatRange(0, 1),
+      help="Share of the crops cut from the --unlabeled imagery.")
+@_opt("--confidence", key="confidence", type=click.FloatRange(0, 1, max_open=True),
+      help="Distil unlabelled pixels only where the teacher's top probability reaches this; 0: all.")
+@_opt("--mix", key="mix", help="Mixed views of two crops: cutmix pastes a box of one into the other (labels follow); "
+      "mixup blends them (labelled by an online teacher alone).")
+@_opt("--mix-fraction", key="mix_fraction", type=click.FloatRange(0, 1), help="Share of the crops that are mixed.")
 @_opt("--split", key="split", help="image: whole images per split, stratified by group (tile/folder); group: whole "
       "groups per split (chips that overlap on the ground); patch: the reference's random patch split.")
 @click.option("--val-groups", callback=lambda ctx, param, v: _groups(v), metavar="G,G,...",
@@ -92,6 +102,7 @@ def command(model_name, data, out, teacher, init, resume_dir, force, no_augment,
         summary = resume(resume_dir, verbose=0 if quiet() else 1,
                          epochs=kw["epochs"] if src == click.core.ParameterSource.COMMANDLINE else None)
     else:
+        kw["unlabeled"] = list(kw["unlabeled"])
         cfg = TrainConfig(model=model_name, data=data, teacher=teacher, init=init, augment=not no_augment, **kw)
         summary = train(cfg, out or default_run_dir(model_name, bool(cfg.teachers)), force=force, verbose=0 if quiet() else 1)
     best = summary.get("best_val_miou")

@@ -15,8 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from satseg.classes import DEFAULT_PATCH_SIZE, DUBAI, IGNORE_LABEL, as_class_set
-from satseg.data.layouts import Pairing, Sample, find_samples, labelled_samples, pair_files  # noqa: F401 (API)
+from satseg.classes import DEFAULT_PATCH_SIZE, DUBAI, IGNORE_LABEL, TEACHER_ONLY, as_class_set
+from satseg.data.layouts import (  # noqa: F401 (API)
+    Pairing,
+    Sample,
+    find_samples,
+    labelled_samples,
+    pair_files,
+    unlabelled_samples,
+)
 from satseg.data.splits import image_split, split_samples  # noqa: F401
 from satseg.errors import DataError
 from satseg.imaging import (
@@ -37,7 +44,7 @@ SPLITS = ("train", "val", "test")
 class LoadedImage:
     sample: Sample
     image: np.ndarray  # (H, W, C) raw pixels
-    mask: np.ndarray  # (H, W) class ids, IGNORE_LABEL where unlabelled
+    mask: np.ndarray  # (H, W) class ids; IGNORE_LABEL where ignored, TEACHER_ONLY where the image has no mask
     ignored: int
     nodata: np.ndarray | None = None  # (H, W) bool: pixels that are the raster's nodata
 
@@ -68,7 +75,7 @@ class LoadedImage:
         return class_counts(self.mask, num_classes), self.ignored
 
     def any_labelled(self) -> bool:
-        return bool((self.mask != IGNORE_LABEL).any())
+        return bool((self.mask < TEACHER_ONLY).any())
 
 
 def open_sample(sample: Sample, classes=DUBAI, bands: int | None = None):
@@ -91,9 +98,13 @@ def read_image_nodata(path, bands: int | None = None) -> tuple[np.ndarray, float
 
 
 def load_sample(sample: Sample, classes=DUBAI, bands: int | None = None) -> LoadedImage:
-    """Pixels and class ids of one sample; pixels that are the image's nodata are ignored."""
+    """Pixels and class ids of one sample; pixels that are the image's nodata are ignored, those
+    of an image without a mask are :data:`TEACHER_ONLY`."""
     image, nodata = read_image_nodata(sample.image, bands)
-    mask, ignored = read_mask(sample.mask, as_class_set(classes))
+    if sample.mask is None:
+        mask, ignored = np.full(image.shape[:2], TEACHER_ONLY, np.uint8), 0
+    else:
+        mask, ignored = read_mask(sample.mask, as_class_set(classes))
     if mask.shape != image.shape[:2]:
         raise DataError(f"{sample.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                         f"{sample.image.name} is {image.shape[1]}x{image.shape[0]}")
@@ -168,7 +179,7 @@ def split_indices(patches: PatchSet, by: str = "image", val: float = 0.15, test:
 
 def class_counts(mask: np.ndarray, num_classes: int) -> np.ndarray:
     """Pixels of each class id in a mask (ignored pixels not counted)."""
-    return np.bincount(mask[mask != IGNORE_LABEL].ravel(), minlength=num_classes)[:num_classes]
+    return np.bincount(mask[mask < num_classes].ravel(), minlength=num_classes)[:num_classes]
 
 
 def resolve_classes(samples, classes=None, names=None, progress: bool = False):
@@ -321,17 +332,27 @@ class CropSampler:
     (``photometric``, as a fraction of the channel std). Cached teacher logits of whole images
     are cut, resized and turned exactly like the image. Yields raw float32 pixels unless a
     ``normalization`` outside the model (min-max) is given.
+
+    For distillation, ``unlabelled`` images (their pixels :data:`TEACHER_ONLY`) give
+    ``unlabelled_fraction`` of the crops, and ``mix`` mixes ``mix_fraction`` of the crops with a
+    second one (:func:`mix_crops`); with neither, the crops are those of a plain run.
     """
 
     def __init__(self, images: list[LoadedImage], size: int, crops_per_epoch: int, logits=None,
                  scale=(0.75, 1.33), rare_fraction: float = 0.5, photometric: float = 0.1,
-                 normalization=None, num_classes: int = len(DUBAI), seed: int = 42):
-        self.images, self.size, self.n, self.logits = images, size, crops_per_epoch, logits
+                 normalization=None, num_classes: int = len(DUBAI), seed: int = 42,
+                 unlabelled: list | None = None, unlabelled_fraction: float = 0.5,
+                 mix: str = "none", mix_fraction: float = 0.5):
+        self.labelled, self.unlabelled = len(images), list(unlabelled or [])
+        self.images, self.size, self.n, self.logits = list(images) + self.unlabelled, size, crops_per_epoch, logits
         self.scale, self.rare_fraction, self.photometric = tuple(scale), rare_fraction, photometric
+        self.unlabelled_fraction = unlabelled_fraction if self.unlabelled else 0.0
+        self.mix, self.mix_fraction = mix, mix_fraction if mix != "none" else 0.0
         self.normalization = normalization or {"kind": "in_model"}
         self.seed, self.epoch = seed, 0
-        area = np.array([np.prod(li.hw) for li in images], np.float64)
-        self.area_p = area / area.sum()
+        area = np.array([np.prod(li.hw) for li in self.images], np.float64)
+        self.area_p = area[:self.labelled] / area[:self.labelled].sum()
+        self.unlabelled_p = area[self.labelled:] / area[self.labelled:].sum() if self.unlabelled else None
         rng = np.random.default_rng([seed, 2**31])
         self.points = [li.class_points(num_classes, 4096, rng) for li in images]
         self.classes = [c for c in range(num_classes) if any(len(p[c]) for p in self.points)]
@@ -342,13 +363,17 @@ class CropSampler:
 
     def _window(self, rng):
         s = float(np.exp(rng.uniform(*np.log(self.scale))))
-        if rng.random() < self.rare_fraction:
+        if self.unlabelled_fraction and rng.random() < self.unlabelled_fraction:
+            i = self.labelled + int(rng.choice(len(self.unlabelled), p=self.unlabelled_p))
+            h, w = self.images[i].hw
+            cy, cx = rng.integers(h), rng.integers(w)
+        elif rng.random() < self.rare_fraction:
             c = self.classes[rng.integers(len(self.classes))]
             have = np.array([len(p[c]) for p in self.points], np.float64)
-            i = int(rng.choice(len(self.images), p=have / have.sum()))
+            i = int(rng.choice(self.labelled, p=have / have.sum()))
             cy, cx = self.points[i][c][rng.integers(len(self.points[i][c]))]
         else:
-            i = int(rng.choice(len(self.images), p=self.area_p))
+            i = int(rng.choice(self.labelled, p=self.area_p))
             h, w = self.images[i].hw
             cy, cx = rng.integers(h), rng.integers(w)
         h, w = self.images[i].hw
@@ -358,6 +383,13 @@ class CropSampler:
         return i, y0, x0, win
 
     def crop(self, rng):
+        arrs = self._crop(rng)
+        if self.mix_fraction and rng.random() < self.mix_fraction:
+            arrs = mix_crops(arrs, self._crop(rng), self.mix, rng)
+        arrs[0] = normalize(arrs[0], self.normalization)
+        return arrs
+
+    def _crop(self, rng):
         i, y, x, win = self._window(rng)
         li, p = self.images[i], self.size
         img, mask = li.window(y, x, win, win)
@@ -371,7 +403,6 @@ class CropSampler:
             b = rng.uniform(-self.photometric, self.photometric) * self.std
             mean = arrs[0].mean((0, 1))
             arrs[0] = ((arrs[0] - mean) * c + mean + b).astype(np.float32)
-        arrs[0] = normalize(arrs[0], self.normalization)
         return arrs
 
     def __call__(self):
@@ -390,6 +421,38 @@ class CropSampler:
 
 
 # --- augmentation and tf.data ----------------------------------------------------------------
+
+MIXES = ("none", "cutmix", "mixup")
+
+
+def mix_crops(a: list[np.ndarray], b: list[np.ndarray], how: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """Two crops ``[image, ids(, teacher logits)]`` made one view that no label describes whole.
+
+    ``cutmix`` (Yun et al. 2019) pastes a random box of ``b`` (a quarter to three quarters of the
+    area) into ``a``: image, ids and cached logits alike, so every pixel keeps its own label.
+    ``mixup`` (Zhang et al. 2018) blends the images with a weight drawn from U(0.2, 0.8); no label
+    holds for the blend, so its pixels become :data:`TEACHER_ONLY` (ignored where either is ignored)
+    and only an online teacher, which sees the blend itself, can label them."""
+    out = [x.copy() for x in a]
+    if how == "cutmix":
+        h, w = a[1].shape
+        area = rng.uniform(0.25, 0.75)
+        ratio = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+        bh, bw = min(h, int(round(np.sqrt(area * h * w * ratio)))), min(w, int(round(np.sqrt(area * h * w / ratio))))
+        y, x = int(rng.integers(h - bh + 1)), int(rng.integers(w - bw + 1))
+        for o, src in zip(out, b):
+            o[y:y + bh, x:x + bw] = src[y:y + bh, x:x + bw]
+        return out
+    if how == "mixup":
+        lam = rng.uniform(0.2, 0.8)
+        out[0] = (lam * a[0] + (1 - lam) * b[0]).astype(np.float32)
+        ignored = (a[1] == IGNORE_LABEL) | (b[1] == IGNORE_LABEL)
+        out[1] = np.where(ignored, IGNORE_LABEL, TEACHER_ONLY).astype(a[1].dtype)
+        if len(out) > 2:
+            raise DataError("mixup needs an online teacher (cached logits are not the blend's)")
+        return out
+    raise DataError(f"unknown mix '{how}'; valid: {', '.join(MIXES)}")
+
 
 def augment(arrays: Iterable[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
     """Apply one random flip / 90-degree rotation identically to every (H, W, ...) array:

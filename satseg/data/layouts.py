@@ -139,6 +139,30 @@ def is_mask_path(path: Path, root: Path) -> bool:
     return False
 
 
+def images_in(folder: Path) -> list[Path]:
+    """Image files below a folder, by content, never masks (see :func:`is_mask_path`)."""
+    return [f for f in _walk(folder) if sniff(f) and not is_mask_path(f, folder)]
+
+
+def unlabelled_samples(paths) -> list[Sample]:
+    """Imagery without labels (``--unlabeled``): image files, and the images below folders; the
+    group of each is the path it came from."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_file():
+            if not sniff(p):
+                raise DataError(f"{p}: not an image satseg can read (--unlabeled)")
+            files = [p]
+        elif p.is_dir():
+            files = images_in(p)
+            if not files:
+                raise DataError(f"{p}: no images in this folder (--unlabeled)")
+        else:
+            raise DataError(f"{p}: no such file or folder (--unlabeled)")
+        out += [Sample(f, None, f"unlabelled:{p.name}") for f in files]
+    return out
+
+
 def pair_files(root, masks=None, pairs=None) -> Pairing:
     """Every image under ``root`` with its mask (or None), by the first rule that applies."""
     root = Path(root)

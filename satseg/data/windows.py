@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from satseg.classes import IGNORE_LABEL, as_class_set
+from satseg.classes import IGNORE_LABEL, TEACHER_ONLY, as_class_set
 from satseg.errors import DataError
 from satseg.imaging import nodata_mask
 
@@ -70,16 +70,17 @@ class _Raster:
 
 
 class WindowedImage:
-    """One labelled scene, read in windows (see the module's docstring)."""
+    """One scene, read in windows (see the module's docstring); without a mask its pixels are
+    :data:`TEACHER_ONLY`."""
 
     def __init__(self, sample, classes, bands: int | None = None):
         self.sample, self.classes = sample, as_class_set(classes)
         self._img = _Raster(sample.image)
-        self._mask = _Raster(sample.mask)
+        self._mask = None if sample.mask is None else _Raster(sample.mask)
         self.shape = self._img.shape
         if bands is not None and self.shape[-1] != bands:
             raise DataError(f"{sample.image}: has {self.shape[-1]} bands, the model takes {bands}")
-        if self._mask.shape[:2] != self.shape[:2]:
+        if self._mask is not None and self._mask.shape[:2] != self.shape[:2]:
             h, w = self._mask.shape[:2]
             raise DataError(f"{sample.mask}: mask is {w}x{h} but its image {sample.image.name} is "
                             f"{self.shape[1]}x{self.shape[0]}")
@@ -97,7 +98,10 @@ class WindowedImage:
     def window(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """(pixels (h, w, C), class ids (h, w) with nodata and unmatched values ignored)."""
         image = self._img.read(y, x, h, w)
-        ids, _ = self.classes.decode(self._mask.read(y, x, h, w))
+        if self._mask is None:
+            ids = np.full((h, w), TEACHER_ONLY, np.uint8)
+        else:
+            ids, _ = self.classes.decode(self._mask.read(y, x, h, w))
         nd = nodata_mask(image, self._img.nodata)
         if nd is not None:
             ids[nd] = IGNORE_LABEL
@@ -115,7 +119,7 @@ class WindowedImage:
         if self._counts is None or len(self._counts[0]) != num_classes:
             counts, ignored = np.zeros(num_classes, np.int64), 0
             for _, _, ids in self.strips():
-                counts += np.bincount(ids[ids != IGNORE_LABEL].ravel(), minlength=num_classes)[:num_classes]
+                counts += np.bincount(ids[ids < num_classes].ravel(), minlength=num_classes)[:num_classes]
                 ignored += int((ids == IGNORE_LABEL).sum())
             self._counts = (counts, ignored)
         return self._counts
@@ -163,4 +167,5 @@ class WindowedImage:
 
     def close(self):
         self._img.close()
-        self._mask.close()
+        if self._mask is not None:
+            self._mask.close()
