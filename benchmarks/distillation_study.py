@@ -1,0 +1,176 @@
+"""Does distillation earn its place? The same student trained from scratch, distilled as before,
+and distilled with each addition (unlabelled imagery, mixed views), under several training seeds
+on one split, scored on the held-out test split. Trains and scores what is missing (every run
+resumable: rerun the script after an interruption), then writes a JSON of every run and a
+Markdown table of each variant's mean and seed spread, generated from that JSON.
+
+    python benchmarks/distillation_study.py hotosm --teacher runs/hot_lite0_unet/model.keras \
+        [--runs runs/study_hotosm] [--only scratch distilled] [--seeds 42 1 2] [--collect-only]
+
+The test split is scored once per finished run and never used to choose anything here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+STUDIES = {
+    "hotosm": {
+        "data": SHARED / "hotosm-buildings",
+        "what": "hotosm-buildings: train and validate on folders 1 and 5 (validation: 15 % of their images), "
+                "folders 2 and 3 (no masks) as unlabelled imagery, test on folder 4 (84 chips); "
+                "score: building IoU on the test folder",
+        "base": ["--model", "lite0_edge", "--test-groups", "4", "--classes", "CLASSES"],
+        "unlabeled": ["data/2", "data/3"],
+        "score": "foreground",
+    },
+    "dubai": {
+        "data": SHARED / "dubai" / "Semantic segmentation dataset",
+        "what": "Dubai (8 tiles, 72 images): the recorded image split; score: test mIoU over the 6 classes",
+        "base": ["--model", "lite0_edge"],
+        "unlabeled": [],
+        "score": "miou",
+    },
+}
+VARIANTS = {
+    "scratch": ("from scratch (ImageNet encoder), labels only", []),
+    "distilled": ("distilled on the labelled crops (alpha 0.5, T 2, offline cache)", ["--teacher", "TEACHER"]),
+    "cutmix": ("distilled, half the crops CutMix of two (labels and cached logits follow the box)",
+               ["--teacher", "TEACHER", "--mix", "cutmix"]),
+    "unlabelled": ("distilled, half the crops from the unlabelled imagery (teacher's targets only)",
+                   ["--teacher", "TEACHER", "--unlabeled", "UNLABELLED"]),
+    "unlabelled_cutmix": ("distilled, unlabelled imagery and CutMix",
+                          ["--teacher", "TEACHER", "--unlabeled", "UNLABELLED", "--mix", "cutmix"]),
+    "mixup_online": ("distilled online, half the crops MixUp of two, labelled by the teacher on the blend",
+                     ["--teacher", "TEACHER", "--distill-mode", "online", "--mix", "mixup"]),
+}
+
+
+def variants_for(study: dict) -> list[str]:
+    return [v for v in VARIANTS if study["unlabeled"] or "UNLABELLED" not in VARIANTS[v][1]]
+
+
+def run_name(variant: str, seed: int) -> str:
+    return f"{variant}_s{seed}"
+
+
+def args_for(study: dict, variant: str, teacher: str, classes: Path) -> list[str]:
+    out = []
+    for a in study["base"] + VARIANTS[variant][1]:
+        if a == "UNLABELLED":
+            for i, u in enumerate(study["unlabeled"]):
+                out += ([] if i == 0 else ["--unlabeled"]) + [str(study["data"] / u)]
+        else:
+            out.append({"TEACHER": teacher, "CLASSES": str(classes)}.get(a, a))
+    return out
+
+
+def classes_file(study: dict, runs: Path) -> Path:
+    """The class file the study trains with: background and building for hotosm's 0/255 masks."""
+    path = runs / "classes.json"
+    if not path.exists() and "CLASSES" in study["base"]:
+        runs.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["satseg", "data", "inspect", str(study["data"]), "--names", "background,building",
+                        "--write-classes", str(path)], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def train(study: dict, variant: str, seed: int, runs: Path, teacher: str) -> Path:
+    out = runs / run_name(variant, seed)
+    if not (out / "summary.json").exists():
+        cmd = (["satseg", "train", "--resume", str(out)] if (out / "config.json").exists() else
+               ["satseg", "train", *args_for(study, variant, teacher, classes_file(study, runs)),
+                "--seed", str(seed), "--split-seed", "42", "--data", str(study["data"]), "--out", str(out)])
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return out
+
+
+def score(study: dict, run: Path) -> dict:
+    """The run's best model on the test split it recorded (``satseg evaluate``), once."""
+    path = run / "test.json"
+    if not path.exists():
+        subprocess.run(["satseg", "evaluate", "--model", str(run / "model.keras"), "--data", str(study["data"]),
+                        "--split", "test", "--json", "--out", str(path)], check=True, stdout=subprocess.DEVNULL)
+    result = json.loads(path.read_text())
+    if study["score"] == "foreground":
+        return {"test": result["foreground"]["iou"], "test_miou": result["miou"]}
+    return {"test": result["miou"], "test_miou": result["miou"]}
+
+
+def collect(study: dict, variant: str, seed: int, runs: Path) -> dict | None:
+    run = runs / run_name(variant, seed)
+    if not (run / "test.json").exists():
+        return None
+    summary = json.loads((run / "summary.json").read_text())
+    return {"variant": variant, "seed": seed, "run": run.name, **score(study, run),
+            "best_val_miou": summary["best_val_miou"], "best_epoch": summary["best_epoch"],
+            "train_minutes": round(summary["train_seconds_total"] / 60, 1)}
+
+
+def table(doc: dict) -> str:
+    """Markdown: one line per variant, mean over seeds with min-max, and its difference to scratch."""
+    by = {}
+    for r in doc["runs"]:
+        by.setdefault(r["variant"], []).append(r)
+    base = statistics.mean(r["test"] for r in by["scratch"]) if "scratch" in by else None
+    lines = [f"**{doc['study']}**: {doc['what']}.", "",
+             f"| variant | seeds | test {doc['score']} mean | min - max | vs scratch | val mIoU mean |",
+             "|---|---|---|---|---|---|"]
+    for v, rows in by.items():
+        t = [r["test"] for r in rows]
+        mean = statistics.mean(t)
+        delta = "" if base is None or v == "scratch" else f"{mean - base:+.4f}"
+        lines.append(f"| {v}: {VARIANTS[v][0]} | {len(t)} | {mean:.4f} | {min(t):.4f} - {max(t):.4f} | {delta} "
+                     f"| {statistics.mean(r['best_val_miou'] for r in rows):.4f} |")
+    lines += ["", f"Generated by `{doc['command']}` from `{doc['json']}`."]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("study", choices=list(STUDIES))
+    ap.add_argument("--teacher", required=True, help="the teacher .keras file (trained on the same split)")
+    ap.add_argument("--runs", type=Path, help="run folders [default: runs/study_<study>]")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
+    ap.add_argument("--only", nargs="*", choices=list(VARIANTS), help="train only these variants")
+    ap.add_argument("--collect-only", action="store_true", help="train nothing; collect what finished runs scored")
+    ap.add_argument("--out", type=Path, help="JSON [default: exported_models/distillation_<study>.json]")
+    args = ap.parse_args()
+    study = STUDIES[args.study]
+    if not study["data"].is_dir():
+        print(f"{study['data']}: dataset not found (see ../shared/README.md)", file=sys.stderr)
+        return 1
+    if not Path(args.teacher).is_file():
+        print(f"{args.teacher}: teacher model not found", file=sys.stderr)
+        return 1
+    runs = args.runs or Path("runs") / f"study_{args.study}"
+    out = args.out or ROOT / "exported_models" / f"distillation_{args.study}.json"
+    names = [v for v in variants_for(study) if not args.only or v in args.only]
+    if not args.collect_only:
+        for seed in args.seeds:  # every variant once before any gets a second seed
+            for v in names:
+                score(study, train(study, v, seed, runs, args.teacher))
+    rows = [r for v in variants_for(study) for s in args.seeds if (r := collect(study, v, s, runs))]
+    doc = {"study": args.study, "what": study["what"], "score": study["score"], "seeds": args.seeds,
+           "command": f"python benchmarks/distillation_study.py {args.study} --teacher TEACHER",
+           "json": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out),
+           "variants": {v: {"about": VARIANTS[v][0], "args": VARIANTS[v][1]} for v in variants_for(study)},
+           "runs": rows}
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    md = table(doc) if rows else "no finished runs"
+    out.with_suffix(".md").write_text(md + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
