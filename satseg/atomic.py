@@ -73,3 +73,91 @@ def atomic_dir(path, write: Callable[[Path], object], prefix: str | None = None)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def check_inside(root, path) -> Path:
+    """``path`` below ``root`` with no link on the way (the folders between, and the file itself):
+    a link planted in an output folder must not carry a write elsewhere."""
+    from satseg.errors import SatsegError
+
+    root, path = Path(root), Path(path)
+    p = root
+    for part in path.relative_to(root).parts:
+        p = p / part
+        if p.is_symlink():
+            raise SatsegError(f"{p}: is a link; satseg does not write through links (remove it or choose another --out)")
+        if p != path and p.exists() and not p.is_dir():
+            raise SatsegError(f"{p}: is a file where an output folder should be")
+    return path
+
+
+def remove_temporaries(path):
+    """The temporaries :func:`atomic_write` left beside ``path`` when a writer was killed (call it
+    only while holding the folder's :class:`OutputLock`, when no other writer can be running)."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp*"):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+class OutputLock:
+    """One writer per output: ``.NAME.lock`` beside the output folder or file, created exclusively
+    and holding the writer's process id. A second command fails with one line naming the holder; a
+    lock whose process is gone (killed) is taken over."""
+
+    def __init__(self, target, command: str = "satseg"):
+        self.target = Path(os.path.abspath(target))
+        self.path = self.target.parent / f".{self.target.name}.lock"
+        self.command = command
+        self.held = False
+
+    def __enter__(self):
+        from satseg.errors import SatsegError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and _alive(holder[0]):
+                    raise SatsegError(f"{self.target}: in use by process {holder[0]} ({holder[1]}); wait for it "
+                                      f"to finish (or remove {self.path} if it is gone)") from None
+                self.path.unlink(missing_ok=True)  # a dead writer's lock
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()} {self.command}\n")
+            self.held = True
+            return self
+        raise SatsegError(f"{self.path}: cannot take the lock (another writer keeps creating it)")
+
+    def _holder(self) -> tuple[int, str] | None:
+        try:
+            pid, _, command = self.path.read_text().partition(" ")
+            return int(pid), command.strip() or "satseg"
+        except (OSError, ValueError):
+            return None
+
+    def __exit__(self, *exc):
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -362,13 +362,11 @@ def write_prediction(ids: np.ndarray, out_path, spec: ModelSpec, source=None) ->
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     im = palette_image(ids, spec)
-    if source is not None and Path(source).suffix.lower() in TIFF_SUFFIXES:
-        ids_path = out_path.with_suffix(".tif")
+    ids_path, color_path = output_paths(Path(source) if source is not None else Path("ids.png"), out_path)
+    if ids_path.suffix == ".tif":
         _write_tiff_like(ids, ids_path, source, spec)
     else:
-        ids_path = out_path.with_suffix(".png")
         atomic_write(ids_path, lambda p: im.save(p, format="PNG"))
-    color_path = out_path.with_name(out_path.stem + "_color.png")
     # RGB for viewers that ignore palettes, unless that copy would be large (a palette PNG
     # shows the same colours)
     color = im.convert("RGB") if ids.size <= 64_000_000 else im
@@ -481,40 +479,72 @@ def _work(job):
     return predict_one(_WORKER["model"], *job)
 
 
+def output_paths(src: Path, dst: Path) -> list[Path]:
+    """The files :func:`write_prediction` writes for ``src`` at ``dst`` (ids, then colours)."""
+    ids = dst.with_suffix(".tif" if src.suffix.lower() in TIFF_SUFFIXES else ".png")
+    return [ids, dst.with_name(dst.stem + "_color.png")]
+
+
+def plan_outputs(pairs, out_dir: Path, force: bool = False) -> list[tuple[Path, Path]]:
+    """Every output path before anything is written: two inputs that would write one file are
+    refused naming both, no output may pass through a link, and existing files need ``force``."""
+    from satseg.atomic import check_inside
+
+    owner: dict[Path, Path] = {}
+    work = []
+    for src, rel in pairs:
+        dst = out_dir / rel
+        for p in output_paths(src, dst):
+            if p in owner:
+                raise FileExistsError(f"{owner[p]} and {src} would both write {p}; predict them into separate "
+                                      "--out folders (or pass their folder: its layout is mirrored)")
+            owner[p] = src
+            check_inside(out_dir, p)
+        work.append((src, dst))
+    if not force:
+        clash = [p for p in owner if p.exists() or p.is_symlink()]
+        if clash:
+            raise FileExistsError(f"{clash[0]}: output exists ({len(clash)} in all); pass --force to overwrite")
+    return work
+
+
 def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP, force: bool = False,
                   progress: bool = True, tta: bool = False, jobs: int = 1) -> list[Path]:
     """Predict every image under ``inputs`` into ``out_dir``; returns the files written.
 
-    ``model`` is an :class:`EdgeModel` or anything with ``spec`` and ``predict_patches``. With
-    ``jobs`` > 1 and a LiteRT model, images are spread over that many processes, each with its
-    own interpreter and an equal share of the cores; the files are identical to ``jobs=1``.
+    ``model`` is an :class:`EdgeModel` or anything with ``spec`` and ``predict_patches``. Outputs
+    are planned and checked first (:func:`plan_outputs`) and ``out_dir`` is held by one writer
+    (:class:`satseg.atomic.OutputLock`). With ``jobs`` > 1 and a LiteRT model, images are spread
+    over that many processes, each with its own interpreter and an equal share of the cores; the
+    files are identical to ``jobs=1``.
     """
+    from satseg.atomic import OutputLock, remove_temporaries
+
     out_dir = Path(out_dir)
     check_overlap(overlap, model.spec.patch_size)
     pairs = collect_inputs(inputs)
-    if not force:
-        clash = [out_dir / rel.with_suffix(s) for src, rel in pairs
-                 for s in ((".tif",) if src.suffix.lower() in TIFF_SUFFIXES else (".png",))
-                 if (out_dir / rel.with_suffix(s)).exists()]
-        if clash:
-            raise FileExistsError(f"{clash[0]}: output exists ({len(clash)} in all); pass --force to overwrite")
-    jobs = max(1, min(jobs, len(pairs))) if isinstance(model, EdgeModel) else 1
-    work = [(src, out_dir / rel, overlap, tta) for src, rel in pairs]
-    written = []
-    with bar_for(total=len(pairs), enabled=progress, unit="img", desc="predicting") as bar:
-        if jobs == 1:
-            for job in work:
-                written += predict_one(model, *job)
-                bar.update(1)
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            threads = max(1, (os.cpu_count() or 1) // jobs)
-            with ProcessPoolExecutor(jobs, mp.get_context("spawn"), _init_worker, (str(model.path), threads)) as pool:
-                for files in pool.map(_work, work):
-                    written += files
+    with OutputLock(out_dir, "satseg predict"):
+        planned = plan_outputs(pairs, out_dir, force)
+        for src, dst in planned:
+            for p in output_paths(src, dst):
+                remove_temporaries(p)  # a killed run's; no other writer holds the folder
+        jobs = max(1, min(jobs, len(planned))) if isinstance(model, EdgeModel) else 1
+        work = [(src, dst, overlap, tta) for src, dst in planned]
+        written = []
+        with bar_for(total=len(planned), enabled=progress, unit="img", desc="predicting") as bar:
+            if jobs == 1:
+                for job in work:
+                    written += predict_one(model, *job)
                     bar.update(1)
+            else:
+                import multiprocessing as mp
+                from concurrent.futures import ProcessPoolExecutor
+
+                threads = max(1, (os.cpu_count() or 1) // jobs)
+                with ProcessPoolExecutor(jobs, mp.get_context("spawn"), _init_worker, (str(model.path), threads)) as pool:
+                    for files in pool.map(_work, work):
+                        written += files
+                        bar.update(1)
     return written
 
 

@@ -181,12 +181,15 @@ def calibration_patches(model_path: Path, data: str | None, spec: ModelSpec, n_c
 def remove_stale_temporaries(out_dir: Path):
     """Remove the temporary folders of exports into ``out_dir`` that were killed (their
     process is gone), so a kill -9 leaves no debris behind for good."""
-    for tmp in out_dir.parent.glob(f".{out_dir.name}.export-*-*"):
-        try:
-            pid = int(tmp.name[len(f".{out_dir.name}.export-"):].split("-")[0])
-        except ValueError:
+    import re
+
+    own = re.compile(rf"\.{re.escape(out_dir.name)}\.export-(\d+)-[a-z0-9_]{{8}}\.tmp")  # atomic_dir's names only
+    for tmp in out_dir.parent.iterdir():
+        m = own.fullmatch(tmp.name)
+        if not m or not tmp.is_dir() or tmp.is_symlink():
             continue
-        if pid == os.getpid() or not tmp.is_dir() or tmp.is_symlink():
+        pid = int(m.group(1))
+        if pid == os.getpid():
             continue
         try:
             os.kill(pid, 0)
@@ -212,6 +215,16 @@ def check_export(model_path: Path, out_dir: Path, formats, teacher, force: bool)
         raise SatsegError(f"{model_path}: model file not found")
     if teacher and not Path(teacher).is_file():
         raise SatsegError(f"{teacher}: teacher model file not found")
+    check_output_folder(out_dir, force)
+
+
+def check_output_folder(out_dir: Path, force: bool):
+    """``--out``: not a link, writable, and empty or new unless ``force``."""
+    from satseg.atomic import check_writable
+
+    if out_dir.is_symlink():
+        raise SatsegError(f"{out_dir}: is a link; satseg does not write through links (choose another --out)")
+    check_writable(out_dir.parent, out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
         raise SatsegError(f"{out_dir}: output exists; pass --force to overwrite it")
 
@@ -325,16 +338,25 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, calibration_data=
                  int8_io: bool = False, force: bool = False, n_calibration: int = 64, n_parity: int = 32,
                  log=print) -> dict:
     """Export ``model_path`` (.keras) to ``out_dir``; returns the report (also written there).
-    Everything is written to a temporary folder beside ``out_dir`` that replaces it at the end."""
+    Everything is written to a temporary folder beside ``out_dir`` that replaces it at the end;
+    ``out_dir`` has one writer at a time (:class:`satseg.atomic.OutputLock`)."""
+    from satseg.atomic import OutputLock
+
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    check_export(model_path, out_dir, formats, teacher, force)
+    with OutputLock(out_dir, "satseg export"):
+        check_output_folder(out_dir, force)  # again, now that no other writer can start
+        remove_stale_temporaries(out_dir)
+        return _export(model_path, out_dir, formats, calibration_data, teacher, int8_io, n_calibration, n_parity, log)
+
+
+def _export(model_path: Path, out_dir: Path, formats, calibration_data, teacher, int8_io: bool,
+            n_calibration: int, n_parity: int, log) -> dict:
     from satseg.atomic import atomic_dir
     from satseg.inference import predict_logits
     from satseg.models import model_stats
 
-    model_path, out_dir = Path(model_path), Path(out_dir)
-    check_export(model_path, out_dir, formats, teacher, force)
     model, spec = load_for_export(model_path)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir)
     graphs, stats = make_graphs(model, spec), model_stats(fixed_batch(model, spec))
     if graphs.whole is None:  # every LiteRT file is fixed-size: no separate one
         formats = [f for f in formats if f != "tflite_int8_fixed"]

@@ -314,3 +314,125 @@ def test_edge_install_names_the_extra_to_install(cmd):
     assert r.returncode == 2
     assert_one_line_error(r, "needs TensorFlow", "satseg-zoo[train]")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+# --- the second matrix: nothing deleted, nothing clobbered, nothing written outside --out --------------------
+
+def test_export_clean_up_never_touches_a_users_folder_of_a_similar_name(tmp_path):
+    from satseg.export import remove_stale_temporaries
+
+    mine = tmp_path / ".out.export-99999-mybackup"
+    mine.mkdir()
+    (mine / "precious.txt").write_text("keep")
+    dead = tmp_path / ".out.export-99999-abcd1234.tmp"  # an export's own temporary, its process gone
+    dead.mkdir()
+    remove_stale_temporaries(tmp_path / "out")
+    assert (mine / "precious.txt").read_text() == "keep" and not dead.exists()
+
+
+def test_an_existing_colour_output_is_not_overwritten(world, tmp_path):
+    out = tmp_path / "o"
+    _existing(out, "a_color.png")
+    before = snapshot(tmp_path)
+    r = satseg("predict", world["image"], "--model", world["tflite"], "--out", out)
+    assert_one_line_error(r, "a_color.png", "--force")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("names", [("a/x.jpg", "b/x.jpg"), ("x.jpg", "x.png"), ("x.png", "x_color.png")])
+def test_two_inputs_that_would_write_one_file_are_refused_naming_both(world, tmp_path, names):
+    src = tmp_path / "in"
+    for n in names:
+        (src / n).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(world["image"], src / n)
+    out = tmp_path / "out"
+    r = satseg("predict", *[src / n for n in names], "--model", world["tflite"], "--out", out)
+    assert_one_line_error(r, str(src / names[0]), str(src / names[1]), "both write")
+    assert not out.exists()
+
+
+def test_a_link_planted_inside_out_is_not_followed(world, tmp_path):
+    data = tmp_path / "data" / "Tile 1"
+    data.mkdir(parents=True)
+    shutil.copy(world["image"], data / "a.jpg")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "Tile 1").symlink_to(elsewhere, target_is_directory=True)
+    r = satseg("predict", tmp_path / "data", "--model", world["tflite"], "--out", out)
+    assert_one_line_error(r, "is a link")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_export_force_onto_a_linked_folder_is_refused(world, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "keep.txt").write_text("keep")
+    (tmp_path / "out").symlink_to(real, target_is_directory=True)
+    r = satseg("export", "--model", world["keras"], "--out", tmp_path / "out", "--force")
+    assert_one_line_error(r, "is a link")
+    assert (real / "keep.txt").read_text() == "keep"
+
+
+def test_a_second_writer_is_refused_and_a_dead_ones_lock_taken_over(world, tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / ".out.lock").write_text(f"{holder.pid} satseg predict\n")
+        r = satseg("predict", world["image"], "--model", world["tflite"], "--out", out)
+        assert_one_line_error(r, "in use by process", str(holder.pid))
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    r = satseg("predict", world["image"], "--model", world["tflite"], "--out", out)  # the holder is gone
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "a.png").exists() and not (tmp_path / ".out.lock").exists()
+
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_run(world, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".a.png.k3j4h5g6.tmp.png").write_bytes(b"half")
+    (out / ".a_color.png.x1y2z3w4.tmp.png").write_bytes(b"half")
+    assert satseg("predict", world["image"], "--model", world["tflite"], "--out", out).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_color.png"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_layouts_with_links_and_collisions_never_write_outside_out(world, tmp_path, seed):
+    """Property: whatever links and same-stem inputs a layout holds, predict writes only below
+    --out, and changes no existing file there without --force (it fails instead)."""
+    from satseg.edge import EdgeModel, predict_files
+    from satseg.errors import SatsegError
+
+    rng = np.random.default_rng(seed)
+    src, out, outside = tmp_path / "in", tmp_path / "out", tmp_path / "outside"
+    for d in (src, out, outside):
+        d.mkdir()
+    (outside / "victim.png").write_bytes(b"victim")
+    folders = [src / f"f{i}" for i in range(rng.integers(1, 4))]
+    for f in folders:
+        f.mkdir()
+        for j in range(rng.integers(1, 3)):
+            shutil.copy(world["image"], f / f"x{j}{rng.choice(['.jpg', '.png'])}")
+    if rng.random() < 0.5:  # a planted folder link where an output folder will go
+        (out / folders[0].name).symlink_to(outside, target_is_directory=True)
+    if rng.random() < 0.5:  # a planted file link at an output name
+        (out / "victim.png").symlink_to(outside / "victim.png")
+    if rng.random() < 0.5:
+        (out / "existing.png").write_bytes(b"old")
+    inputs = [src] if rng.random() < 0.5 else [f / sorted(p.name for p in f.iterdir())[0] for f in folders]
+    before_out, before_outside = snapshot(out), snapshot(outside)
+    model = EdgeModel(world["tflite"])
+    try:
+        written = predict_files(model, inputs, out, progress=False)
+    except (SatsegError, FileExistsError):
+        written = []
+        assert snapshot(out) == before_out  # refused before anything was written
+    assert snapshot(outside) == before_outside
+    for p in written:
+        assert Path(os.path.realpath(p)).is_relative_to(out.resolve())
+    for p, content in before_out.items():
+        assert snapshot(out).get(p) == content  # nothing that was there changed
