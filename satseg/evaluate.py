@@ -29,7 +29,9 @@ class Predictor:
         return self._fn(x)
 
 
-def load_predictor(path, num_threads: int | None = None) -> Predictor:
+def load_predictor(path, num_threads: int | None = None, trust: bool = False) -> Predictor:
+    """A model file as a :class:`Predictor`. A SavedModel runs its own graph when loaded, so it can
+    run any op (write files, for one); it is loaded only when ``trust`` says the user made it."""
     path = Path(path)
     if not path.exists():
         raise SatsegError(f"{path}: model not found")
@@ -55,6 +57,9 @@ def load_predictor(path, num_threads: int | None = None) -> Predictor:
 
         return Predictor(spec, fn, "keras", path)
     if path.is_dir() and (path / "saved_model.pb").exists():
+        if not trust:
+            raise SatsegError(f"{path}: a SavedModel can run any code when loaded; pass --trust-model if you "
+                              "made it yourself (or use its .keras or .tflite file)")
         import tensorflow as tf
 
         try:

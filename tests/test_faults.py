@@ -128,7 +128,7 @@ def test_planted_symlink_at_a_temporary_name_is_not_followed(world, tmp_path):
     assert Image.open(out / "a.png").mode == "P"
 
 
-def test_savedmodel_input_works(world, tmp_path):
+def test_savedmodel_input_is_refused_unless_trusted(world, tmp_path):
     import keras
 
     from satseg.export import with_probs_head
@@ -136,7 +136,9 @@ def test_savedmodel_input_works(world, tmp_path):
     sm = tmp_path / "saved_model"
     with_probs_head(keras.models.clone_model(pixel_model(64))).export(str(sm), format="tf_saved_model", verbose=False)
     save_spec(pixel_spec(64), sm / "satseg.json")
-    r = satseg("predict", world["image"], "--model", sm, "--out", tmp_path / "o")
+    assert_one_line_error(satseg("predict", world["image"], "--model", sm, "--out", tmp_path / "o"), "--trust-model")
+    assert not (tmp_path / "o").exists()
+    r = satseg("predict", world["image"], "--model", sm, "--out", tmp_path / "o", "--trust-model")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "o" / "a.png").exists()
 

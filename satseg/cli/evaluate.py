@@ -8,6 +8,7 @@ from satseg.cli.options import (
     json_option,
     overlap_option,
     pairing_options,
+    trust_option,
     verbosity_options,
 )
 
@@ -25,9 +26,10 @@ from satseg.cli.options import (
 @click.option("--plots", type=click.Path(file_okay=False), help="Write pr_curve.png, predictions.png, confusion.png here.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON result to this file.")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average over four flips (4x the time).")
+@trust_option
 @force_option
 @verbosity_options
-def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots, out, force, tta):
+def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots, out, force, tta, trust):
     """Score a model on whole images (tiled, borders included): IoU, precision, recall, F1."""
     from pathlib import Path
 
@@ -39,7 +41,7 @@ def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots
     model_path = default_model(model_path)
     if not str(model_path).endswith(".tflite"):
         require_tensorflow("evaluate")
-    predictor = load_predictor(model_path)
+    predictor = load_predictor(model_path, trust=trust)
     check_overlap(overlap, predictor.spec.patch_size)
     result = evaluate(predictor, data, split, seed, overlap, plots_dir=plots, progress=not as_json, tta=tta,
                       masks=masks, pairs=pairs)

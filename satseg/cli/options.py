@@ -10,6 +10,11 @@ overlap_option = click.option("--overlap", type=click.IntRange(min=0),
                               "model's own margin.")
 
 
+trust_option = click.option("--trust-model", "trust", is_flag=True,
+                            help="Load a SavedModel directory (it runs its own graph, so it can run any code: "
+                            "only for models you made).")
+
+
 def seed_option(default: int = 42):
     return click.option("--seed", default=default, show_default=True, type=int,
                         help="Random seed (recorded in config.json).")

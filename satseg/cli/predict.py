@@ -4,7 +4,7 @@ import click
 
 from satseg.atomic import check_writable
 from satseg.cli.common import default_model, require_tensorflow
-from satseg.cli.options import force_option, overlap_option, verbosity_options
+from satseg.cli.options import force_option, overlap_option, trust_option, verbosity_options
 
 
 @click.command("predict")
@@ -17,9 +17,10 @@ from satseg.cli.options import force_option, overlap_option, verbosity_options
 @click.option("--jobs", type=click.IntRange(min=1), help="Images predicted at once, each in its own process with "
               "an equal share of the cores (.tflite models) [default: all cores].")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average over four flips (4x the time).")
+@trust_option
 @force_option
 @verbosity_options
-def command(inputs, model_path, out, overlap, threads, jobs, force, tta):
+def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust):
     """Segment images of any size: writes NAME.png (class ids) and NAME_color.png.
 
     INPUTS are files or folders; a folder's layout is mirrored under --out, and in a
@@ -39,7 +40,7 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta):
         require_tensorflow("predict with a .keras or SavedModel model")
         from satseg.evaluate import load_predictor
 
-        model = load_predictor(path)
+        model = load_predictor(path, trust=trust)
     try:
         written = predict_files(model, inputs, out, overlap, force, tta=tta,
                                 jobs=jobs or os.cpu_count() or 1)
