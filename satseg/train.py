@@ -253,6 +253,28 @@ def recorded_indices(samples, root: Path, recorded: dict) -> dict[str, list[int]
     return out
 
 
+def fingerprint(data: TrainData) -> dict:
+    """Size in bytes of every image and mask the run reads, by image path relative to the data
+    root: a resume on files that changed since (replaced, re-exported, truncated) is refused."""
+    def size(p):
+        return p.stat().st_size if p is not None else None
+
+    used = sorted({i for v in data.split.values() for i in v})
+    return {str(data.samples[i].image.relative_to(data.root)): [size(data.samples[i].image), size(data.samples[i].mask)]
+            for i in used}
+
+
+def check_fingerprint(run: RunDir, data: TrainData):
+    recorded = run.config().get("fingerprint")
+    if recorded is None:  # runs made before fingerprints were recorded
+        return
+    now = fingerprint(data)
+    changed = [k for k in recorded if now.get(k) != recorded[k]]
+    if changed:
+        raise SatsegError(f"{data.root / changed[0]}: changed since the run began ({len(changed)} files in all: "
+                          "size differs); the run cannot resume on other data")
+
+
 def resolve_normalization(cfg: TrainConfig, train_images) -> dict:
     from satseg.models import ARCHITECTURES
 
@@ -495,6 +517,7 @@ def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec, class_weight
         "class_weights": class_weights, "distillation": cfg.distillation_rule(),
         "unlabelled": [str(li.sample.image.absolute()) for li in data.unlabelled],
         "split": {k: [str(data.samples[i].image.relative_to(data.root)) for i in v] for k, v in data.split.items()},
+        "fingerprint": fingerprint(data),
         "patches": {"train": len(data.grid[0]) if data.grid is not None else None, "val": len(data.val_x),
                     "crops_per_epoch": None if data.grid is not None else cfg.crops_per_epoch},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -502,9 +525,10 @@ def _config_doc(cfg: TrainConfig, data: TrainData, spec: ModelSpec, class_weight
 
 
 def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
-          verbose: int = 1, callbacks=()) -> dict:
+          verbose: int = 1, callbacks=(), change: tuple | None = None) -> dict:
     """Run (or resume) a training run; returns its summary. ``verbose`` 0 prints nothing, 1 one
-    line per epoch (and a progress bar on a terminal)."""
+    line per epoch (and a progress bar on a terminal). ``change`` (key, old, new): a setting a
+    resume changes, recorded in config.json only once everything is checked."""
     import keras
 
     from satseg.callbacks import EpochLine, EpochSetter, RunCheckpoint, RunHistory
@@ -551,6 +575,8 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
             run.create(force)
         run.write_config(_config_doc(cfg, data, spec, weights))
         save_spec(spec, run / "satseg.json")
+    else:
+        check_fingerprint(run, data)
     cached = None
     if teachers and cfg.distill_mode == "offline":
         cached = cache_teacher_logits(cfg, teachers, data)
@@ -558,7 +584,10 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     steps = math.ceil(len(train_s) / cfg.batch_size)
     teacher = teachers[0][0] if teachers else None  # online distillation has exactly one
     trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights, init)
-    cbs = [EpochSetter(train_s, val_s), RunCheckpoint(run), RunHistory(run.path, title=cfg.model)]
+    if change is not None:
+        run.record_change(*change)
+    # history first: a kill before the checkpoint commits leaves a row that the resume drops
+    cbs = [EpochSetter(train_s, val_s), RunHistory(run.path, title=cfg.model), RunCheckpoint(run)]
     if verbose:
         cbs.append(EpochLine(cfg.epochs, steps))
     if cfg.patience:
@@ -624,15 +653,17 @@ def resume(run_dir, verbose: int = 1, epochs: int | None = None) -> dict:
     run = RunDir(run_dir)
     cfg = load_config(run)
     done = run.finished_epochs()
+    change = None
     if epochs is not None and epochs != cfg.epochs:
-        if epochs < 1:
-            raise SatsegError(f"--epochs must be at least 1 (got {epochs})")
-        run.record_change("epochs", cfg.epochs, epochs)
+        if epochs < max(done, 1):
+            raise SatsegError(f"{run}: has finished {done} epochs; --epochs must be at least {max(done, 1)} "
+                              f"(got {epochs})")
+        change = ("epochs", cfg.epochs, epochs)  # recorded once the resume is known to be possible
         cfg.epochs = epochs
     if done >= cfg.epochs and run.summary() is not None:
         print(f"{run}: finished ({done} of {cfg.epochs} epochs); nothing to do (pass --epochs N to train longer)")
         return run.summary()
-    return train(cfg, run.path, resume=True, verbose=verbose)
+    return train(cfg, run.path, resume=True, verbose=verbose, change=change)
 
 
 def default_run_dir(model: str, distilled: bool) -> Path:

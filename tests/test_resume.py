@@ -136,3 +136,51 @@ def test_init_starts_from_the_given_weights_and_is_recorded(tmp_path, tiny_datas
     assert all(np.array_equal(a, b) for a, b in zip(start, expected))
     assert not all(np.array_equal(a, b) for a, b in zip(_weights(run / "model.keras"), expected))  # it trained
     assert json.loads((run / "config.json").read_text())["config"]["init"] == str(init.absolute())
+
+
+@pytest.mark.slow
+def test_killed_between_the_history_row_and_the_checkpoint_commit_resumes_exactly(tmp_path, tiny_dataset, full_run,
+                                                                               monkeypatch):
+    """The history row of an epoch is written before its checkpoint commits: a kill in between
+    leaves a row the resume drops and writes again, never a committed epoch without its row."""
+    from satseg.callbacks import RunCheckpoint
+
+    commit = RunCheckpoint.on_epoch_end
+
+    def die_before_the_second_commit(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("killed before the commit")
+        commit(self, epoch, logs)
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", die_before_the_second_commit)
+    with pytest.raises(RuntimeError, match="before the commit"):
+        train(_cfg(tiny_dataset), cut, verbose=0)
+    assert len(read_history(cut / "history.csv")) == 2  # the uncommitted epoch's row is there ...
+    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", commit)
+    resume(cut, verbose=0)
+    assert _rows(cut) == _rows(full_run)  # ... and is replaced by the epoch run again
+
+
+@pytest.mark.slow
+def test_resume_that_cannot_go_on_changes_nothing(tmp_path, tiny_dataset, full_run):
+    import shutil
+
+    from satseg.errors import SatsegError
+
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(SatsegError, match="has finished 3 epochs; --epochs must be at least 3"):
+        resume(run, verbose=0, epochs=1)
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    doc = json.loads((run / "config.json").read_text())
+    doc["config"]["data"] = doc["data_root"] = str(data)
+    (run / "config.json").write_text(json.dumps(doc))
+    before["config.json"] = (run / "config.json").read_bytes()
+    image = data / doc["split"]["train"][0]
+    image.write_bytes(image.read_bytes() + b"\0" * 10)  # the same name, other content
+    with pytest.raises(SatsegError, match="changed since the run began"):
+        resume(run, verbose=0, epochs=4)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
