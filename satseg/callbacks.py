@@ -46,25 +46,39 @@ class RunCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.run, self.monitor = run, monitor
         self.best, self.best_epoch = None, None
+        self.restored = False
 
-    def on_train_begin(self, logs=None):
+    def restore(self, model):
+        """Load the last committed checkpoint into ``model`` (weights, optimizer, random states,
+        best score); a damaged one is a one-line error. The run folder is not touched."""
         import numpy as np
 
+        from satseg.errors import SatsegError
+
         ck = self.run.checkpoint()
+        self.restored = True
         if not ck:
             return
-        self.model.load_weights(self.run.checkpoint_dir / ck["weights"])
+        path = self.run.checkpoint_dir / ck["weights"]
+        try:
+            model.load_weights(path)
+        except Exception as e:  # h5py, Keras: truncated, garbage or mismatched weights
+            msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise SatsegError(f"{path}: damaged checkpoint weights ({msg}); remove {self.run.checkpoint_dir} "
+                              "to restart the run") from None
         states = ck.get("seeds", [])
-        seeds = seed_variables(self.model)
+        seeds = seed_variables(model)
         if len(states) != len(seeds):
-            from satseg.errors import SatsegError
-
             raise SatsegError(f"{self.run.checkpoint_dir}: checkpoint holds {len(states)} random states, "
                               f"the model has {len(seeds)}")
         for v, state in zip(seeds, states):
             v.assign(np.asarray(state, dtype=v.dtype))
         self.best, self.best_epoch = ck.get("best"), ck.get("best_epoch")
-        self.model._initial_epoch = int(ck["epoch"])
+        model._initial_epoch = int(ck["epoch"])
+
+    def on_train_begin(self, logs=None):
+        if not self.restored:
+            self.restore(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         import numpy as np

@@ -106,10 +106,30 @@ class RunDir:
         meta = self.checkpoint_dir / "state.json"
         if not meta.is_file():
             return None
+
+        def damaged(why: str):
+            return SatsegError(f"{meta}: damaged checkpoint ({why}); remove {self.checkpoint_dir} to restart the run")
+
         try:
-            return json.loads(meta.read_text())
-        except ValueError:
-            raise SatsegError(f"{meta}: broken checkpoint metadata; remove {self.checkpoint_dir} to restart the run") from None
+            ck = json.loads(meta.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise damaged("not JSON") from None
+        if not isinstance(ck, dict):
+            raise damaged("not a JSON object")
+        if type(ck.get("epoch")) is not int or ck["epoch"] < 1:
+            raise damaged(f"'epoch' must be a whole number >= 1, not {ck.get('epoch')!r}")
+        w = ck.get("weights")
+        if not isinstance(w, str) or Path(w).name != w or not w.endswith(".weights.h5"):
+            raise damaged(f"'weights' must name a .weights.h5 file in the checkpoint folder, not {w!r}")
+        if not (self.checkpoint_dir / w).is_file() or (self.checkpoint_dir / w).is_symlink():
+            raise damaged(f"its weights file {w} is missing")
+        if ck.get("best") is not None and type(ck["best"]) not in (int, float):
+            raise damaged(f"'best' must be a number, not {ck['best']!r}")
+        if ck.get("best_epoch") is not None and type(ck["best_epoch"]) is not int:
+            raise damaged(f"'best_epoch' must be a whole number, not {ck['best_epoch']!r}")
+        if not isinstance(ck.get("seeds", []), list):
+            raise damaged("'seeds' must be a list")
+        return ck
 
     def finished_epochs(self) -> int:
         ck = self.checkpoint()

@@ -584,10 +584,12 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     steps = math.ceil(len(train_s) / cfg.batch_size)
     teacher = teachers[0][0] if teachers else None  # online distillation has exactly one
     trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights, init)
+    checkpoint = RunCheckpoint(run)
+    checkpoint.restore(trainer)  # a damaged checkpoint stops the resume here, before anything is written
     if change is not None:
         run.record_change(*change)
     # history first: a kill before the checkpoint commits leaves a row that the resume drops
-    cbs = [EpochSetter(train_s, val_s), RunHistory(run.path, title=cfg.model), RunCheckpoint(run)]
+    cbs = [EpochSetter(train_s, val_s), RunHistory(run.path, title=cfg.model), checkpoint]
     if verbose:
         cbs.append(EpochLine(cfg.epochs, steps))
     if cfg.patience:

@@ -438,3 +438,36 @@ def test_random_layouts_with_links_and_collisions_never_write_outside_out(world,
         assert Path(os.path.realpath(p)).is_relative_to(out.resolve())
     for p, content in before_out.items():
         assert snapshot(out).get(p) == content  # nothing that was there changed
+
+
+def _damage(ck: Path, how: str):
+    state = json.loads((ck / "state.json").read_text())
+    weights = ck / state["weights"]
+    if how == "no_epoch":
+        state.pop("epoch")
+    elif how == "text_epoch":
+        state["epoch"] = "three"
+    elif how == "traversal":
+        state["weights"] = "../../../../../etc/hostname"
+    elif how == "missing":
+        weights.unlink()
+    elif how == "truncated":
+        weights.write_bytes(weights.read_bytes()[:2000])
+    elif how == "garbage":
+        weights.write_bytes(b"\x89HDF\r\n garbage" * 200)
+    (ck / "state.json").write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize("how,message", [
+    ("no_epoch", "'epoch' must be a whole number"), ("text_epoch", "'epoch' must be a whole number"),
+    ("traversal", "'weights' must name"), ("missing", "weights file"),
+    ("truncated", "damaged checkpoint weights"), ("garbage", "damaged checkpoint weights"),
+])
+def test_a_damaged_checkpoint_stops_the_resume_with_one_line_and_changes_nothing(trained_student, tmp_path, how,
+                                                                                  message):
+    run = tmp_path / "run"
+    shutil.copytree(trained_student, run)
+    _damage(run / "checkpoint", how)
+    before = snapshot(run)
+    assert_one_line_error(satseg("train", "--resume", run, "--epochs", "5"), message)
+    assert snapshot(run) == before
