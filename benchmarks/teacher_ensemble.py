@@ -17,11 +17,12 @@ import numpy as np
 
 from satseg.classes import class_names, load_spec
 from satseg.data import load_sample
-from satseg.evaluate import recorded_split, select_images
+from satseg.evaluate import select_images
 from satseg.imaging import softmax
 from satseg.inference import whole_image_logits
 from satseg.metrics import ConfusionMatrix
 from satseg.models import load_model_file, stride_of
+from satseg.run import recorded_data
 
 FLIPS = ((), (1,), (0,), (0, 1))
 
@@ -42,7 +43,7 @@ def main():
     specs = [load_spec(t) for t in a.teachers]
     runs = [whole_image_logits(load_model_file(t), stride_of(s.architecture), np.float32)
             for t, s in zip(a.teachers, specs)]
-    samples = select_images(a.data, a.split, a.seed, recorded=recorded_split(a.teachers[0]))
+    samples = select_images(a.data, a.split, a.seed, recorded=recorded_data(a.teachers[0]))
     k = len(a.teachers)
     combos = [c for n in range(1, k + 1) for c in itertools.combinations(range(k), n)]
     cms = {(c, tta): ConfusionMatrix(specs[0].num_classes) for c in combos for tta in (False, True)}

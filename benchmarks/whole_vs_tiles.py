@@ -16,11 +16,12 @@ import numpy as np
 from satseg.classes import class_names, load_spec
 from satseg.data import load_sample
 from satseg.edge import predict_tiled
-from satseg.evaluate import recorded_split, select_images
+from satseg.evaluate import select_images
 from satseg.imaging import softmax
 from satseg.inference import whole_image_logits
 from satseg.metrics import ConfusionMatrix
 from satseg.models import load_model_file, stride_of
+from satseg.run import recorded_data
 
 
 def main():
@@ -32,7 +33,7 @@ def main():
     ap.add_argument("--overlaps", type=int, nargs="+", default=[64, 0])
     a = ap.parse_args()
     model, spec = load_model_file(a.model), load_spec(a.model)
-    samples = select_images(a.data, a.split, a.seed, recorded=recorded_split(a.model))
+    samples = select_images(a.data, a.split, a.seed, recorded=recorded_data(a.model))
 
     def probs(x):  # what `satseg evaluate` blends for a .keras file
         return softmax(np.asarray(model(x, training=False), np.float32))

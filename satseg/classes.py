@@ -381,9 +381,34 @@ def read_spec(path) -> ModelSpec:
         raise ModelFileError(f"{path}: malformed model spec ({type(e).__name__}: {e})") from None
     if kind not in ("in_model", "minmax", "standard"):
         raise ModelFileError(f"{path}: unknown normalization kind '{kind}'")
-    if spec.patch_size < 1 or spec.bands < 1:
-        raise ModelFileError(f"{path}: patch_size and bands must be positive")
+    problem = spec_problem(spec)
+    if problem:
+        raise ModelFileError(f"{path}: malformed model spec ({problem})")
     return spec
+
+
+def spec_problem(spec: ModelSpec) -> str | None:
+    """The first field of a spec that is not what its users rely on, in words; None when all are."""
+    def whole(v, lo):
+        return type(v) is int and v >= lo
+
+    for key, lo in (("patch_size", 1), ("bands", 1), ("stride", 1), ("margin", 0), ("ignore_label", 0)):
+        if not whole(getattr(spec, key), lo):
+            return f"{key} must be a whole number >= {lo}, not {getattr(spec, key)!r}"
+    if spec.ignore_label > 255:
+        return f"ignore_label must be at most 255, not {spec.ignore_label}"
+    if not isinstance(spec.architecture, str):
+        return f"architecture must be a name, not {spec.architecture!r}"
+    norm = spec.normalization
+    if norm["kind"] in ("in_model", "standard"):
+        for key in ("mean", "std"):
+            v = norm.get(key)
+            if not isinstance(v, list) or len(v) != spec.bands or not all(
+                    type(x) in (int, float) and np.isfinite(x) for x in v):
+                return f"normalization {key} must be {spec.bands} numbers (one per band), not {v!r}"
+        if min(norm["std"]) <= 0:
+            return "normalization std must be positive"
+    return None
 
 
 def load_spec(model_path) -> ModelSpec:

@@ -13,6 +13,7 @@ import numpy as np
 from satseg.classes import ModelSpec, class_names, load_spec
 from satseg.errors import SatsegError
 from satseg.imaging import softmax
+from satseg.run import recorded_data
 
 PLOT_FILES = ("pr_curve.png", "predictions.png", "confusion.png")
 
@@ -101,19 +102,6 @@ def select_images(data, split: str = "all", seed: int = 42, val: float = 0.15, t
     return [samples[i] for i in image_split(samples, val, test, seed)[split]]
 
 
-def recorded_split(model_path) -> dict | None:
-    """What a model's training run recorded about its data (config.json beside the model):
-    ``split`` (image lists), ``masks`` and ``pairs``, if any."""
-    import json
-
-    cfg = Path(model_path).parent / "config.json"
-    if not cfg.is_file():
-        return None
-    doc = json.loads(cfg.read_text())
-    c = doc.get("config", {})
-    return {"split": doc.get("split") or {}, "masks": c.get("masks"), "pairs": c.get("pairs")}
-
-
 def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, overlap: int | None = None,
              plots_dir=None, progress: bool = True, keep_panels: int = 10, tta: bool = False,
              masks=None, pairs=None) -> dict:
@@ -124,7 +112,7 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     from satseg.metrics import ConfusionMatrix
 
     spec = predictor.spec
-    samples = select_images(data, split, seed, recorded=recorded_split(predictor.path), masks=masks, pairs=pairs)
+    samples = select_images(data, split, seed, recorded=recorded_data(predictor.path), masks=masks, pairs=pairs)
     cm = ConfusionMatrix(spec.num_classes)
     pixels = 0
     pr_labels, pr_probs, panels = [], [], []

@@ -141,13 +141,12 @@ def calibration_patches(model_path: Path, data: str | None, spec: ModelSpec, n_c
     """
     from satseg import data as D
     from satseg.imaging import cut_patches, normalize
+    from satseg.run import recorded_data
 
-    cfg_path = Path(model_path).parent / "config.json"
     split = masks = pairs = None
-    if data is None and cfg_path.is_file():
-        cfg = json.loads(cfg_path.read_text())
-        data, split = cfg.get("data_root"), cfg.get("split")
-        masks, pairs = cfg.get("config", {}).get("masks"), cfg.get("config", {}).get("pairs")
+    record = recorded_data(model_path) if data is None else None
+    if record is not None:
+        data, split, masks, pairs = record["data_root"], record["split"], record["masks"], record["pairs"]
     if data is None or not Path(data).is_dir():
         raise SatsegError("no calibration data: pass --calibration-data DATASET (the int8 file is "
                           "calibrated, and every file checked, on real patches)")

@@ -144,3 +144,22 @@ class RunDir:
 
     def save_model(self, model, name: str = "model.keras") -> Path:
         return atomic_write(self.path / name, model.save)
+
+
+def recorded_data(model_path) -> dict | None:
+    """What the training run of a model recorded about its data (``config.json`` beside the model,
+    in its run folder or export folder): ``data_root``, ``split`` (image lists), ``masks`` and
+    ``pairs``; None when there is no record. A broken record is a one-line error."""
+    path = Path(model_path).parent / "config.json"
+    if not path.is_file():
+        return None
+    doc = RunDir(path.parent).config()
+    split, c = doc.get("split") or {}, doc["config"]
+    if not isinstance(split, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                                              for v in split.values()):
+        raise SatsegError(f"{path}: not a valid run config (split must map train/val/test to lists of images)")
+    out = {"data_root": doc.get("data_root"), "split": split, "masks": c.get("masks"), "pairs": c.get("pairs")}
+    for key, value in out.items():
+        if key != "split" and value is not None and not isinstance(value, str):
+            raise SatsegError(f"{path}: not a valid run config ({key} must be a path, not {value!r})")
+    return out

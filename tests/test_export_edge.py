@@ -70,9 +70,9 @@ def test_an_exported_file_is_scored_on_its_runs_recorded_test_split(exported, tr
     out, _ = exported
     recorded = json.loads((trained_student / "config.json").read_text())["split"]["test"]
     assert json.loads((out / "config.json").read_text())["split"]["test"] == recorded
-    from satseg.evaluate import recorded_split
+    from satseg.run import recorded_data
 
-    chosen = select_images(tiny_dataset, "test", recorded=recorded_split(out / "model_int8.tflite"))
+    chosen = select_images(tiny_dataset, "test", recorded=recorded_data(out / "model_int8.tflite"))
     assert sorted(str(s.image.relative_to(tiny_dataset)) for s in chosen) == sorted(recorded)
 
 

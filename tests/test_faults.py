@@ -93,6 +93,22 @@ BAD_MODELS = [("empty.tflite", "not a usable LiteRT model"), ("corrupt.tflite", 
               ("classes.tflite", "predicts 6 classes, its spec lists 4"), ("notmodel.keras", "cannot load the model")]
 
 
+@pytest.mark.parametrize("change,message", [
+    ({"patch_size": "256"}, "patch_size must be a whole number"), ({"margin": -40}, "margin must be"),
+    ({"normalization": {"kind": "standard", "std": [1, 1, 1]}}, "normalization mean must be 3 numbers"),
+    ({"classes": [{"id": 0, "name": "a", "color": [300, 0, 0]}, {"id": 1, "name": "b", "color": [0, 0, 0]}]},
+     "colour must be"),
+])
+def test_malformed_sidecars_are_one_line_errors(world, tmp_path, change, message):
+    model = tmp_path / "m.tflite"
+    shutil.copy(world["tflite"], model)
+    spec = json.loads(world["tflite"].with_name("pixel.satseg.json").read_text())
+    (tmp_path / "m.satseg.json").write_text(json.dumps({**spec, **change}))
+    r = satseg("predict", world["image"], "--model", model, "--out", tmp_path / "out")
+    assert_one_line_error(r, "m.satseg.json", message)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("name,message", BAD_MODELS)
 def test_bad_model_files(world, tmp_path, name, message):
     model = world["bad"] / name
@@ -471,3 +487,18 @@ def test_a_damaged_checkpoint_stops_the_resume_with_one_line_and_changes_nothing
     before = snapshot(run)
     assert_one_line_error(satseg("train", "--resume", run, "--epochs", "5"), message)
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"config": {"model": "edge"}, "split": "all"}),
+                                     json.dumps({"split": {}})])
+def test_a_broken_run_config_beside_a_model_is_one_line(world, tmp_path, content):
+    model = tmp_path / "m.keras"
+    shutil.copy(world["keras"], model)
+    shutil.copy(world["dir"] / "pixel.satseg.json", tmp_path / "m.satseg.json")
+    (tmp_path / "config.json").write_text(content)
+    before = snapshot(tmp_path)
+    r = satseg("evaluate", "--model", model, "--data", world["data"])
+    assert_one_line_error(r, "config.json", "not a valid run config")
+    r = satseg("export", "--model", model, "--out", tmp_path / "exp", "--formats", "tflite_float32")
+    assert_one_line_error(r, "config.json", "not a valid run config")
+    assert snapshot(tmp_path) == before
