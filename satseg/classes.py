@@ -314,6 +314,9 @@ class ModelSpec:
 
     ignore: dict = field(default_factory=dict)
     """The class set's ignore rules: ``{"values": [...], "colors": [...]}``."""
+    dtype: str = ""
+    """Pixel type of the training imagery (uint8, uint16, float32): other imagery is refused, never
+    clipped or rescaled silently. Empty in specs written before it was recorded."""
 
     @classmethod
     def for_classes(cls, class_set: ClassSet, **kw) -> ModelSpec:
@@ -397,6 +400,8 @@ def spec_problem(spec: ModelSpec) -> str | None:
             return f"{key} must be a whole number >= {lo}, not {getattr(spec, key)!r}"
     if spec.ignore_label > 255:
         return f"ignore_label must be at most 255, not {spec.ignore_label}"
+    if spec.dtype not in ("", "uint8", "uint16", "float32"):
+        return f"dtype must be uint8, uint16 or float32, not {spec.dtype!r}"
     if not isinstance(spec.architecture, str):
         return f"architecture must be a name, not {spec.architecture!r}"
     norm = spec.normalization

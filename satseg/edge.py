@@ -241,6 +241,7 @@ def predict_scene(path, predict_fn: Callable[[np.ndarray], np.ndarray], spec: Mo
     image plus its ids, whatever the scene size. A whole-image ``model`` runs in windows."""
     reader = RowReader(path, bands=spec.bands)
     try:
+        check_pixel_type(path, reader.dtype, spec, getattr(model, "takes_raw_uint8", False))
         h, w = reader.shape[:2]
         if getattr(model, "whole_image", False):
             return model.predict_rows(reader.rows, h, w)
@@ -250,6 +251,19 @@ def predict_scene(path, predict_fn: Callable[[np.ndarray], np.ndarray], spec: Mo
         return ids_from_bands((h, w), tiled_bands(reader.rows, h, w, predict_fn, spec, overlap, batch_size))
     finally:
         reader.close()
+
+
+def check_pixel_type(path, dtype: str, spec: ModelSpec, takes_raw_uint8: bool = False):
+    """Pixels must be of the type the model was trained on (its spec's ``dtype``), and 8-bit for a
+    file that takes raw uint8 pixels: 16-bit reflectance clipped to 255 would be silently wrong."""
+    from satseg.errors import DataError
+
+    if spec.dtype and dtype != spec.dtype:
+        raise DataError(f"{path}: {dtype} pixels, but the model was trained on {spec.dtype} imagery; convert the "
+                        f"image (or train on {dtype} imagery)")
+    if takes_raw_uint8 and dtype != "uint8":
+        raise DataError(f"{path}: {dtype} pixels, but this model file takes 8-bit pixels; convert the image to "
+                        "8 bits (or use a float model file)")
 
 
 class EdgeModel:
@@ -287,12 +301,29 @@ class EdgeModel:
         if self.whole_image:
             if self._out["dtype"] != np.uint8 or -1 not in list(self._in["shape_signature"][1:3]):
                 raise ModelFileError(f"{self.path}: a class-id model must take any size and return uint8 ids")
-            return
-        k = int(self._out["shape"][-1])
-        if k != self.spec.num_classes:
+        k = self._argmax_classes() if self.whole_image else int(self._out["shape"][-1])
+        if k is not None and k != self.spec.num_classes:
             raise ModelFileError(f"{self.path}: the model predicts {k} classes, its spec lists {self.spec.num_classes}")
+        if self.whole_image:
+            return
         if tuple(self._in["shape"][1:3]) != (self.spec.patch_size, self.spec.patch_size):
             self.spec.patch_size = int(self._in["shape"][1])
+
+    def _argmax_classes(self) -> int | None:
+        """Classes a whole-image file chooses among: the last axis of its ARG_MAX's input."""
+        try:
+            tensors = {t["index"]: t for t in self.interpreter.get_tensor_details()}
+            for op in self.interpreter._get_ops_details():
+                if op["op_name"] == "ARG_MAX":
+                    return int(tensors[op["inputs"][0]]["shape_signature"][-1])
+        except (AttributeError, KeyError, IndexError):  # an interpreter without the op listing
+            return None
+        return None
+
+    @property
+    def takes_raw_uint8(self) -> bool:
+        """A whole-image file whose input is raw 8-bit pixels (the int8 files)."""
+        return self.whole_image and self._in["dtype"] == np.uint8
 
     def run_window(self, x: np.ndarray) -> np.ndarray:
         """Raw pixels (H, W, C) of a whole-image model -> class ids (H, W) uint8, in one call."""

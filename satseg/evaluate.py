@@ -21,10 +21,11 @@ PLOT_FILES = ("pr_curve.png", "predictions.png", "confusion.png")
 class Predictor:
     """Anything a model file can be, as ``spec`` + ``predict_patches`` (normalised -> probs)."""
 
-    def __init__(self, spec: ModelSpec, fn, kind: str, path: Path, predict_ids=None):
+    def __init__(self, spec: ModelSpec, fn, kind: str, path: Path, predict_ids=None, takes_raw_uint8: bool = False):
         self.spec, self._fn, self.kind, self.path = spec, fn, kind, path
         self.predict_ids = predict_ids
         """Whole-image files: raw image (H, W, C) -> class ids, in windows (no probabilities)."""
+        self.takes_raw_uint8 = takes_raw_uint8
 
     def predict_patches(self, x):
         return self._fn(x)
@@ -44,7 +45,8 @@ def load_predictor(path, num_threads: int | None = None, trust: bool = False) ->
         from satseg.edge import EdgeModel
 
         m = EdgeModel(path, num_threads=num_threads, spec=spec)
-        return Predictor(m.spec, m.predict_patches, "tflite", path, m.predict if m.whole_image else None)
+        return Predictor(m.spec, m.predict_patches, "tflite", path, m.predict if m.whole_image else None,
+                         m.takes_raw_uint8)
     if path.suffix == ".keras":
         from satseg.models import load_model_file
 
@@ -108,7 +110,7 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     """Score whole images; returns the JSON-ready result (and writes plots if asked). ``tta``
     averages the model over four flips of every tile (reported as such in the result)."""
     from satseg.data import load_sample
-    from satseg.edge import predict_tiled, with_flip_tta
+    from satseg.edge import check_pixel_type, predict_tiled, with_flip_tta
     from satseg.metrics import ConfusionMatrix
 
     spec = predictor.spec
@@ -126,6 +128,7 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     with bar(samples, progress, unit="img", desc="evaluating") as it:
         for s in it:
             li = load_sample(s, spec.seg_classes, spec.bands)
+            check_pixel_type(s.image, li.dtype, spec, predictor.takes_raw_uint8)
             if predictor.predict_ids is not None:
                 probs, pred = None, predictor.predict_ids(li.image)
             else:

@@ -61,6 +61,9 @@ class RowReader:
 
     WINDOWED_PIXELS = 32_000_000
     GDAL_CACHE_MB = 64
+    MAX_PIXELS = 1_000_000_000
+    """Pixel budget: a file declaring more (a 300 KB PNG can declare 100000 x 100000) is refused
+    before anything is allocated; ``SATSEG_MAX_PIXELS`` raises it for scenes that are that big."""
 
     def __init__(self, path, bands: int | None = None):
         self.path = Path(path)
@@ -71,7 +74,7 @@ class RowReader:
                 raise FileNotFoundError(self.path)
             if sniff(self.path) == "tiff":
                 self._arr = self._open_tiff()
-            elif not self._open_windowed(self._pil_pixels()):
+            elif not self._open_windowed(self._within_budget(*self._pil_size())):
                 self._im = self._open_pil()
                 self.shape = (self._im.height, self._im.width, len(self._im.getbands()))
             if self._arr is not None:
@@ -85,12 +88,21 @@ class RowReader:
         if bands is not None and self.shape[-1] != bands:
             raise DataError(f"{self.path}: has {self.shape[-1]} bands, the model takes {bands}")
 
-    def _pil_pixels(self) -> int:
+    def _pil_size(self) -> tuple[int, int]:
         from PIL import Image
 
         Image.MAX_IMAGE_PIXELS = None
         with Image.open(self.path) as im:  # reads the header only
-            return im.width * im.height
+            return im.height, im.width
+
+    def _within_budget(self, h: int, w: int) -> int:
+        import os
+
+        budget = int(os.environ.get("SATSEG_MAX_PIXELS", self.MAX_PIXELS))
+        if h * w > budget:
+            raise DataError(f"{self.path}: declares {w} x {h} pixels ({h * w / 1e9:.1f} Gpx), over the pixel budget "
+                            f"of {budget / 1e9:g} Gpx; set SATSEG_MAX_PIXELS if the scene really is that large")
+        return h * w
 
     def _open_windowed(self, pixels: int) -> bool:
         """Open through rasterio for windowed reads, if installed and the scene is large."""
@@ -127,9 +139,11 @@ class RowReader:
         import tifffile
 
         with tifffile.TiffFile(self.path) as tif:
-            tag = tif.pages[0].tags.get(42113)  # GDAL_NODATA
+            page = tif.pages[0]
+            tag = page.tags.get(42113)  # GDAL_NODATA
             if tag is not None:
                 self.nodata = _nodata_value(tag.value)
+            self._within_budget(page.imagelength, page.imagewidth)
         try:
             arr = tifffile.memmap(self.path, mode="r")
         except ValueError:  # compressed or tiled: not mappable
@@ -146,6 +160,17 @@ class RowReader:
         if arr.shape[0] < arr.shape[1] and arr.shape[0] < arr.shape[2] and arr.shape[0] <= 16:
             arr = np.moveaxis(arr, 0, -1)  # planar (bands, H, W)
         return arr
+
+    @property
+    def dtype(self) -> str:
+        """The pixel type rows come in (``uint8``, ``uint16`` or ``float32``), from the header."""
+        if self._ds is not None:
+            raw = np.dtype(self._ds.dtypes[0])
+        elif self._im is not None:
+            raw = np.dtype({"F": np.float32, **{m: np.uint16 for m in PIL_16_BIT}}.get(self._im.mode, np.uint8))
+        else:
+            raw = self._arr.dtype
+        return pixel_type(raw)
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
         if self._ds is not None:
@@ -179,6 +204,14 @@ class RowReader:
             self._ds.close()
             self._env.__exit__(None, None, None)
         self._im = self._arr = self._ds = self._env = None
+
+
+def pixel_type(dtype) -> str:
+    """The type satseg reads pixels of ``dtype`` as: uint8, uint16 (other unsigned integers) or float32."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return "uint8"
+    return "float32" if np.issubdtype(dtype, np.floating) else "uint16"
 
 
 def _nodata_value(text) -> float | None:

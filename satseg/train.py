@@ -563,7 +563,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
             print(f"{len(data.unlabelled)} unlabelled images (--unlabeled) give {cfg.unlabeled_fraction:.0%} of the "
                   "crops, learnt from the teacher alone")
     spec = ModelSpec.for_classes(data.classes, normalization=data.normalization, patch_size=cfg.patch_size,
-                                 bands=data.bands, architecture=cfg.model)
+                                 bands=data.bands, architecture=cfg.model, dtype=data.train[0].dtype)
     checks = [("teacher", t, path) for (t, _), path in zip(teachers, cfg.teachers)]
     checks += [("--init model", init, cfg.init)] if init is not None else []
     for what, m, path in checks:

@@ -502,3 +502,50 @@ def test_a_broken_run_config_beside_a_model_is_one_line(world, tmp_path, content
     r = satseg("export", "--model", model, "--out", tmp_path / "exp", "--formats", "tflite_float32")
     assert_one_line_error(r, "config.json", "not a valid run config")
     assert snapshot(tmp_path) == before
+
+
+def _png_declaring(path: Path, w: int, h: int):
+    """A tiny PNG whose header declares w x h pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    idat = zlib.compress(b"\0" * 1000)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+                     + struct.pack(">I", zlib.crc32(chunk)) + struct.pack(">I", len(idat)) + b"IDAT" + idat
+                     + struct.pack(">I", zlib.crc32(b"IDAT" + idat)) + b"\0\0\0\0IEND" + struct.pack(">I", zlib.crc32(b"IEND")))
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(world, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    _png_declaring(bomb, 100_000, 100_000)
+    t0 = time.time()
+    r = satseg("predict", bomb, "--model", world["tflite"], "--out", tmp_path / "out")
+    assert_one_line_error(r, "bomb.png", "pixel budget", "SATSEG_MAX_PIXELS")
+    assert time.time() - t0 < 60 and not (tmp_path / "out").exists()
+
+
+def test_16_bit_pixels_on_a_model_that_takes_8_bit_pixels_are_refused_not_clipped(tmp_path):
+    from satseg.cli.common import default_model
+
+    scene = tmp_path / "scene16.tif"
+    tifffile.imwrite(scene, (np.random.default_rng(0).integers(0, 255, (96, 96, 3)) * 257).astype(np.uint16),
+                     photometric="rgb")
+    r = satseg("predict", scene, "--model", default_model(None), "--out", tmp_path / "out")
+    assert_one_line_error(r, "scene16.tif", "uint16 pixels", "8-bit")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sidecar_with_other_classes_than_the_whole_image_model_is_refused(tmp_path):
+    from satseg.cli.common import default_model
+
+    model = tmp_path / "m.tflite"
+    shutil.copy(default_model(None), model)
+    spec = json.loads(Path(default_model(None)).with_name("model_int8.satseg.json").read_text())
+    spec["classes"] = spec["classes"][:5]
+    (tmp_path / "m.satseg.json").write_text(json.dumps(spec))
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(img)
+    assert_one_line_error(satseg("predict", img, "--model", model, "--out", tmp_path / "out"),
+                          "m.tflite", "predicts 6 classes, its spec lists 5")

@@ -32,6 +32,7 @@ from satseg.imaging import (
     cut_patches,
     nodata_mask,
     normalize,
+    pixel_type,
     read_mask,
     resize,
 )
@@ -56,6 +57,10 @@ class LoadedImage:
     @property
     def bands(self) -> int:
         return self.image.shape[-1]
+
+    @property
+    def dtype(self) -> str:
+        return pixel_type(self.image.dtype)
 
     def window(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         return self.image[y:y + h, x:x + w], self.mask[y:y + h, x:x + w]

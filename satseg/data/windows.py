@@ -13,7 +13,7 @@ import numpy as np
 
 from satseg.classes import IGNORE_LABEL, TEACHER_ONLY, as_class_set
 from satseg.errors import DataError
-from satseg.imaging import nodata_mask
+from satseg.imaging import nodata_mask, pixel_type
 
 WINDOWED_PIXELS = 32_000_000
 """Scenes with more pixels than this are read in windows, not decoded whole."""
@@ -84,7 +84,7 @@ class WindowedImage:
             h, w = self._mask.shape[:2]
             raise DataError(f"{sample.mask}: mask is {w}x{h} but its image {sample.image.name} is "
                             f"{self.shape[1]}x{self.shape[0]}")
-        self.dtype = self._img.ds.dtypes[0]
+        self.dtype = pixel_type(self._img.ds.dtypes[0])
         self._counts = None
 
     @property
