@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -296,14 +298,28 @@ def resolve_normalization(cfg: TrainConfig, train_images) -> dict:
     return {"kind": "in_model", "source": "training images", "mean": st["mean"], "std": st["std"]}
 
 
-def synthetic_root(cfg: TrainConfig, run: RunDir) -> Path:
+def synthetic_root(cfg: TrainConfig, staging: Path, run: RunDir) -> Path:
+    """The built-in synthetic scenes, written to ``staging`` (moved into the run folder once every
+    check has passed, so a refused run leaves nothing behind)."""
     from satseg.synthetic import write_dataset
 
-    root = run / "synthetic-data"
-    if not root.exists():
-        print(f"no --data given: training on built-in synthetic scenes written to {root}")
-        write_dataset(root, tiles=2, images_per_tile=max(cfg.synthetic_images // 2, 1), seed=cfg.seed)
-    return root
+    print(f"no --data given: training on built-in synthetic scenes (kept in {run / 'synthetic-data'})")
+    return write_dataset(staging / "synthetic-data", tiles=2, images_per_tile=max(cfg.synthetic_images // 2, 1),
+                         seed=cfg.seed)
+
+
+def rebase(data: TrainData, root: Path):
+    """Point every sample of ``data`` at ``root`` (the same files, moved there)."""
+    from dataclasses import replace
+
+    def moved(s):
+        return replace(s, image=root / s.image.relative_to(data.root),
+                       mask=None if s.mask is None else root / s.mask.relative_to(data.root))
+
+    data.samples = [moved(s) for s in data.samples]
+    for li in data.train:
+        li.sample = moved(li.sample)
+    data.root = root
 
 
 def open_source(cfg: TrainConfig, root, classes=None, progress: bool = False):
@@ -532,7 +548,7 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     import keras
 
     from satseg.callbacks import EpochLine, EpochSetter, RunCheckpoint, RunHistory
-    from satseg.distill import cache_teacher_logits, load_teachers
+    from satseg.distill import load_teachers
 
     cfg.check()
     run = RunDir(run_dir)
@@ -548,9 +564,48 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     check_class_weights(cfg, classes)
     teachers = load_teachers(cfg, strategy, classes)
     init, _ = load_init(cfg, classes)
-    if synthetic:
-        run.create(force)
-        src = open_source(cfg, synthetic_root(cfg, run))
+    staging = Path(tempfile.mkdtemp(prefix="satseg-synthetic-")) if synthetic else None
+    try:
+        if synthetic:
+            src = open_source(cfg, synthetic_root(cfg, staging, run))
+        data, spec, weights, cached = _checked_data(cfg, run, src, teachers, init, resume, verbose)
+        if not resume:
+            run.create(force)
+            if synthetic:
+                shutil.move(staging / "synthetic-data", run / "synthetic-data")
+                rebase(data, run / "synthetic-data")
+            run.write_config(_config_doc(cfg, data, spec, weights))
+            save_spec(spec, run / "satseg.json")
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    train_s, val_s, train_ds, val_ds = make_datasets(cfg, data, cached)
+    steps = math.ceil(len(train_s) / cfg.batch_size)
+    teacher = teachers[0][0] if teachers else None  # online distillation has exactly one
+    trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights, init)
+    checkpoint = RunCheckpoint(run)
+    checkpoint.restore(trainer)  # a damaged checkpoint stops the resume here, before anything is written
+    if change is not None:
+        run.record_change(*change)
+    # history first: a kill before the checkpoint commits leaves a row that the resume drops
+    cbs = [EpochSetter(train_s, val_s), RunHistory(run.path, title=cfg.model), checkpoint]
+    if verbose:
+        cbs.append(EpochLine(cfg.epochs, steps))
+    if cfg.patience:
+        cbs.append(keras.callbacks.EarlyStopping("val_miou", mode="max", patience=cfg.patience))
+    t0 = time.perf_counter()
+    trainer.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=cbs + list(callbacks),
+                shuffle=False, verbose=0)
+    return finish(run, trainer, data, time.perf_counter() - t0)
+
+
+def _checked_data(cfg: TrainConfig, run: RunDir, src, teachers, init, resume: bool, verbose: int):
+    """Read and split the data, check it against the teachers and the --init model, and cache the
+    teachers' logits: everything that can refuse a run, before the run folder is written."""
+    import keras
+
+    from satseg.distill import cache_teacher_logits
+
     keras.utils.set_random_seed(cfg.seed)
     doc = run.config() if resume else {}
     data = prepare_data(cfg, src, progress=bool(verbose) and sys.stderr.isatty(), recorded=doc.get("split"),
@@ -570,34 +625,12 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
         if m.input_shape[-1] != data.bands:
             raise SatsegError(f"{path}: {what} takes {m.input_shape[-1]} bands, the data has {data.bands}")
     weights = resolve_class_weights(cfg, data, spec.num_classes)
-    if not resume:
-        if cfg.data is not None:
-            run.create(force)
-        run.write_config(_config_doc(cfg, data, spec, weights))
-        save_spec(spec, run / "satseg.json")
-    else:
+    if resume:
         check_fingerprint(run, data)
     cached = None
     if teachers and cfg.distill_mode == "offline":
         cached = cache_teacher_logits(cfg, teachers, data)
-    train_s, val_s, train_ds, val_ds = make_datasets(cfg, data, cached)
-    steps = math.ceil(len(train_s) / cfg.batch_size)
-    teacher = teachers[0][0] if teachers else None  # online distillation has exactly one
-    trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights, init)
-    checkpoint = RunCheckpoint(run)
-    checkpoint.restore(trainer)  # a damaged checkpoint stops the resume here, before anything is written
-    if change is not None:
-        run.record_change(*change)
-    # history first: a kill before the checkpoint commits leaves a row that the resume drops
-    cbs = [EpochSetter(train_s, val_s), RunHistory(run.path, title=cfg.model), checkpoint]
-    if verbose:
-        cbs.append(EpochLine(cfg.epochs, steps))
-    if cfg.patience:
-        cbs.append(keras.callbacks.EarlyStopping("val_miou", mode="max", patience=cfg.patience))
-    t0 = time.perf_counter()
-    trainer.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=cbs + list(callbacks),
-                shuffle=False, verbose=0)
-    return finish(run, trainer, data, time.perf_counter() - t0)
+    return data, spec, weights, cached
 
 
 def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:

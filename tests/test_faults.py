@@ -549,3 +549,28 @@ def test_a_sidecar_with_other_classes_than_the_whole_image_model_is_refused(tmp_
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(img)
     assert_one_line_error(satseg("predict", img, "--model", model, "--out", tmp_path / "out"),
                           "m.tflite", "predicts 6 classes, its spec lists 5")
+
+
+def test_a_refused_run_on_synthetic_data_leaves_nothing_and_keeps_the_old_run(tmp_path):
+    out = tmp_path / "run"
+    r = satseg("train", "--model", "student", "--patch-size", "4096", "--epochs", "1", "--out", out)
+    assert_one_line_error(r, "patch fits")
+    assert not out.exists()
+    old = _existing(out, "config.json", b"an earlier run")
+    r = satseg("train", "--model", "student", "--patch-size", "4096", "--epochs", "1", "--out", out, "--force")
+    assert_one_line_error(r, "patch fits")
+    assert old.read_bytes() == b"an earlier run"
+
+
+def test_a_teacher_that_fails_a_check_on_the_data_leaves_no_run_folder(world, tmp_path):
+    import keras
+
+    inp = keras.Input((None, None, 4))
+    keras.Model(inp, keras.layers.Conv2D(6, 1)(inp)).save(tmp_path / "t4.keras")
+    spec = pixel_spec(64)
+    spec.bands, spec.normalization = 4, {"kind": "in_model", "mean": [0.0] * 4, "std": [1.0] * 4}
+    save_spec(spec, tmp_path / "t4.satseg.json")
+    r = satseg("train", "--model", "student", "--data", world["data"], "--teacher", tmp_path / "t4.keras",
+               "--patch-size", "32", "--epochs", "1", "--out", tmp_path / "run")
+    assert_one_line_error(r, "takes 4 bands")
+    assert not (tmp_path / "run").exists()
