@@ -83,6 +83,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import numpy as np
 
+        check_space(self.run.path, 3 * sum(int(np.prod(v.shape)) * 4 for v in self.model.weights) + 2**20)
         current = (logs or {}).get(self.monitor)
         if current is not None and not math.isnan(float(current)) and (self.best is None or float(current) > self.best):
             self.best, self.best_epoch = float(current), epoch + 1
@@ -99,6 +100,19 @@ class RunCheckpoint(keras.callbacks.Callback):
         for old in ck_dir.glob("epoch*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)
+
+
+def check_space(folder, need: int):
+    """Refuse a write that the disk cannot hold, before a library half-writes it (h5py on a full
+    disk raises deep inside, and has crashed the process): the run stays resumable."""
+    import shutil
+
+    from satseg.errors import SatsegError
+
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise SatsegError(f"{folder}: {free / 2**20:.0f} MB free, the checkpoint needs about {need / 2**20:.0f} MB; "
+                          f"free space, then --resume {folder}")
 
 
 class EpochLine(keras.callbacks.Callback):

@@ -502,8 +502,24 @@ def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool 
 _WORKER: dict = {}
 
 
-def _init_worker(path: str, threads: int):
+def _init_worker(path: str, threads: int, parent: int):
+    exit_with_parent(parent)
     _WORKER["model"] = EdgeModel(path, num_threads=threads)
+
+
+def exit_with_parent(parent: int, poll_seconds: float = 0.5):
+    """End this worker process when its ``parent`` is gone (``kill -9`` of ``predict --jobs N`` left
+    its workers running): a daemon thread watches the parent process id (given by the parent, as it
+    may die before this runs)."""
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _work(job):
@@ -572,7 +588,8 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
                 from concurrent.futures import ProcessPoolExecutor
 
                 threads = max(1, (os.cpu_count() or 1) // jobs)
-                with ProcessPoolExecutor(jobs, mp.get_context("spawn"), _init_worker, (str(model.path), threads)) as pool:
+                with ProcessPoolExecutor(jobs, mp.get_context("spawn"), _init_worker,
+                                         (str(model.path), threads, os.getpid())) as pool:
                     for files in pool.map(_work, work):
                         written += files
                         bar.update(1)

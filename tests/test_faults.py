@@ -574,3 +574,68 @@ def test_a_teacher_that_fails_a_check_on_the_data_leaves_no_run_folder(world, tm
                "--patch-size", "32", "--epochs", "1", "--out", tmp_path / "run")
     assert_one_line_error(r, "takes 4 bands")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_full_or_read_only_disk_is_one_line_however_deep_a_library_wrapped_it():
+    import errno
+
+    from satseg.cli import storage_error
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/runs/x/checkpoint/epoch0003.weights.h5")
+    try:
+        try:
+            raise full
+        except OSError as e:
+            raise RuntimeError("Unable to synchronously create dataset") from e
+    except RuntimeError as wrapped:
+        line = storage_error(wrapped)
+    assert line.startswith("/runs/x/checkpoint/epoch0003.weights.h5: cannot write (no space left")
+    assert "read-only" in storage_error(OSError(errno.EROFS, "Read-only file system", "/ro/a.png"))
+    assert "no space left" in storage_error(ValueError("h5py: [Errno 28] No space left on device"))
+    assert storage_error(ValueError("something else")) is None
+
+
+def test_training_stops_before_a_checkpoint_the_disk_cannot_hold(tmp_path, tiny_dataset, monkeypatch):
+    import shutil as sh
+
+    from satseg.errors import SatsegError
+    from satseg.train import TrainConfig, train
+
+    real = sh.disk_usage
+    monkeypatch.setattr(sh, "disk_usage", lambda p: real(p)._replace(free=1000))
+    cfg = TrainConfig(model="student", data=str(tiny_dataset), epochs=1, batch_size=4, patch_size=32,
+                      crops_per_epoch=8)
+    with pytest.raises(SatsegError, match="MB free, the checkpoint needs"):
+        train(cfg, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run" / "checkpoint" / "state.json").exists()
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out |= {int(c) for c in (task / "children").read_text().split()}
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_predict_workers_die_with_a_killed_parent(world, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    img = np.random.default_rng(3).integers(0, 256, (1500, 1500, 3)).astype(np.uint8)
+    for i in range(8):
+        Image.fromarray(img).save(src / f"s{i}.png")
+    proc = subprocess.Popen([sys.executable, "-m", "satseg", "predict", str(src), "--model", str(world["tflite"]),
+                             "--out", str(tmp_path / "out"), "--jobs", "2"], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, kids = time.time() + 60, set()
+    while time.time() < deadline and len(kids) < 3:  # two workers and the resource tracker
+        time.sleep(0.1)
+        kids = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(Path(f"/proc/{k}").exists() and
+                                         "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2] for k in kids):
+        time.sleep(0.2)
+    alive = [k for k in kids if Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]]
+    assert kids and not alive

@@ -65,4 +65,30 @@ def main(argv=None):
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as e:
+        full = storage_error(e)
+        if full is None:
+            raise
+        click.echo(f"satseg: error: {full}", err=True)
+        sys.exit(2)
     sys.exit(0)
+
+
+STORAGE_ERRNOS = {28: "no space left on the device", 30: "the file system is read-only", 122: "disk quota exceeded"}
+STORAGE_TEXTS = ("No space left on device", "Read-only file system", "Disk quota exceeded")
+
+
+def storage_error(e: BaseException) -> str | None:
+    """One line for a write that the storage refused (disk full, read-only, over quota), however
+    deep a library wrapped it (h5py, Keras, TensorFlow); None for any other error."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
+            where = e.filename or "output"
+            return f"{where}: cannot write ({STORAGE_ERRNOS[e.errno]}); free space or choose another location, then rerun"
+        text = next((t for t in STORAGE_TEXTS if t in str(e)), None)
+        if text:
+            return f"cannot write ({text.lower()}); free space or choose another location, then rerun"
+        e = e.__cause__ or e.__context__
+    return None
