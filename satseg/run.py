@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -60,12 +61,29 @@ class RunDir:
 
     def check_new(self, force: bool):
         """A new run may start here: the folder is absent or empty, or ``force``; and it is writable."""
+        if self.path.is_symlink():
+            raise SatsegError(f"{self.path}: is a link; satseg does not write through links (choose another --out)")
         if self.path.exists() and not self.path.is_dir():
             raise SatsegError(f"{self.path}: exists and is not a directory")
         if self.path.is_dir() and any(self.path.iterdir()) and not force:
             raise SatsegError(f"{self.path}: run directory exists; pass --force to overwrite it "
                               f"or --resume {self.path} to continue it")
         check_writable(self.path)
+
+    def check_resumable(self):
+        """A run may go on here: its folder and checkpoint folder are writable."""
+        for folder in (self.path, self.checkpoint_dir):
+            if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+                raise SatsegError(f"{folder}: cannot write there (read-only?); the run cannot resume in place")
+
+    def remove_temporaries(self):
+        """Temporaries that a killed run left (``.best.keras.*.tmp.keras``, ...): call only while
+        holding the folder's lock, when no other writer can be running."""
+        for folder in (self.path, self.checkpoint_dir):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp*"):
+                    if tmp.is_file() and not tmp.is_symlink():
+                        tmp.unlink(missing_ok=True)
 
     def create(self, force: bool):
         self.check_new(force)

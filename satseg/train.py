@@ -544,18 +544,29 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
           verbose: int = 1, callbacks=(), change: tuple | None = None) -> dict:
     """Run (or resume) a training run; returns its summary. ``verbose`` 0 prints nothing, 1 one
     line per epoch (and a progress bar on a terminal). ``change`` (key, old, new): a setting a
-    resume changes, recorded in config.json only once everything is checked."""
-    import keras
-
-    from satseg.callbacks import EpochLine, EpochSetter, RunCheckpoint, RunHistory
-    from satseg.distill import load_teachers
+    resume changes, recorded in config.json only once everything is checked. One process trains
+    in a run folder at a time (:class:`satseg.atomic.OutputLock`)."""
+    from satseg.atomic import OutputLock
 
     cfg.check()
     run = RunDir(run_dir)
     if resume:
         run.config()
+        run.check_resumable()
     else:
         run.check_new(force)
+    with OutputLock(run.path, "satseg train"):
+        if resume:
+            run.remove_temporaries()  # a killed writer's; no other writer holds the folder
+        return _train(cfg, run, force, resume, verbose, callbacks, change)
+
+
+def _train(cfg: TrainConfig, run: RunDir, force: bool, resume: bool, verbose: int, callbacks, change) -> dict:
+    import keras
+
+    from satseg.callbacks import EpochLine, EpochSetter, RunCheckpoint, RunHistory
+    from satseg.distill import load_teachers
+
     strategy = make_strategy(cfg.strategy)  # first: MultiWorkerMirroredStrategy must precede other ops
     synthetic = cfg.data is None and not resume  # its classes are Dubai's; written once the checks pass
     src = None if synthetic else open_source(cfg, cfg.data or run / "synthetic-data",

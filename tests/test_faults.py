@@ -639,3 +639,50 @@ def test_predict_workers_die_with_a_killed_parent(world, tmp_path):
         time.sleep(0.2)
     alive = [k for k in kids if Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]]
     assert kids and not alive
+
+
+def test_a_second_training_in_one_run_folder_is_refused(tmp_path, tiny_dataset):
+    run = tmp_path / "run"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / ".run.lock").write_text(f"{holder.pid} satseg train\n")
+        r = satseg("train", "--model", "student", "--data", tiny_dataset, "--epochs", "1", "--out", run)
+        assert_one_line_error(r, "in use by process", "satseg train")
+        assert not run.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_force_onto_a_linked_run_folder_is_refused(tmp_path, tiny_dataset):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "keep.txt").write_text("keep")
+    (tmp_path / "run").symlink_to(real, target_is_directory=True)
+    r = satseg("train", "--model", "student", "--data", tiny_dataset, "--out", tmp_path / "run", "--force")
+    assert_one_line_error(r, "is a link")
+    assert (real / "keep.txt").read_text() == "keep"
+
+
+def test_a_resume_removes_what_a_killed_writer_left(trained_student, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_student, run)
+    (run / ".best.keras.a1b2c3d4.tmp.keras").write_bytes(b"half")
+    (run / "checkpoint" / ".epoch0005.weights.h5.x9y8z7w6.tmp.weights.h5").write_bytes(b"half")
+    r = satseg("train", "--resume", run, "--epochs", "5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not list(run.rglob(".*.tmp*")) and not (tmp_path / ".run.lock").exists()
+
+
+def test_sigterm_during_export_leaves_no_temporary(world, tmp_path):
+    out = tmp_path / "exp"
+    proc = subprocess.Popen([sys.executable, "-m", "satseg", "export", "--model", str(world["keras"]), "--out", str(out),
+                             "--calibration-data", str(world["data"]), "--formats", "tflite_float32,tflite_int8"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".exp.*.tmp")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err, err[-2000:]
+    assert not list(tmp_path.glob(".exp*")) and not out.exists()

@@ -49,19 +49,38 @@ def _register():
 _register()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that every ``finally`` runs (temporaries removed,
+    locks released) before the process ends."""
+
+
+_SIGNALLED: list[int] = []
+
+
+def _terminate(signum, frame):
+    _SIGNALLED.append(signum)
+    raise Terminated()
+
+
 def main(argv=None):
     """Entry point: user errors become one line on stderr and exit status 2."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="satseg", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort:  # click turns Ctrl-C (and SIGTERM, raised as one) into Abort
+        click.echo("terminated" if _SIGNALLED else "aborted", err=True)
+        sys.exit(143 if _SIGNALLED else 130)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
     except SatsegError as e:
         click.echo(f"satseg: error: {e}", err=True)
         sys.exit(2)
+    except Terminated:
+        click.echo("terminated", err=True)
+        sys.exit(143)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
