@@ -405,7 +405,8 @@ def spec_problem(spec: ModelSpec) -> str | None:
     if not isinstance(spec.architecture, str):
         return f"architecture must be a name, not {spec.architecture!r}"
     norm = spec.normalization
-    if norm["kind"] in ("in_model", "standard"):
+    # "standard": the runtime normalises with these; "in_model": the graph does, they are a record
+    if norm["kind"] == "standard" or (norm["kind"] == "in_model" and ("mean" in norm or "std" in norm)):
         for key in ("mean", "std"):
             v = norm.get(key)
             if not isinstance(v, list) or len(v) != spec.bands or not all(

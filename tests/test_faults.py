@@ -96,6 +96,7 @@ BAD_MODELS = [("empty.tflite", "not a usable LiteRT model"), ("corrupt.tflite", 
 @pytest.mark.parametrize("change,message", [
     ({"patch_size": "256"}, "patch_size must be a whole number"), ({"margin": -40}, "margin must be"),
     ({"normalization": {"kind": "standard", "std": [1, 1, 1]}}, "normalization mean must be 3 numbers"),
+    ({"normalization": {"kind": "in_model", "mean": [1, 2], "std": [1, 1]}}, "normalization mean must be 3 numbers"),
     ({"classes": [{"id": 0, "name": "a", "color": [300, 0, 0]}, {"id": 1, "name": "b", "color": [0, 0, 0]}]},
      "colour must be"),
 ])
