@@ -18,6 +18,7 @@ import numpy as np
 
 from satseg.atomic import atomic_write
 from satseg.classes import ModelSpec, color_table, load_spec
+from satseg.errors import SatsegError
 from satseg.imaging import TIFF_SUFFIXES, RowReader, normalize, tile_starts
 from satseg.progress import progress as bar_for
 
@@ -523,7 +524,21 @@ def exit_with_parent(parent: int, poll_seconds: float = 0.5):
 
 
 def _work(job):
-    return predict_one(_WORKER["model"], *job)
+    return _predict_or_reason(_WORKER["model"], *job)
+
+
+def _predict_or_reason(model, src: Path, dst: Path, overlap, tta) -> list[Path] | str:
+    """The files written for one scene, or why it could not be read (the batch goes on)."""
+    from satseg.errors import DataError
+
+    try:
+        return predict_one(model, src, dst, overlap, tta)
+    except DataError as e:
+        return str(e)
+    except OSError as e:  # a reader's I/O error on a damaged file (rasterio, Pillow); not a full disk
+        if e.errno is not None:
+            raise
+        return f"{src}: cannot read image ({e})"
 
 
 def output_paths(src: Path, dst: Path) -> list[Path]:
@@ -532,9 +547,10 @@ def output_paths(src: Path, dst: Path) -> list[Path]:
     return [ids, dst.with_name(dst.stem + "_color.png")]
 
 
-def plan_outputs(pairs, out_dir: Path, force: bool = False) -> list[tuple[Path, Path]]:
+def plan_outputs(pairs, out_dir: Path, force: bool = False, skip_existing: bool = False) -> list[tuple[Path, Path]]:
     """Every output path before anything is written: two inputs that would write one file are
-    refused naming both, no output may pass through a link, and existing files need ``force``."""
+    refused naming both, no output may pass through a link, and existing files need ``force``
+    (with ``skip_existing``, inputs whose outputs all exist are left out instead: a resumed batch)."""
     from satseg.atomic import check_inside
 
     owner: dict[Path, Path] = {}
@@ -548,16 +564,31 @@ def plan_outputs(pairs, out_dir: Path, force: bool = False) -> list[tuple[Path, 
             owner[p] = src
             check_inside(out_dir, p)
         work.append((src, dst))
+    if skip_existing:
+        work = [(src, dst) for src, dst in work if not all(p.exists() for p in output_paths(src, dst))]
     if not force:
-        clash = [p for p in owner if p.exists() or p.is_symlink()]
+        planned = {p for src, dst in work for p in output_paths(src, dst)}
+        clash = [p for p in owner if p in planned and (p.exists() or p.is_symlink())]
         if clash:
             raise FileExistsError(f"{clash[0]}: output exists ({len(clash)} in all); pass --force to overwrite")
     return work
 
 
+class BatchError(SatsegError):
+    """Some scenes of a batch could not be predicted; the others were. ``failed``: (input, reason)."""
+
+    def __init__(self, written: list[Path], failed: list[tuple[Path, str]], total: int):
+        self.written, self.failed = written, failed
+        super().__init__(f"{len(failed)} of {total} images failed (the other {total - len(failed)} were written; "
+                         "rerun with --skip-existing once they are fixed)")
+
+
 def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP, force: bool = False,
-                  progress: bool = True, tta: bool = False, jobs: int = 1) -> list[Path]:
+                  progress: bool = True, tta: bool = False, jobs: int = 1, skip_existing: bool = False) -> list[Path]:
     """Predict every image under ``inputs`` into ``out_dir``; returns the files written.
+
+    A scene that cannot be read is reported and the others are done: :class:`BatchError` at the
+    end lists the failures. ``skip_existing`` leaves out scenes whose outputs all exist.
 
     ``model`` is an :class:`EdgeModel` or anything with ``spec`` and ``predict_patches``. Outputs
     are planned and checked first (:func:`plan_outputs`) and ``out_dir`` is held by one writer
@@ -571,18 +602,25 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     check_overlap(overlap, model.spec.patch_size)
     pairs = collect_inputs(inputs)
     with OutputLock(out_dir, "satseg predict"):
-        planned = plan_outputs(pairs, out_dir, force)
+        planned = plan_outputs(pairs, out_dir, force, skip_existing)
         for src, dst in planned:
             for p in output_paths(src, dst):
                 remove_temporaries(p)  # a killed run's; no other writer holds the folder
         jobs = max(1, min(jobs, len(planned))) if isinstance(model, EdgeModel) else 1
         work = [(src, dst, overlap, tta) for src, dst in planned]
-        written = []
+        written, failed = [], []
+
+        def done(src, result):
+            if isinstance(result, str):
+                failed.append((src, result))
+            else:
+                written.extend(result)
+            bar.update(1)
+
         with bar_for(total=len(planned), enabled=progress, unit="img", desc="predicting") as bar:
             if jobs == 1:
                 for job in work:
-                    written += predict_one(model, *job)
-                    bar.update(1)
+                    done(job[0], _predict_or_reason(model, *job))
             else:
                 import multiprocessing as mp
                 from concurrent.futures import ProcessPoolExecutor
@@ -590,9 +628,10 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
                 threads = max(1, (os.cpu_count() or 1) // jobs)
                 with ProcessPoolExecutor(jobs, mp.get_context("spawn"), _init_worker,
                                          (str(model.path), threads, os.getpid())) as pool:
-                    for files in pool.map(_work, work):
-                        written += files
-                        bar.update(1)
+                    for job, result in zip(work, pool.map(_work, work)):
+                        done(job[0], result)
+    if failed:
+        raise BatchError(written, failed, len(planned))
     return written
 
 

@@ -687,3 +687,26 @@ def test_sigterm_during_export_leaves_no_temporary(world, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in err, err[-2000:]
     assert not list(tmp_path.glob(".exp*")) and not out.exists()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_corrupt_scene_among_eight_is_reported_and_the_rest_done_then_skip_existing_resumes(world, tmp_path, jobs):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(8):
+        shutil.copy(world["image"], src / f"s{i}.jpg")
+    (src / "s3.jpg").write_bytes(world["image"].read_bytes()[:300])  # truncated
+    out = tmp_path / "out"
+    r = satseg("predict", src, "--model", world["tflite"], "--out", out, "--jobs", jobs)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("satseg: error:")]
+    assert len(errors) == 2 and "s3.jpg" in errors[0] and "1 of 8 images failed" in errors[1]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"s{i}{s}" for i in range(8) if i != 3
+                                                           for s in (".png", "_color.png"))
+    before = snapshot(out)
+    shutil.copy(world["image"], src / "s3.jpg")  # fixed
+    r = satseg("predict", src, "--model", world["tflite"], "--out", out, "--skip-existing")
+    assert r.returncode == 0 and "wrote 2 files" in r.stdout, r.stderr[-2000:]
+    assert all(snapshot(out)[p] == c for p, c in before.items())
+    r = satseg("predict", src, "--model", world["tflite"], "--out", out, "--skip-existing")
+    assert r.returncode == 0 and "wrote 0 files" in r.stdout
