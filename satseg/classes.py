@@ -361,13 +361,20 @@ REQUIRED_SPEC_KEYS = ("classes", "normalization", "patch_size", "bands")
 
 def read_spec(path) -> ModelSpec:
     """Parse and check one spec file: valid JSON, every key present, consistent classes."""
-    from satseg.errors import DataError, ModelFileError
+    from satseg.errors import ModelFileError
 
     path = Path(path)
     try:
         d = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ModelFileError(f"{path}: model spec is not valid JSON ({type(e).__name__}: {e})") from None
+    return check_spec_doc(d, path)
+
+
+def check_spec_doc(d, path) -> ModelSpec:
+    """A spec document (a sidecar's, or one embedded in a model file) checked field by field."""
+    from satseg.errors import DataError, ModelFileError
+
     if not isinstance(d, dict):
         raise ModelFileError(f"{path}: model spec must be a JSON object")
     missing = [k for k in REQUIRED_SPEC_KEYS if k not in d]
@@ -422,12 +429,33 @@ def load_spec(model_path) -> ModelSpec:
     from satseg.errors import ModelFileError
 
     p = Path(model_path)
-    for cand in (spec_path_for(p), p.parent / "satseg.json"):
-        if cand.is_file():
-            return read_spec(cand)
+    if spec_path_for(p).is_file():
+        return read_spec(spec_path_for(p))
+    if p.suffix == ".tflite" and p.is_file():
+        spec = embedded(p)
+        if spec is not None:
+            return spec
+    if (p.parent / "satseg.json").is_file():
+        return read_spec(p.parent / "satseg.json")
     raise ModelFileError(
-        f"{p}: no model spec found (looked for {spec_path_for(p).name} and satseg.json beside it); "
+        f"{p}: no model spec found (not inside the file, no {spec_path_for(p).name} or satseg.json beside it); "
         "it records the classes, normalisation and patch size the model was trained with")
+
+
+def embedded(path: Path) -> ModelSpec | None:
+    """The spec a ``.tflite`` file carries inside (:mod:`satseg.tflite_metadata`), checked like a
+    sidecar; None when it carries none."""
+    from satseg.errors import ModelFileError
+
+    try:
+        from satseg.tflite_metadata import embedded_spec
+
+        doc = embedded_spec(path)
+    except ImportError:  # no ai-edge-litert: the sidecar is the only source
+        return None
+    except Exception as e:  # not a flatbuffer, or a damaged entry
+        raise ModelFileError(f"{path}: cannot read the spec inside the file ({type(e).__name__})") from None
+    return None if doc is None else check_spec_doc(doc, f"{path} (embedded spec)")
 
 
 def save_spec(spec: ModelSpec, path) -> Path:

@@ -304,8 +304,11 @@ def write_artifact(fmt: str, graphs: Graphs, spec: ModelSpec, folder: Path, pari
         save_spec(spec, path / "satseg.json")
     else:
         pixels = whole_spec is not None and fmt == "tflite_int8" and 0 <= parity.calib.min() <= parity.calib.max() <= 255
-        path.write_bytes(convert_tflite(graph, fmt, parity.calib, int8_io and fmt.startswith("tflite_int8") and not pixels,
-                                        uint8_pixels=pixels))
+        from satseg.tflite_metadata import with_spec
+
+        tflite = convert_tflite(graph, fmt, parity.calib, int8_io and fmt.startswith("tflite_int8") and not pixels,
+                                uint8_pixels=pixels)
+        path.write_bytes(with_spec(tflite, (whole_spec or spec).to_dict()))  # the file describes itself
         save_spec(whole_spec or spec, path.with_name(path.stem + ".satseg.json"))
     pred = _file_predictions(fmt, path, whole_spec or spec, whole_spec is not None, parity)
     miou, iou = _miou_and_iou(parity.y, pred, spec.num_classes)

@@ -269,3 +269,33 @@ def test_predict_with_several_jobs_writes_identical_files(pixel_tflite, tmp_path
     assert [p.name for p in one] == [p.name for p in two] and len(one) == 6
     for a, b in zip(one, two):
         assert a.read_bytes() == b.read_bytes()
+
+
+def test_every_exported_litert_file_carries_its_spec_inside(exported):
+    from satseg.tflite_metadata import embedded_spec
+
+    out, _ = exported
+    files = sorted(out.glob("*.tflite"))
+    assert files
+    for f in files:
+        sidecar = json.loads(f.with_name(f.stem + ".satseg.json").read_text())
+        assert embedded_spec(f) == sidecar, f.name
+
+
+def test_a_litert_file_without_a_sidecar_predicts_from_its_embedded_spec_without_tensorflow(tmp_path):
+    from satseg.cli.common import default_model
+    from satseg.tflite_metadata import read_metadata, with_spec
+
+    src = Path(default_model(None))
+    spec = json.loads(src.with_name("model_int8.satseg.json").read_text())
+    model = tmp_path / "alone.tflite"
+    model.write_bytes(with_spec(src.read_bytes(), spec))
+    assert set(read_metadata(src)) < set(read_metadata(model))  # the converter's entries stay
+    img = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (77, 131, 3)).astype(np.uint8)).save(img)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for m, out in ((model, "alone"), (src, "ref")):
+        r = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, "predict", str(img), "--model", str(m),
+                            "--out", str(tmp_path / out)], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "alone" / "a.png").read_bytes() == (tmp_path / "ref" / "a.png").read_bytes()

@@ -1,0 +1,58 @@
+"""The model's contract inside the ``.tflite`` file itself: a flatbuffer metadata entry named
+``satseg.spec`` holding the spec JSON (classes, colours, normalisation, stride, margin, bands).
+
+TFLite models carry named metadata buffers (the converter writes ``min_runtime_version`` and
+``CONVERSION_METADATA`` there); any client can list them with the flatbuffer schema that ships
+with ai-edge-litert (``ai_edge_litert.schema_py_generated``), so the file describes itself without
+satseg, TensorFlow or a sidecar. Reads and writes use that schema only (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+KEY = "satseg.spec"
+"""Name of the metadata entry that holds the spec."""
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
+def read_metadata(model) -> dict[str, bytes]:
+    """Every metadata entry of a ``.tflite`` file (path or bytes): name -> bytes."""
+    buf = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+    m = _schema().Model.GetRootAs(buf, 0)
+    out = {}
+    for i in range(m.MetadataLength()):
+        md = m.Metadata(i)
+        data = m.Buffers(md.Buffer())
+        out[md.Name().decode()] = data.DataAsNumpy().tobytes() if data.DataLength() else b""
+    return out
+
+
+def embedded_spec(model) -> dict | None:
+    """The spec document embedded in a ``.tflite`` file, or None when it has none."""
+    raw = read_metadata(model).get(KEY)
+    return None if raw is None else json.loads(raw.decode())
+
+
+def with_spec(tflite: bytes, spec: dict) -> bytes:
+    """``tflite`` with ``spec`` embedded as the ``satseg.spec`` metadata entry (replacing an old one);
+    the graph and its weights are unchanged."""
+    import flatbuffers
+
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
+    buffer = schema.BufferT()
+    buffer.data = list(json.dumps(spec, sort_keys=True).encode())
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = KEY, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (KEY, KEY.encode())] + [entry]
+    builder = flatbuffers.Builder(len(tflite) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
