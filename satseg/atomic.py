@@ -113,15 +113,22 @@ class OutputLock:
     lock whose process is gone (killed) is taken over."""
 
     def __init__(self, target, command: str = "satseg"):
-        self.target = Path(os.path.abspath(target))
+        self.target = Path(os.path.realpath(target))  # one lock per folder, whatever link leads to it
         self.path = self.target.parent / f".{self.target.name}.lock"
         self.command = command
         self.held = False
+        self.made: list[Path] = []  # folders created to hold the lock, removed with it when empty
 
     def __enter__(self):
         from satseg.errors import SatsegError
 
+        missing = self.path.parent
+        while not missing.exists():
+            self.made.append(missing)
+            missing = missing.parent
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir() and not self.path.is_symlink():
+            raise SatsegError(f"{self.path}: is a folder where satseg keeps its lock file; remove it")
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -142,22 +149,49 @@ class OutputLock:
         try:
             pid, _, command = self.path.read_text().partition(" ")
             return int(pid), command.strip() or "satseg"
-        except (OSError, ValueError):
+        except (OSError, ValueError, UnicodeDecodeError):
             return None
 
     def __exit__(self, *exc):
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+        for folder in self.made:  # deepest first: only what this lock created, and only if empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
+    if pid <= 0:  # not a process id (kill(0) and kill(-1) address process groups)
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
     return True
+
+
+def check_replaceable(folder, marker: str, what: str, keep=()):
+    """``--force`` may replace ``folder`` only when it is satseg's own (it holds ``marker``) or
+    empty, is not a link, and holds neither the working directory nor any path in ``keep`` (the
+    data a run reads): a mistyped ``--out`` must not delete a user's folder."""
+    from satseg.errors import SatsegError
+
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise SatsegError(f"{folder}: is a link; satseg does not write through links (choose another --out)")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    real = Path(os.path.realpath(folder))
+    for inside in (Path.cwd(), *map(Path, keep)):
+        if Path(os.path.realpath(inside)).is_relative_to(real):
+            raise SatsegError(f"{folder}: holds {inside}; --force would delete it (choose another --out)")
+    if not (folder / marker).is_file():
+        raise SatsegError(f"{folder}: exists and is not {what} (no {marker}); --force replaces only satseg's own "
+                          "results: choose a new or empty --out")

@@ -402,11 +402,12 @@ def spec_problem(spec: ModelSpec) -> str | None:
     def whole(v, lo):
         return type(v) is int and v >= lo
 
-    for key, lo in (("patch_size", 1), ("bands", 1), ("stride", 1), ("margin", 0), ("ignore_label", 0)):
-        if not whole(getattr(spec, key), lo):
-            return f"{key} must be a whole number >= {lo}, not {getattr(spec, key)!r}"
-    if spec.ignore_label > 255:
-        return f"ignore_label must be at most 255, not {spec.ignore_label}"
+    limits = {"patch_size": (1, 8192), "bands": (1, 1024), "stride": (1, 1024), "margin": (0, 8192),
+              "ignore_label": (0, 255)}
+    for key, (lo, hi) in limits.items():
+        v = getattr(spec, key)
+        if not whole(v, lo) or v > hi:
+            return f"{key} must be a whole number from {lo} to {hi}, not {v!r}"
     if spec.dtype not in ("", "uint8", "uint16", "float32"):
         return f"dtype must be uint8, uint16 or float32, not {spec.dtype!r}"
     if not isinstance(spec.architecture, str):

@@ -18,7 +18,7 @@ import numpy as np
 
 from satseg.atomic import atomic_write
 from satseg.classes import ModelSpec, color_table, load_spec
-from satseg.errors import SatsegError
+from satseg.errors import DataError, SatsegError
 from satseg.imaging import TIFF_SUFFIXES, RowReader, normalize, tile_starts
 from satseg.progress import progress as bar_for
 
@@ -257,8 +257,6 @@ def predict_scene(path, predict_fn: Callable[[np.ndarray], np.ndarray], spec: Mo
 def check_pixel_type(path, dtype: str, spec: ModelSpec, takes_raw_uint8: bool = False):
     """Pixels must be of the type the model was trained on (its spec's ``dtype``), and 8-bit for a
     file that takes raw uint8 pixels: 16-bit reflectance clipped to 255 would be silently wrong."""
-    from satseg.errors import DataError
-
     if spec.dtype and dtype != spec.dtype:
         raise DataError(f"{path}: {dtype} pixels, but the model was trained on {spec.dtype} imagery; convert the "
                         f"image (or train on {dtype} imagery)")
@@ -483,9 +481,9 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
     for inp in inputs:
         inp = Path(inp)
         if inp.is_file():
-            pairs.append((inp, Path(inp.stem)))
+            pairs.append((inp, output_stem(Path(inp.name))))
         elif inp.is_dir():
-            pairs += [(f, f.relative_to(inp).with_suffix("")) for f in images_in(inp)]
+            pairs += [(f, output_stem(f.relative_to(inp))) for f in images_in(inp)]
         else:
             raise FileNotFoundError(f"{inp}: no such file or folder")
     if not pairs:
@@ -529,8 +527,6 @@ def _work(job):
 
 def _predict_or_reason(model, src: Path, dst: Path, overlap, tta) -> list[Path] | str:
     """The files written for one scene, or why it could not be read (the batch goes on)."""
-    from satseg.errors import DataError
-
     try:
         return predict_one(model, src, dst, overlap, tta)
     except DataError as e:
@@ -542,9 +538,17 @@ def _predict_or_reason(model, src: Path, dst: Path, overlap, tta) -> list[Path] 
 
 
 def output_paths(src: Path, dst: Path) -> list[Path]:
-    """The files :func:`write_prediction` writes for ``src`` at ``dst`` (ids, then colours)."""
-    ids = dst.with_suffix(".tif" if src.suffix.lower() in TIFF_SUFFIXES else ".png")
-    return [ids, dst.with_name(dst.stem + "_color.png")]
+    """The files :func:`write_prediction` writes for ``src`` at ``dst`` (an output stem: its name
+    is extended, never cut, so ``x.jpg.png`` and ``x.jpg`` keep apart): ids, then colours."""
+    ids = dst.with_name(dst.name + (".tif" if src.suffix.lower() in TIFF_SUFFIXES else ".png"))
+    return [ids, dst.with_name(dst.name + "_color.png")]
+
+
+def output_stem(path: Path) -> Path:
+    """``path`` without its last suffix (``a/x.jpg`` -> ``a/x``), kept whole where that would
+    leave no name (``..jpg``)."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return path.with_name(stem if stem not in ("", ".", "..") else path.name)
 
 
 def plan_outputs(pairs, out_dir: Path, force: bool = False, skip_existing: bool = False) -> list[tuple[Path, Path]]:
@@ -554,6 +558,7 @@ def plan_outputs(pairs, out_dir: Path, force: bool = False, skip_existing: bool 
     from satseg.atomic import check_inside
 
     owner: dict[Path, Path] = {}
+    inputs = {Path(os.path.realpath(src)) for src, _ in pairs}
     work = []
     for src, rel in pairs:
         dst = out_dir / rel
@@ -563,10 +568,14 @@ def plan_outputs(pairs, out_dir: Path, force: bool = False, skip_existing: bool 
                                       "--out folders (or pass their folder: its layout is mirrored)")
             owner[p] = src
             check_inside(out_dir, p)
+            if p.is_dir() and not p.is_symlink():
+                raise FileExistsError(f"{p}: is a folder where an output file goes")
+            if Path(os.path.realpath(p)) in inputs:
+                raise FileExistsError(f"{p}: is an input image; predict into another --out")
         work.append((src, dst))
-    if skip_existing:
+    if skip_existing:  # done inputs are left out; a killed run's partial outputs are written again
         work = [(src, dst) for src, dst in work if not all(p.exists() for p in output_paths(src, dst))]
-    if not force:
+    elif not force:
         planned = {p for src, dst in work for p in output_paths(src, dst)}
         clash = [p for p in owner if p in planned and (p.exists() or p.is_symlink())]
         if clash:
@@ -630,6 +639,8 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
                                          (str(model.path), threads, os.getpid())) as pool:
                     for job, result in zip(work, pool.map(_work, work)):
                         done(job[0], result)
+    if failed and len(planned) == 1:
+        raise DataError(failed[0][1])  # one image: its own line is the whole story
     if failed:
         raise BatchError(written, failed, len(planned))
     return written

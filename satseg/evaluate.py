@@ -115,6 +115,8 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
 
     spec = predictor.spec
     samples = select_images(data, split, seed, recorded=recorded_data(predictor.path), masks=masks, pairs=pairs)
+    if not samples:
+        raise SatsegError(f"{data}: no images in the {split} split to score (--split all scores every image)")
     cm = ConfusionMatrix(spec.num_classes)
     pixels = 0
     pr_labels, pr_probs, panels = [], [], []
@@ -143,6 +145,9 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
                     pr_probs.append(probs.reshape(-1, probs.shape[-1])[sel])
                 if len(panels) < keep_panels:
                     panels.append((li.image, li.mask, pred.astype(np.uint8), f"{s.group}/{s.image.name}"))
+    if cm.matrix.sum() == 0:
+        raise SatsegError(f"{data}: no mask pixel of {len(samples)} images matches a class of the model "
+                          f"({', '.join(class_names(spec.seg_classes))}); wrong --data, or masks in another encoding?")
     result = {"model": str(predictor.path), "kind": predictor.kind, "data": str(data), "split": split,
               "seed": seed, "images": len(samples), "pixels": int(pixels),
               "ignored_pixels": int(pixels - cm.matrix.sum()), "tta": bool(tta),

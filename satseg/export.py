@@ -219,13 +219,15 @@ def check_export(model_path: Path, out_dir: Path, formats, teacher, force: bool)
 
 def check_output_folder(out_dir: Path, force: bool):
     """``--out``: not a link, writable, and empty or new unless ``force``."""
-    from satseg.atomic import check_writable
+    from satseg.atomic import check_replaceable, check_writable
 
     if out_dir.is_symlink():
         raise SatsegError(f"{out_dir}: is a link; satseg does not write through links (choose another --out)")
     check_writable(out_dir.parent, out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
         raise SatsegError(f"{out_dir}: output exists; pass --force to overwrite it")
+    if force:
+        check_replaceable(out_dir, "report.json", "an export folder")
 
 
 def load_for_export(model_path: Path):

@@ -23,6 +23,8 @@ MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"II*\x00": "tiff
 
 def sniff(path) -> str | None:
     """The raster format of a file from its first bytes (``jpeg``, ``png``, ``tiff``, ...), or None."""
+    if not Path(path).is_file():  # a folder, a named pipe (would block), a device
+        return None
     try:
         with open(path, "rb") as f:
             head = f.read(12)
@@ -72,8 +74,14 @@ class RowReader:
         try:
             if not self.path.is_file():
                 raise FileNotFoundError(self.path)
-            if sniff(self.path) == "tiff":
+            kind = sniff(self.path)
+            if kind == "tiff":
                 self._arr = self._open_tiff()
+            elif kind == "png" and _png_16_bit_colour(self.path):
+                # Pillow has no 16-bit colour mode and would read 8 bits; GDAL reads all 16
+                if not self._open_windowed(self._within_budget(*self._pil_size()), always=True):
+                    raise DataError(f"{self.path}: a 16-bit colour PNG, which Pillow reads as 8 bits; install "
+                                    "rasterio (the [train] extra) or convert it to TIFF")
             elif not self._open_windowed(self._within_budget(*self._pil_size())):
                 self._im = self._open_pil()
                 self.shape = (self._im.height, self._im.width, len(self._im.getbands()))
@@ -98,15 +106,19 @@ class RowReader:
     def _within_budget(self, h: int, w: int) -> int:
         import os
 
-        budget = int(os.environ.get("SATSEG_MAX_PIXELS", self.MAX_PIXELS))
+        try:
+            budget = int(os.environ.get("SATSEG_MAX_PIXELS", self.MAX_PIXELS))
+        except ValueError:
+            raise DataError(f"SATSEG_MAX_PIXELS must be a whole number of pixels "
+                            f"(got {os.environ['SATSEG_MAX_PIXELS']!r})") from None
         if h * w > budget:
             raise DataError(f"{self.path}: declares {w} x {h} pixels ({h * w / 1e9:.1f} Gpx), over the pixel budget "
                             f"of {budget / 1e9:g} Gpx; set SATSEG_MAX_PIXELS if the scene really is that large")
         return h * w
 
-    def _open_windowed(self, pixels: int) -> bool:
-        """Open through rasterio for windowed reads, if installed and the scene is large."""
-        if pixels <= self.WINDOWED_PIXELS:
+    def _open_windowed(self, pixels: int, always: bool = False) -> bool:
+        """Open through rasterio for windowed reads, if installed and the scene is large (or ``always``)."""
+        if pixels <= self.WINDOWED_PIXELS and not always:
             return False
         try:
             import rasterio
@@ -144,6 +156,12 @@ class RowReader:
             if tag is not None:
                 self.nodata = _nodata_value(tag.value)
             self._within_budget(page.imagelength, page.imagewidth)
+            series = tif.series[0] if tif.series else None
+            planar = bool(series) and series.axes.startswith("S")
+            stacked = [n for a, n in zip(series.axes, series.shape) if a not in "YXS" and n > 1] if series else []
+            if stacked:  # pages of a stack (axes I, Z, T, ...), not bands of one image
+                raise DataError(f"{self.path}: holds a stack of {stacked[0]} images ({series.axes} "
+                                f"{'x'.join(map(str, series.shape))}); satseg reads one image per file")
         try:
             arr = tifffile.memmap(self.path, mode="r")
         except ValueError:  # compressed or tiled: not mappable
@@ -157,7 +175,7 @@ class RowReader:
             arr = arr[..., None]
         if arr.ndim != 3:
             raise DataError(f"{self.path}: expected a 2-D image with bands, got shape {arr.shape}")
-        if arr.shape[0] < arr.shape[1] and arr.shape[0] < arr.shape[2] and arr.shape[0] <= 16:
+        if planar or (arr.shape[0] < arr.shape[1] and arr.shape[0] < arr.shape[2] and arr.shape[0] <= 16):
             arr = np.moveaxis(arr, 0, -1)  # planar (bands, H, W)
         return arr
 
@@ -204,6 +222,13 @@ class RowReader:
             self._ds.close()
             self._env.__exit__(None, None, None)
         self._im = self._arr = self._ds = self._env = None
+
+
+def _png_16_bit_colour(path) -> bool:
+    """A PNG whose header says 16 bits per sample in colour (RGB or RGBA)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return len(head) == 26 and head[24] == 16 and head[25] in (2, 6)
 
 
 def pixel_type(dtype) -> str:

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from satseg.atomic import atomic_write, atomic_write_text, check_writable
+from satseg.atomic import atomic_write, atomic_write_text, check_replaceable, check_writable
 from satseg.errors import SatsegError
 
 
@@ -38,8 +38,9 @@ class RunDir:
     """A training run's folder. ``RunDir(path)`` never writes; ``create`` and ``check_*`` say
     up front whether a run can start or resume there."""
 
-    def __init__(self, path):
+    def __init__(self, path, keep=()):
         self.path = Path(path).absolute()
+        self.keep = tuple(keep)  # paths --force must not delete (the data the run reads)
 
     def __str__(self):
         return str(self.path)
@@ -68,11 +69,15 @@ class RunDir:
         if self.path.is_dir() and any(self.path.iterdir()) and not force:
             raise SatsegError(f"{self.path}: run directory exists; pass --force to overwrite it "
                               f"or --resume {self.path} to continue it")
+        if force:
+            check_replaceable(self.path, "config.json", "a run folder", self.keep)
         check_writable(self.path)
 
     def check_resumable(self):
-        """A run may go on here: its folder and checkpoint folder are writable."""
+        """A run may go on here: its folder and checkpoint folder are real folders (not links) and writable."""
         for folder in (self.path, self.checkpoint_dir):
+            if folder.is_symlink():
+                raise SatsegError(f"{folder}: is a link; satseg does not write through links")
             if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
                 raise SatsegError(f"{folder}: cannot write there (read-only?); the run cannot resume in place")
 
@@ -102,12 +107,16 @@ class RunDir:
             doc["config"]["model"]
         except (ValueError, KeyError, TypeError) as e:
             raise SatsegError(f"{self.config_path}: not a valid run config ({type(e).__name__}: {e})") from None
+        problem = config_problem(doc)
+        if problem:
+            raise SatsegError(f"{self.config_path}: not a valid run config ({problem})")
         return doc
 
     def spec(self):
-        from satseg.classes import ModelSpec
+        """The model's contract as the run recorded it, checked like a sidecar."""
+        from satseg.classes import check_spec_doc
 
-        return ModelSpec.from_dict(self.config()["spec"])
+        return check_spec_doc(self.config().get("spec"), f"{self.config_path} (spec)")
 
     def write_config(self, doc: dict):
         write_json(self.config_path, doc)
@@ -140,7 +149,7 @@ class RunDir:
         if not isinstance(w, str) or Path(w).name != w or not w.endswith(".weights.h5"):
             raise damaged(f"'weights' must name a .weights.h5 file in the checkpoint folder, not {w!r}")
         if not (self.checkpoint_dir / w).is_file() or (self.checkpoint_dir / w).is_symlink():
-            raise damaged(f"its weights file {w} is missing")
+            raise damaged(f"its weights file {w} is missing (or a link)")
         if ck.get("best") is not None and type(ck["best"]) not in (int, float):
             raise damaged(f"'best' must be a number, not {ck['best']!r}")
         if ck.get("best_epoch") is not None and type(ck["best_epoch"]) is not int:
@@ -155,13 +164,44 @@ class RunDir:
 
     def summary(self) -> dict | None:
         p = self.path / "summary.json"
-        return json.loads(p.read_text()) if p.is_file() else None
+        if not p.is_file():
+            return None
+        try:
+            doc = json.loads(p.read_text())
+        except (ValueError, UnicodeDecodeError):
+            doc = None
+        if not isinstance(doc, dict):
+            raise SatsegError(f"{p}: damaged summary; remove it and --resume the run to write it again")
+        return doc
 
     def write_summary(self, summary: dict):
         write_json(self.path / "summary.json", summary)
 
     def save_model(self, model, name: str = "model.keras") -> Path:
         return atomic_write(self.path / name, model.save)
+
+
+def _is_list_of(v, kind) -> bool:
+    return isinstance(v, list) and all(isinstance(x, kind) for x in v)
+
+
+def config_problem(doc) -> str | None:
+    """The first part of a run's config.json that its readers could not use, in words."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        return "not a JSON object with a 'config' object"
+    split = doc.get("split") or {}
+    if not isinstance(split, dict) or not all(_is_list_of(v, str) for v in split.values()):
+        return "split must map train/val/test to lists of images"
+    fp = doc.get("fingerprint")
+    if fp is not None and (not isinstance(fp, dict) or not all(isinstance(v, list) for v in fp.values())):
+        return "fingerprint must map images to their records"
+    if doc.get("data_root") is not None and not isinstance(doc["data_root"], str):
+        return "data_root must be a path"
+    if not _is_list_of(doc.get("unlabelled", []), str):
+        return "unlabelled must be a list of images"
+    from satseg.train import config_field_problem
+
+    return config_field_problem(doc["config"])
 
 
 def recorded_data(model_path) -> dict | None:

@@ -105,6 +105,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        problem = config_field_problem(d)
+        if problem:
+            raise SatsegError(f"not a valid run config ({problem})")
         known = {f.name for f in fields(cls)}
         cfg = cls(**{k: v for k, v in d.items() if k in known})
         cfg.scale = tuple(cfg.scale)
@@ -200,6 +203,24 @@ class TrainConfig:
                 "mixed_crops": self.mix_fraction if self.mix != "none" else 0.0, "mix": self.mix}
 
 
+def _matches(v, kind: str) -> bool:
+    number = type(v) in (int, float)
+    return {"int": type(v) is int, "float": number, "str": isinstance(v, str), "bool": isinstance(v, bool),
+            "None": v is None, "dict": isinstance(v, dict),
+            "list[str]": isinstance(v, list) and all(isinstance(x, str) for x in v),
+            "list[float]": isinstance(v, list) and all(type(x) in (int, float) for x in v),
+            "tuple": isinstance(v, list | tuple) and len(v) == 2 and all(type(x) in (int, float) for x in v),
+            }.get(kind, True)
+
+
+def config_field_problem(d: dict) -> str | None:
+    """The first recorded setting whose type is not the one :class:`TrainConfig` declares."""
+    for f in fields(TrainConfig):
+        if f.name in d and not any(_matches(d[f.name], kind) for kind in str(f.type).split(" | ")):
+            return f"{f.name} must be {str(f.type).replace(' | ', ' or ')}, not {d[f.name]!r}"
+    return None
+
+
 def versions() -> dict:
     import keras
     import tensorflow as tf
@@ -256,14 +277,22 @@ def recorded_indices(samples, root: Path, recorded: dict) -> dict[str, list[int]
 
 
 def fingerprint(data: TrainData) -> dict:
-    """Size in bytes of every image and mask the run reads, by image path relative to the data
-    root: a resume on files that changed since (replaced, re-exported, truncated) is refused."""
-    def size(p):
-        return p.stat().st_size if p is not None else None
+    """Size and BLAKE2 digest of every image and mask the run reads, by image path relative to
+    the data root: a resume on files that changed since (replaced, re-exported, edited) is refused."""
+    import hashlib
 
-    used = sorted({i for v in data.split.values() for i in v})
-    return {str(data.samples[i].image.relative_to(data.root)): [size(data.samples[i].image), size(data.samples[i].mask)]
-            for i in used}
+    def record(p):
+        if p is None:
+            return None, None
+        with open(p, "rb") as f:
+            return p.stat().st_size, hashlib.file_digest(f, "blake2b").hexdigest()[:32]
+
+    out = {}
+    for i in sorted({i for v in data.split.values() for i in v}):
+        s = data.samples[i]
+        (isize, idig), (msize, mdig) = record(s.image), record(s.mask)
+        out[str(s.image.relative_to(data.root))] = [isize, msize, idig, mdig]
+    return out
 
 
 def check_fingerprint(run: RunDir, data: TrainData):
@@ -271,10 +300,25 @@ def check_fingerprint(run: RunDir, data: TrainData):
     if recorded is None:  # runs made before fingerprints were recorded
         return
     now = fingerprint(data)
-    changed = [k for k in recorded if now.get(k) != recorded[k]]
+    # runs that recorded sizes only are compared on sizes
+    changed = [k for k in recorded if now.get(k, [])[:len(recorded[k])] != recorded[k]]
     if changed:
-        raise SatsegError(f"{data.root / changed[0]}: changed since the run began ({len(changed)} files in all: "
-                          "size differs); the run cannot resume on other data")
+        raise SatsegError(f"{data.root / changed[0]}: changed since the run began ({len(changed)} files in all); "
+                          "the run cannot resume on other data")
+
+
+def check_recorded_spec(run: RunDir, spec: ModelSpec):
+    """The spec config.json recorded must be the one the run's settings and data give (it becomes
+    the model's contract when the run finishes)."""
+    recorded = run.spec()
+    for key in ("classes", "bands", "patch_size", "architecture", "dtype"):
+        mine, theirs = getattr(spec, key), getattr(recorded, key)
+        if theirs != mine and not (key == "dtype" and theirs == ""):
+            raise SatsegError(f"{run.config_path}: its spec records {key} {theirs!r}, the run's settings and data "
+                              f"give {mine!r}; the run cannot resume")
+    if recorded.normalization.get("kind") != spec.normalization.get("kind"):
+        raise SatsegError(f"{run.config_path}: its spec records normalisation {recorded.normalization.get('kind')!r}, "
+                          f"the run's settings give {spec.normalization.get('kind')!r}; the run cannot resume")
 
 
 def resolve_normalization(cfg: TrainConfig, train_images) -> dict:
@@ -549,7 +593,8 @@ def train(cfg: TrainConfig, run_dir, force: bool = False, resume: bool = False,
     from satseg.atomic import OutputLock
 
     cfg.check()
-    run = RunDir(run_dir)
+    run = RunDir(run_dir, keep=[p for p in (cfg.data, cfg.masks, cfg.pairs, cfg.split_file, cfg.init, cfg.classes,
+                                            *cfg.teachers, *cfg.unlabeled) if p and Path(p).exists()])
     if resume:
         run.config()
         run.check_resumable()
@@ -638,6 +683,7 @@ def _checked_data(cfg: TrainConfig, run: RunDir, src, teachers, init, resume: bo
     weights = resolve_class_weights(cfg, data, spec.num_classes)
     if resume:
         check_fingerprint(run, data)
+        check_recorded_spec(run, spec)
     cached = None
     if teachers and cfg.distill_mode == "offline":
         cached = cache_teacher_logits(cfg, teachers, data)

@@ -95,6 +95,7 @@ BAD_MODELS = [("empty.tflite", "not a usable LiteRT model"), ("corrupt.tflite", 
 
 @pytest.mark.parametrize("change,message", [
     ({"patch_size": "256"}, "patch_size must be a whole number"), ({"margin": -40}, "margin must be"),
+    ({"stride": 2 ** 40}, "stride must be"), ({"patch_size": 200000}, "patch_size must be"),
     ({"normalization": {"kind": "standard", "std": [1, 1, 1]}}, "normalization mean must be 3 numbers"),
     ({"normalization": {"kind": "in_model", "mean": [1, 2], "std": [1, 1]}}, "normalization mean must be 3 numbers"),
     ({"classes": [{"id": 0, "name": "a", "color": [300, 0, 0]}, {"id": 1, "name": "b", "color": [0, 0, 0]}]},
@@ -710,3 +711,138 @@ def test_a_corrupt_scene_among_eight_is_reported_and_the_rest_done_then_skip_exi
     assert all(snapshot(out)[p] == c for p, c in before.items())
     r = satseg("predict", src, "--model", world["tflite"], "--out", out, "--skip-existing")
     assert r.returncode == 0 and "wrote 0 files" in r.stdout
+
+
+# --- cases from an attack on the second matrix ------------------------------------------------------------------
+
+def test_force_replaces_only_satsegs_own_folders(world, tmp_path):
+    user = tmp_path / "thesis"
+    user.mkdir()
+    (user / "thesis.txt").write_text("years of work")
+    for args in (["train", "--model", "student", "--data", world["data"], "--epochs", "1", "--out", user, "--force"],
+                 ["export", "--model", world["keras"], "--out", user, "--force"]):
+        assert_one_line_error(satseg(*args), "is not a")
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    r = satseg("train", "--model", "student", "--data", data, "--epochs", "1", "--out", data, "--force")
+    assert_one_line_error(r, "holds", "--force would delete it")
+    assert (user / "thesis.txt").read_text() == "years of work" and any(data.rglob("*.png"))
+
+
+def test_resume_through_a_linked_checkpoint_folder_is_refused(trained_student, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_student, run)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(run / "checkpoint", elsewhere)
+    (run / "checkpoint").symlink_to(elsewhere, target_is_directory=True)
+    before = snapshot(elsewhere)
+    assert_one_line_error(satseg("train", "--resume", run, "--epochs", "5"), "is a link")
+    assert snapshot(elsewhere) == before
+
+
+def test_the_lock_holds_whatever_link_leads_to_the_folder(world, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / ".real.lock").write_text(f"{holder.pid} satseg predict\n")
+        r = satseg("predict", world["image"], "--model", world["tflite"], "--out", tmp_path / "link")
+        assert_one_line_error(r, "in use by process")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_tampered_spec_in_config_json_stops_the_resume(trained_student, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_student, run)
+    doc = json.loads((run / "config.json").read_text())
+    doc["spec"]["patch_size"] = 999
+    (run / "config.json").write_text(json.dumps(doc))
+    before = snapshot(run)
+    assert_one_line_error(satseg("train", "--resume", run, "--epochs", "5"), "patch_size", "cannot resume")
+    doc["config"]["lr"] = "x"
+    (run / "config.json").write_text(json.dumps(doc))
+    assert_one_line_error(satseg("train", "--resume", run, "--epochs", "5"), "lr must be float")
+    (run / "summary.json").write_text("{garbage")
+    assert_one_line_error(satseg("train", "--resume", run), "config.json")
+    assert snapshot(run).keys() == before.keys()
+
+
+def test_16_bit_colour_png_is_read_with_all_its_bits(tmp_path):
+    import rasterio
+
+    from satseg.imaging import read_image
+
+    arr = np.random.default_rng(0).integers(0, 65535, (3, 40, 50)).astype(np.uint16)
+    p = tmp_path / "rgb16.png"
+    with rasterio.open(p, "w", driver="PNG", width=50, height=40, count=3, dtype="uint16") as ds:
+        ds.write(arr)
+    assert np.array_equal(read_image(p), np.moveaxis(arr, 0, -1))
+    r = satseg("predict", p, "--model", world_default(), "--out", tmp_path / "out")
+    assert_one_line_error(r, "rgb16.png", "uint16 pixels")
+
+
+def world_default():
+    from satseg.cli.common import default_model
+
+    return default_model(None)
+
+
+def test_a_tiff_stack_is_one_line_not_an_image_of_many_bands(tmp_path):
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((20, 70, 70), np.uint8))
+    r = satseg("predict", tmp_path / "stack.tif", "--model", world_default(), "--out", tmp_path / "out")
+    assert_one_line_error(r, "stack.tif", "stack of 20 images")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_named_pipe_in_an_input_folder_is_not_opened(world, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(world["image"], src / "a.jpg")
+    os.mkfifo(src / "pipe.jpg")
+    r = satseg("predict", src, "--model", world["tflite"], "--out", tmp_path / "out", timeout=60)
+    assert r.returncode == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "a_color.png"]
+
+
+def test_odd_names_map_to_distinct_outputs_and_never_onto_an_input(world, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ("..jpg", "x.jpg", "x.jpg.png"):
+        shutil.copy(world["image"], src / n)
+    r = satseg("predict", src, src / "..jpg", "--model", world["tflite"], "--out", tmp_path / "out")  # hidden
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "..jpg.png", "..jpg_color.png", "x.jpg.png", "x.jpg_color.png", "x.png", "x_color.png"]
+    r = satseg("predict", src, "--model", world["tflite"], "--out", src, "--force")
+    assert_one_line_error(r, "is an input image")
+    r = satseg("predict", world["image"], "--model", world["tflite"], "--out", tmp_path / "o2")
+    (tmp_path / "o3" / "a.png").mkdir(parents=True)
+    assert_one_line_error(satseg("predict", world["image"], "--model", world["tflite"], "--out", tmp_path / "o3",
+                                 "--force"), "is a folder where an output file goes")
+
+
+def test_skip_existing_writes_again_what_a_killed_run_left_half_done(world, tmp_path):
+    out = tmp_path / "out"
+    assert satseg("predict", world["image"], "--model", world["tflite"], "--out", out).returncode == 0
+    full = (out / "a_color.png").read_bytes()
+    (out / "a_color.png").unlink()
+    r = satseg("predict", world["image"], "--model", world["tflite"], "--out", out, "--skip-existing")
+    assert r.returncode == 0 and (out / "a_color.png").read_bytes() == full
+
+
+def test_evaluate_with_nothing_to_score_is_one_line(world, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    for m in data.rglob("masks/*"):
+        Image.fromarray(np.full((96, 128, 3), 7, np.uint8)).save(m)  # off-palette everywhere
+    r = satseg("evaluate", "--model", world["tflite"], "--data", data, "--split", "all")
+    assert_one_line_error(r, "no mask pixel")
+
+
+def test_a_garbage_pixel_budget_names_the_variable(world, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "satseg", "predict", str(world["image"]), "--model", str(world["tflite"]),
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                       env={**ENV, "SATSEG_MAX_PIXELS": "lots"})
+    assert_one_line_error(r, "SATSEG_MAX_PIXELS must be a whole number")

@@ -180,7 +180,9 @@ def test_resume_that_cannot_go_on_changes_nothing(tmp_path, tiny_dataset, full_r
     (run / "config.json").write_text(json.dumps(doc))
     before["config.json"] = (run / "config.json").read_bytes()
     image = data / doc["split"]["train"][0]
-    image.write_bytes(image.read_bytes() + b"\0" * 10)  # the same name, other content
+    raw = bytearray(image.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # the same name and size, other content
+    image.write_bytes(bytes(raw))
     with pytest.raises(SatsegError, match="changed since the run began"):
         resume(run, verbose=0, epochs=4)
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -83,12 +83,14 @@ class Pairing:
 
 
 def _walk(root: Path):
-    """Every file under root (sorted, hidden entries and followed links excluded)."""
+    """Every regular file under root (sorted; hidden entries, followed links, pipes and devices
+    excluded: opening a named pipe to sniff it would wait forever)."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in sorted(filenames):
-            if not f.startswith("."):
-                yield Path(dirpath) / f
+            p = Path(dirpath) / f
+            if not f.startswith(".") and p.is_file():
+                yield p
 
 
 def _stem(p: Path) -> str:
