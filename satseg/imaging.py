@@ -71,6 +71,7 @@ class RowReader:
         self.path = Path(path)
         self._im = self._arr = self._ds = self._env = None
         self.nodata = None
+        self.alpha = None  # index of an alpha channel: not a band; its zeros are pixels without data
         try:
             if not self.path.is_file():
                 raise FileNotFoundError(self.path)
@@ -87,6 +88,8 @@ class RowReader:
                 self.shape = (self._im.height, self._im.width, len(self._im.getbands()))
             if self._arr is not None:
                 self.shape = self._arr.shape
+            if self.alpha is not None:
+                self.shape = (*self.shape[:2], self.shape[2] - 1)
         except FileNotFoundError:
             raise DataError(f"{self.path}: file not found") from None
         except DataError:
@@ -135,6 +138,10 @@ class RowReader:
             self._ds = rasterio.open(self.path)
         self.shape = (self._ds.height, self._ds.width, self._ds.count)
         self.nodata = self._ds.nodata if self.nodata is None else self.nodata
+        from rasterio.enums import ColorInterp
+
+        interp = list(self._ds.colorinterp)
+        self.alpha = interp.index(ColorInterp.alpha) if ColorInterp.alpha in interp and len(interp) > 1 else None
         return True
 
     def _open_pil(self):
@@ -143,8 +150,12 @@ class RowReader:
         Image.MAX_IMAGE_PIXELS = None  # scenes are large on purpose
         im = Image.open(self.path)
         im.load()
+        if im.mode == "LA":
+            im = im.convert("RGBA")
         if im.mode not in ("RGB", "L", "RGBA") + PIL_16_BIT:
             im = im.convert("RGB")
+        if im.mode == "RGBA":
+            self.alpha = 3
         return im
 
     def _open_tiff(self) -> np.ndarray:
@@ -155,6 +166,11 @@ class RowReader:
             tag = page.tags.get(42113)  # GDAL_NODATA
             if tag is not None:
                 self.nodata = _nodata_value(tag.value)
+            extra = page.tags.get(338)  # ExtraSamples: 1 associated, 2 unassociated alpha
+            if extra is not None and page.samplesperpixel > 1:
+                kinds = list(np.atleast_1d(extra.value))
+                if kinds and kinds[-1] in (1, 2):
+                    self.alpha = page.samplesperpixel - 1
             self._within_budget(page.imagelength, page.imagewidth)
             series = tif.series[0] if tif.series else None
             planar = bool(series) and series.axes.startswith("S")
@@ -191,6 +207,17 @@ class RowReader:
         return pixel_type(raw)
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
+        """Pixels of rows ``y0:y1`` (H, W, bands), without an alpha channel."""
+        return self.rows_and_alpha(y0, y1)[0]
+
+    def rows_and_alpha(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(pixels, alpha (H, W) or None): the alpha channel apart, for the pixels it marks empty."""
+        arr = self._raw_rows(y0, y1)
+        if self.alpha is None:
+            return arr, None
+        return np.delete(arr, self.alpha, axis=-1), arr[..., self.alpha]
+
+    def _raw_rows(self, y0: int, y1: int) -> np.ndarray:
         if self._ds is not None:
             from rasterio.windows import Window
 

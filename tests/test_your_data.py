@@ -310,3 +310,31 @@ def test_a_pretrained_teacher_with_four_bands_trains_and_exports(tmp_path):
     image = D.load_sample(D.find_samples(root)[0], em.spec.class_set).image
     ids = em.predict(image)
     assert ids.shape == (64, 64) and ids.max() < 3 and em.spec.bands == 4
+
+
+def test_an_alpha_channel_is_not_a_band_and_its_transparent_pixels_hold_no_data(tmp_path):
+    """PNG chips with alpha (as in hotosm's folders 2 and 3) read as RGB; alpha 0 is nodata."""
+    from PIL import Image
+
+    from satseg.classes import IGNORE_LABEL
+    from satseg.data import Sample, load_sample
+    from satseg.imaging import RowReader
+
+    rgba = np.random.default_rng(0).integers(0, 256, (40, 50, 4)).astype(np.uint8)
+    rgba[..., 3] = 255
+    rgba[:10, :10, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "x.png")
+    Image.fromarray(np.ones((40, 50), np.uint8)).save(tmp_path / "x_mask.png")
+    assert RowReader(tmp_path / "x.png").shape == (40, 50, 3)
+    li = load_sample(Sample(tmp_path / "x.png", tmp_path / "x_mask.png", "."), classes=_two_classes(), bands=3)
+    assert np.array_equal(li.image, rgba[..., :3])
+    assert (li.mask[:10, :10] == IGNORE_LABEL).all() and (li.mask[10:] == 1).all()
+    unl = load_sample(Sample(tmp_path / "x.png", None, "."), bands=3)
+    assert (unl.mask[:10, :10] == IGNORE_LABEL).all() and not unl.any_labelled()
+
+
+def _two_classes():
+    from satseg.classes import ClassSet
+
+    return ClassSet.from_dict({"classes": [{"id": 0, "name": "a", "color": [0, 0, 0]},
+                                           {"id": 1, "name": "b", "color": [255, 255, 255]}]})

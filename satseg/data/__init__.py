@@ -93,11 +93,16 @@ def open_sample(sample: Sample, classes=DUBAI, bands: int | None = None):
     return load_sample(sample, classes, bands)
 
 
-def read_image_nodata(path, bands: int | None = None) -> tuple[np.ndarray, float | None]:
-    """(pixels (H, W, C), the raster's nodata value or None)."""
+def read_image_nodata(path, bands: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(pixels (H, W, C), (H, W) bool of pixels without data or None): the raster's nodata value,
+    and the zeros of an alpha channel (transparent pixels hold no imagery)."""
     reader = RowReader(path, bands)
     try:
-        return reader.rows(0, reader.shape[0]), reader.nodata
+        image, alpha = reader.rows_and_alpha(0, reader.shape[0])
+        nd = nodata_mask(image, reader.nodata)
+        if alpha is not None:
+            nd = (alpha == 0) if nd is None else nd | (alpha == 0)
+        return image, nd
     finally:
         reader.close()
 
@@ -105,7 +110,7 @@ def read_image_nodata(path, bands: int | None = None) -> tuple[np.ndarray, float
 def load_sample(sample: Sample, classes=DUBAI, bands: int | None = None) -> LoadedImage:
     """Pixels and class ids of one sample; pixels that are the image's nodata are ignored, those
     of an image without a mask are :data:`TEACHER_ONLY`."""
-    image, nodata = read_image_nodata(sample.image, bands)
+    image, nd = read_image_nodata(sample.image, bands)
     if sample.mask is None:
         mask, ignored = np.full(image.shape[:2], TEACHER_ONLY, np.uint8), 0
     else:
@@ -113,7 +118,6 @@ def load_sample(sample: Sample, classes=DUBAI, bands: int | None = None) -> Load
     if mask.shape != image.shape[:2]:
         raise DataError(f"{sample.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                         f"{sample.image.name} is {image.shape[1]}x{image.shape[0]}")
-    nd = nodata_mask(image, nodata)
     if nd is not None and nd.any():
         ignored += int((nd & (mask != IGNORE_LABEL)).sum())
         mask[nd] = IGNORE_LABEL

@@ -56,13 +56,24 @@ class _Raster:
                 self.ds = rasterio.open(path)
             except Exception as e:  # rasterio's own errors, corrupt files
                 raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
-        self.shape = (self.ds.height, self.ds.width, self.ds.count)
         self.nodata = self.ds.nodata
+        from rasterio.enums import ColorInterp
+
+        interp = list(self.ds.colorinterp)
+        self.alpha = interp.index(ColorInterp.alpha) if ColorInterp.alpha in interp and len(interp) > 1 else None
+        self.shape = (self.ds.height, self.ds.width, self.ds.count - (self.alpha is not None))
 
     def read(self, y: int, x: int, h: int, w: int) -> np.ndarray:
+        """Pixels of a window (h, w, bands), without an alpha channel."""
+        return self.read_and_alpha(y, x, h, w)[0]
+
+    def read_and_alpha(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
         from rasterio.windows import Window
 
-        return np.moveaxis(self.ds.read(window=Window(x, y, w, h)), 0, -1)
+        arr = np.moveaxis(self.ds.read(window=Window(x, y, w, h)), 0, -1)
+        if self.alpha is None:
+            return arr, None
+        return np.delete(arr, self.alpha, axis=-1), arr[..., self.alpha]
 
     def close(self):
         self.ds.close()
@@ -97,7 +108,7 @@ class WindowedImage:
 
     def window(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """(pixels (h, w, C), class ids (h, w) with nodata and unmatched values ignored)."""
-        image = self._img.read(y, x, h, w)
+        image, alpha = self._img.read_and_alpha(y, x, h, w)
         if self._mask is None:
             ids = np.full((h, w), TEACHER_ONLY, np.uint8)
         else:
@@ -105,6 +116,8 @@ class WindowedImage:
         nd = nodata_mask(image, self._img.nodata)
         if nd is not None:
             ids[nd] = IGNORE_LABEL
+        if alpha is not None:
+            ids[alpha == 0] = IGNORE_LABEL  # transparent: no imagery
         return image, ids
 
     def strips(self):
