@@ -19,6 +19,12 @@ def check_outputs(paths, force: bool):
         check_writable(path.parent, path)
 
 
+def require_file(path, what: str = "model"):
+    """A missing input is one line at once, before TensorFlow takes seconds to load."""
+    if not Path(path).exists():
+        raise SatsegError(f"{path}: {what} not found")
+
+
 def require_tensorflow(command: str):
     """Import TensorFlow with its native start-up logging silenced (it writes to file descriptor
     2 before any Python setting applies), or say in one line which extra to install."""

@@ -2,7 +2,7 @@ import json
 
 import click
 
-from satseg.cli.common import check_outputs, default_model, require_tensorflow
+from satseg.cli.common import check_outputs, default_model, require_file, require_tensorflow
 from satseg.cli.options import (
     force_option,
     json_option,
@@ -39,6 +39,8 @@ def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots
 
     check_outputs([out] + ([Path(plots) / f for f in PLOT_FILES] if plots else []), force)
     model_path = default_model(model_path)
+    require_file(model_path)
+    require_file(data, "dataset folder")
     if not str(model_path).endswith(".tflite"):
         require_tensorflow("evaluate")
     predictor = load_predictor(model_path, trust=trust)

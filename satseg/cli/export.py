@@ -23,8 +23,9 @@ def command(model_path, out, formats, calibration_data, teacher, int8_io, force)
     in, uint8 class ids out; int8 takes uint8 pixels) and model_int8_fixed.tflite, the fixed-size
     probability file for tiles and --tta. Other models get fixed-size files only.
     """
-    from satseg.cli.common import require_tensorflow
+    from satseg.cli.common import require_file, require_tensorflow
 
+    require_file(model_path, "model file")
     require_tensorflow("export")
     from satseg.export import export_model
 

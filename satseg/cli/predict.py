@@ -3,7 +3,7 @@ import os
 import click
 
 from satseg.atomic import check_writable
-from satseg.cli.common import default_model, require_tensorflow
+from satseg.cli.common import default_model, require_file, require_tensorflow
 from satseg.cli.options import force_option, overlap_option, trust_option, verbosity_options
 
 
@@ -35,6 +35,7 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, 
 
     check_writable(out)
     path = default_model(model_path)
+    require_file(path)
     if str(path).endswith(".tflite"):
         from satseg.edge import EdgeModel
 
