@@ -71,7 +71,7 @@ class RowReader:
         self.path = Path(path)
         self._im = self._arr = self._ds = self._env = None
         self.nodata = None
-        self.alpha = None  # index of an alpha channel: not a band; its zeros are pixels without data
+        self.alpha = None  # a picture's alpha channel: not a band; its zeros are pixels without data
         try:
             if not self.path.is_file():
                 raise FileNotFoundError(self.path)
@@ -138,10 +138,7 @@ class RowReader:
             self._ds = rasterio.open(self.path)
         self.shape = (self._ds.height, self._ds.width, self._ds.count)
         self.nodata = self._ds.nodata if self.nodata is None else self.nodata
-        from rasterio.enums import ColorInterp
-
-        interp = list(self._ds.colorinterp)
-        self.alpha = interp.index(ColorInterp.alpha) if ColorInterp.alpha in interp and len(interp) > 1 else None
+        self.alpha = alpha_band(self._ds)
         return True
 
     def _open_pil(self):
@@ -166,18 +163,11 @@ class RowReader:
             tag = page.tags.get(42113)  # GDAL_NODATA
             if tag is not None:
                 self.nodata = _nodata_value(tag.value)
-            extra = page.tags.get(338)  # ExtraSamples: 1 associated, 2 unassociated alpha
-            if extra is not None and page.samplesperpixel > 1:
-                kinds = list(np.atleast_1d(extra.value))
-                if kinds and kinds[-1] in (1, 2):
-                    self.alpha = page.samplesperpixel - 1
             self._within_budget(page.imagelength, page.imagewidth)
             series = tif.series[0] if tif.series else None
             planar = bool(series) and series.axes.startswith("S")
-            stacked = [n for a, n in zip(series.axes, series.shape) if a not in "YXS" and n > 1] if series else []
-            if stacked:  # pages of a stack (axes I, Z, T, ...), not bands of one image
-                raise DataError(f"{self.path}: holds a stack of {stacked[0]} images ({series.axes} "
-                                f"{'x'.join(map(str, series.shape))}); satseg reads one image per file")
+            if series is not None:  # pages read as one array (how tifffile writes (H, W, C) without photometric)
+                self._within_budget(int(np.prod(series.shape[:-1])), 1)
         try:
             arr = tifffile.memmap(self.path, mode="r")
         except ValueError:  # compressed or tiled: not mappable
@@ -249,6 +239,18 @@ class RowReader:
             self._ds.close()
             self._env.__exit__(None, None, None)
         self._im = self._arr = self._ds = self._env = None
+
+
+def alpha_band(ds) -> int | None:
+    """The alpha channel of a picture format opened through rasterio (PNG, JPEG, WebP). In a TIFF
+    every band is data: writers tag a fourth band as alpha by default (tifffile does), and
+    multispectral rasters have four bands and more."""
+    from rasterio.enums import ColorInterp
+
+    interp = list(ds.colorinterp)
+    if ds.driver == "GTiff" or ColorInterp.alpha not in interp or len(interp) < 2:
+        return None
+    return interp.index(ColorInterp.alpha)
 
 
 def _png_16_bit_colour(path) -> bool:

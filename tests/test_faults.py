@@ -790,12 +790,6 @@ def world_default():
     return default_model(None)
 
 
-def test_a_tiff_stack_is_one_line_not_an_image_of_many_bands(tmp_path):
-    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((20, 70, 70), np.uint8))
-    r = satseg("predict", tmp_path / "stack.tif", "--model", world_default(), "--out", tmp_path / "out")
-    assert_one_line_error(r, "stack.tif", "stack of 20 images")
-
-
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
 def test_a_named_pipe_in_an_input_folder_is_not_opened(world, tmp_path):
     src = tmp_path / "in"

@@ -13,7 +13,7 @@ import numpy as np
 
 from satseg.classes import IGNORE_LABEL, TEACHER_ONLY, as_class_set
 from satseg.errors import DataError
-from satseg.imaging import nodata_mask, pixel_type
+from satseg.imaging import alpha_band, nodata_mask, pixel_type
 
 WINDOWED_PIXELS = 32_000_000
 """Scenes with more pixels than this are read in windows, not decoded whole."""
@@ -57,10 +57,7 @@ class _Raster:
             except Exception as e:  # rasterio's own errors, corrupt files
                 raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
         self.nodata = self.ds.nodata
-        from rasterio.enums import ColorInterp
-
-        interp = list(self.ds.colorinterp)
-        self.alpha = interp.index(ColorInterp.alpha) if ColorInterp.alpha in interp and len(interp) > 1 else None
+        self.alpha = alpha_band(self.ds)
         self.shape = (self.ds.height, self.ds.width, self.ds.count - (self.alpha is not None))
 
     def read(self, y: int, x: int, h: int, w: int) -> np.ndarray:
