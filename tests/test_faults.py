@@ -329,8 +329,10 @@ def test_predict_killed_then_rerun_gives_the_same_files(world, tmp_path):
 
 
 @pytest.mark.parametrize("cmd", [["train", "--data", "x"], ["export", "--model", "m.keras", "--out", "o"], ["models"]])
-def test_edge_install_names_the_extra_to_install(cmd):
-    r = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *cmd], capture_output=True, text=True, env=ENV, timeout=120)
+def test_edge_install_names_the_extra_to_install(cmd, tmp_path):
+    (tmp_path / "m.keras").write_bytes(b"PK")  # present, so the missing TensorFlow is what stops it
+    r = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *cmd], capture_output=True, text=True, env=ENV,
+                       timeout=120, cwd=tmp_path)
     assert r.returncode == 2
     assert_one_line_error(r, "needs TensorFlow", "satseg-zoo[train]")
     assert len(r.stderr.strip().splitlines()) == 1
