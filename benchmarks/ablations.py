@@ -18,9 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from model_cards import model_arg
+from satseg.data.catalog import dataset_path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from model_cards import model_arg  # noqa: E402
+
 BASE = ["--model", "lite0_edge", "--epochs", "12", "--crops-per-epoch", "512"]
 VARIANTS = {
     "recipe": ("the recipe: loss ce_dice, scale 0.7-1.4, 50 % rare-class crops, jitter 0.1", []),
@@ -77,7 +80,7 @@ def teacher_used(run: Path) -> str | None:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/dubai/Semantic segmentation dataset"))
+    ap.add_argument("--data", default=str(dataset_path("dubai")))
     ap.add_argument("--runs", default="runs/ablations", type=Path)
     ap.add_argument("--teacher", default=str(ROOT / "exported_models/lite0_unet_512/model.keras"))
     ap.add_argument("--only", nargs="*", choices=list(VARIANTS), help="train only these variants")

@@ -12,7 +12,6 @@ Random weights and random calibration patches (sizes and op timings do not depen
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -21,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from results import check_out, emit, output_options
 
 from satseg.export import convert_tflite, with_probs_head  # noqa: E402
 from satseg.models import build_model, model_stats, with_input_size  # noqa: E402
@@ -50,7 +50,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    output_options(ap)
     args = ap.parse_args()
+    check_out(args)
     rng = np.random.default_rng(0)
     calib = [rng.uniform(0, 255, (P, P, 3)).astype(np.float32) for _ in range(8)]
     x = calib[0][None]
@@ -65,7 +67,7 @@ def main():
         m = build_model("lite0_edge", (P, P, 3), max_blocks=blocks, pretrained=False, seed=0)
         out["lite0_edge_blocks"][blocks] = {"params": model_stats(m)["params"],
                                             "int8_kb": round(len(litert(m, "tflite_int8", calib)) / 1024, 1)}
-    print(json.dumps({"threads": args.threads, "repeats": args.repeats, "ms_per_patch_and_sizes": out}, indent=2))
+    emit(args, {"threads": args.threads, "repeats": args.repeats, "ms_per_patch_and_sizes": out}, indent=2)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ the Keras model eagerly instead, as satseg did before commit 947acf5, for compar
 """
 
 import argparse
-import json
 import os
 import resource
 import time
 
 import numpy as np
+from results import check_out, emit, output_options
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -24,7 +24,9 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--eager", action="store_true", help="call the model eagerly (the earlier cache)")
+    output_options(ap)
     args = ap.parse_args()
+    check_out(args)
     from satseg.classes import load_spec
     from satseg.data import find_samples, load_sample
     from satseg.inference import pad_to_stride, whole_image_logits
@@ -51,9 +53,9 @@ def main():
     for im in images:
         run(im)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"teacher": args.teacher, "eager": args.eager, "images": [list(im.shape) for im in images],
+    emit(args, {"teacher": args.teacher, "eager": args.eager, "images": [list(im.shape) for im in images],
                       "peak_gb": round(peak / 1e9, 2), "before_images_gb": round(base / 1e9, 2),
-                      "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
+                      "seconds": round(time.perf_counter() - t0, 1)}, indent=2)
 
 
 if __name__ == "__main__":

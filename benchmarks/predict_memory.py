@@ -10,7 +10,8 @@ The same measurement is a row of `satseg bench` (`satseg.bench.scene_memory`).
 """
 
 import argparse
-import json
+
+from results import check_out, emit, output_options
 
 from satseg.bench import scene_memory
 
@@ -19,8 +20,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=12000)
     ap.add_argument("--model", help="model file [default: the shipped default model]")
+    output_options(ap)
     args = ap.parse_args()
-    print(json.dumps(scene_memory(args.size, args.model), indent=2))
+    check_out(args)
+    emit(args, scene_memory(args.size, args.model), indent=2)
 
 
 if __name__ == "__main__":

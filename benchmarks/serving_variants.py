@@ -23,9 +23,9 @@ alternating with the shipped graph for ``--rounds`` rounds (medians after one wa
 one's pixel agreement with the shipped graph on the dataset's first image is printed.
 """
 
-import json
 
 import keras
+from results import check_out, emit
 from stage_times import agreement, any_size, first_image, load_serving, time_file, timing_args
 
 from satseg.export import convert_tflite
@@ -88,6 +88,7 @@ def main():
     ap = timing_args(__doc__, "exported_models/fast_edge_distilled/model.keras", (1488, 2160), 9)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
+    check_out(args)
     model, spec, calib, whole = load_serving(args)
     bands = model.input_shape[-1]
     inner = whole.layers[1]
@@ -101,10 +102,10 @@ def main():
         for k, data in files.items():
             ms[k].append(round(1e3 * time_file(data, args.size, bands, args.threads, args.repeats), 1))
     real = first_image(args.data, bands, stride_of(spec.architecture))
-    print(json.dumps({"model": args.model, "image": list(args.size), "threads": args.threads,
+    emit(args, {"model": args.model, "image": list(args.size), "threads": args.threads,
                       "ms_per_round": ms,
                       "pixel_agreement_with_shipped": {k: agreement(files["shipped"], d, real)
-                                                       for k, d in files.items() if k != "shipped"}}, indent=2))
+                                                       for k, d in files.items() if k != "shipped"}}, indent=2)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,16 @@ models whose logits (``head_logits``) are below full resolution.
 """
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
+from results import check_out, emit, output_options
 
 from satseg.bench import matmul_macs_per_second, median_seconds
 from satseg.classes import load_spec
+from satseg.data.catalog import dataset_path
 from satseg.export import calibration_patches, convert_tflite
 from satseg.models import layer_macs, load_model_file, stride_of, with_input_size
 from satseg.serving import BilinearHead, serving_model
@@ -133,11 +134,12 @@ def timing_args(doc: str, model: str, size, repeats: int) -> argparse.ArgumentPa
     """The options of the serving-graph timing scripts (this one and serving_variants.py)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=model)
-    ap.add_argument("--data", default="../shared/data/dubai/Semantic segmentation dataset",
+    ap.add_argument("--data", default=str(dataset_path("dubai")),
                     help="calibration images (the int8 ranges)")
     ap.add_argument("--size", type=int, nargs=2, default=size, help="height width (stride multiples)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=repeats)
+    output_options(ap)
     return ap
 
 
@@ -150,6 +152,7 @@ def load_serving(args):
 
 def main():
     args = timing_args(__doc__, "exported_models/edge_distilled_lite0/model.keras", (1480, 2152), 5).parse_args()
+    check_out(args)
     model, spec, calib, whole = load_serving(args)
     bands = model.input_shape[-1]
     graphs = stage_graphs(model, whole)
@@ -172,7 +175,7 @@ def main():
         result["not_shipped_decision_at_logit_resolution"] = {
             "ms": round(1e3 * time_file(coarse, args.size, bands, args.threads, args.repeats), 1),
             "pixel_agreement_with_shipped_graph": agreement(files[-1][1], coarse, real)}
-    print(json.dumps(result, indent=2))
+    emit(args, result, indent=2)
 
 if __name__ == "__main__":
     main()

@@ -11,12 +11,13 @@ mean of its members' softmax. Prints one JSON document: per combination, mIoU an
 
 import argparse
 import itertools
-import json
 
 import numpy as np
+from results import check_out, emit, output_options
 
 from satseg.classes import class_names, load_spec
 from satseg.data import load_sample
+from satseg.data.catalog import dataset_path
 from satseg.evaluate import select_images
 from satseg.imaging import softmax
 from satseg.inference import whole_image_logits
@@ -36,10 +37,12 @@ def flip_probs(run, image: np.ndarray) -> list[np.ndarray]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("teachers", nargs="+", help=".keras files of fully convolutional models with the same classes")
-    ap.add_argument("--data", default="../shared/data/dubai/Semantic segmentation dataset")
+    ap.add_argument("--data", default=str(dataset_path("dubai")))
     ap.add_argument("--split", default="val", choices=["val", "test", "train"])
     ap.add_argument("--seed", type=int, default=42)
+    output_options(ap)
     a = ap.parse_args()
+    check_out(a)
     specs = [load_spec(t) for t in a.teachers]
     runs = [whole_image_logits(load_model_file(t), stride_of(s.architecture), np.float32)
             for t, s in zip(a.teachers, specs)]
@@ -59,7 +62,7 @@ def main():
         r = cm.report(names)
         out["combinations"].append({"teachers": [a.teachers[i] for i in c], "flip_tta": tta, "miou": r["miou"],
                                     "per_class": {n: v["iou"] for n, v in r["per_class"].items()}})
-    print(json.dumps(out, indent=1))
+    emit(a, out, indent=1)
 
 
 if __name__ == "__main__":

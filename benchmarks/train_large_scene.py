@@ -11,7 +11,6 @@ the crops, not the scene.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results import check_out, emit, output_options
 
 
 def write_scene(path: Path, mask_path: Path, size: int, block: int = 1024, seed: int = 0):
@@ -65,7 +65,9 @@ def main():
     ap.add_argument("--model", default="edge")
     ap.add_argument("--crops-per-epoch", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=1)
+    output_options(ap)
     args = ap.parse_args()
+    check_out(args)
     data = args.work / f"data-{args.size}"
     scene = data / "data" / "1" / "scene.tif"
     if not scene.exists():
@@ -79,10 +81,10 @@ def main():
            "--out", str(run), "-q"]
     rc, peak, wall = child_peak(cmd)
     decoded = args.size ** 2 * 4 * 2 / 1e9
-    print(json.dumps({"scene": f"{args.size} x {args.size} x 4 uint16", "decoded_scene_gb": round(decoded, 2),
+    emit(args, {"scene": f"{args.size} x {args.size} x 4 uint16", "decoded_scene_gb": round(decoded, 2),
                       "scene_file_gb": round(scene.stat().st_size / 1e9, 2), "command": " ".join(cmd[1:]),
                       "exit_code": rc, "train_peak_rss_gb": round(peak, 2), "wall_seconds": round(wall, 1),
-                      "peak_vs_decoded_scene": round(peak / decoded, 3)}, indent=2))
+                      "peak_vs_decoded_scene": round(peak / decoded, 3)}, indent=2)
     sys.exit(rc)
 
 

@@ -10,9 +10,9 @@ each keeping what lies at least the model's margin from its cuts.
 """
 
 import argparse
-import json
 
 import numpy as np
+from results import check_out, emit, output_options
 
 from satseg.bench import median_seconds
 from satseg.edge import FIXED_SUFFIX, EdgeModel, predict_ids_tiled, predict_windowed, window_size
@@ -50,7 +50,9 @@ def main():
     ap.add_argument("--size", type=int, nargs=2, default=(1479, 2149))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    output_options(ap)
     args = ap.parse_args()
+    check_out(args)
     h, w = args.size
     img = np.random.default_rng(0).integers(0, 256, (h, w, 3)).astype(np.uint8)
     em = EdgeModel(args.model, num_threads=args.threads)
@@ -72,7 +74,7 @@ def main():
         out["fixed_file_8_patches_ms"] = batch_vs_single(fixed, args.threads, args.repeats)
     except Exception as e:  # no fixed file beside it
         out["tiled_fixed_file_seconds"] = f"n/a ({e})"
-    print(json.dumps(out, indent=2))
+    emit(args, out, indent=2)
 
 
 if __name__ == "__main__":

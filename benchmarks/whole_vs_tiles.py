@@ -9,12 +9,13 @@ Prints one JSON document: per path, mIoU and per-class IoU on the split's whole 
 """
 
 import argparse
-import json
 
 import numpy as np
+from results import check_out, emit, output_options
 
 from satseg.classes import class_names, load_spec
 from satseg.data import load_sample
+from satseg.data.catalog import dataset_path
 from satseg.edge import predict_tiled
 from satseg.evaluate import select_images
 from satseg.imaging import softmax
@@ -27,11 +28,13 @@ from satseg.run import recorded_data
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help=".keras file of a fully convolutional model")
-    ap.add_argument("--data", default="../shared/data/dubai/Semantic segmentation dataset")
+    ap.add_argument("--data", default=str(dataset_path("dubai")))
     ap.add_argument("--split", default="val", choices=["val", "test", "train"])
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--overlaps", type=int, nargs="+", default=[64, 0])
+    output_options(ap)
     a = ap.parse_args()
+    check_out(a)
     model, spec = load_model_file(a.model), load_spec(a.model)
     samples = select_images(a.data, a.split, a.seed, recorded=recorded_data(a.model))
 
@@ -53,7 +56,7 @@ def main():
     for k, cm in cms.items():
         r = cm.report(names)
         out["paths"][k] = {"miou": r["miou"], "per_class": {n: v["iou"] for n, v in r["per_class"].items()}}
-    print(json.dumps(out, indent=1))
+    emit(a, out, indent=1)
 
 
 if __name__ == "__main__":

@@ -25,15 +25,16 @@ from satseg.progress import progress as bar_for
 SHIPPED_MODEL = Path(__file__).resolve().parent / "default_model" / "model_int8.tflite"
 """The default model of `predict` and `evaluate`, installed with the package: of the shipped
 students whose int8 file is under 100 KB, the best on the validation split (chosen and copied by
-benchmarks/model_cards.py; its name is in default_model/SOURCE)."""
+tools/model_cards.py; its name is in default_model/SOURCE)."""
 
 
 def default_model(path=None) -> str:
-    """``path``, or the packaged default model when none is given."""
+    """``path`` (or the shipped model of that name), or the packaged default model when none is given."""
     from satseg.errors import SatsegError
+    from satseg.zoo import resolve
 
     if path:
-        return str(path)
+        return resolve(str(path))
     if not SHIPPED_MODEL.exists():
         raise SatsegError(f"no --model given and the packaged default {SHIPPED_MODEL} is missing")
     return str(SHIPPED_MODEL)

@@ -13,6 +13,7 @@ import numpy as np
 from satseg.classes import ModelSpec, class_names, load_spec
 from satseg.errors import SatsegError
 from satseg.imaging import softmax
+from satseg.metrics import bootstrap_interval
 from satseg.run import recorded_data
 
 PLOT_FILES = ("pr_curve.png", "predictions.png", "confusion.png")
@@ -118,6 +119,7 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     if not samples:
         raise SatsegError(f"{data}: no images in the {split} split to score (--split all scores every image)")
     cm = ConfusionMatrix(spec.num_classes)
+    per_image = []
     pixels = 0
     pr_labels, pr_probs, panels = [], [], []
     rng = np.random.default_rng(seed)
@@ -136,7 +138,8 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
             else:
                 probs = predict_tiled(li.image, fn, spec, overlap, batch_size=1 if predictor.kind == "tflite" else 8)
                 pred = probs.argmax(-1)
-            cm.update(li.mask, pred)
+            per_image.append(ConfusionMatrix(spec.num_classes).update(li.mask, pred).matrix)
+            cm.matrix += per_image[-1]
             pixels += li.mask.size
             if plots_dir is not None:
                 sel = rng.choice(li.mask.size, min(20000, li.mask.size), replace=False)
@@ -153,7 +156,8 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
               "ignored_pixels": int(pixels - cm.matrix.sum()), "tta": bool(tta),
               "path": "whole image (windows)" if predictor.predict_ids is not None else f"tiles (overlap {overlap})",
               "overlap": overlap,
-              **cm.report(class_names(spec.seg_classes), spec.class_set.foreground)}
+              **cm.report(class_names(spec.seg_classes), spec.class_set.foreground),
+              "interval": bootstrap_interval(per_image, spec.class_set.foreground, seed=seed)}
     if plots_dir is not None:
         from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
 
@@ -175,12 +179,20 @@ def format_table(result: dict) -> str:
             return "   n/a" if v is None else f"{v:.4f}"
         lines.append(f"{name:<22}{f(m['iou']):>8}{f(m['precision']):>11}{f(m['recall']):>9}{f(m['f1']):>8}"
                      f"{100 * m['share']:>8.2f}%")
+    ci = result.get("interval") or {}
+
+    def sure(key):
+        r = ci.get(key)
+        return f" ({100 * ci['level']:.0f} % interval over images {r[0]:.4f}-{r[1]:.4f})" if r else ""
+
     fg = result.get("foreground")
     if fg:
-        lines.append(f"foreground IoU ({fg['class']}) {fg['iou']:.4f}")
+        lines.append(f"foreground IoU ({fg['class']}) {fg['iou']:.4f}" + sure("foreground_iou"))
     m5 = result.get("miou_without_unlabeled")
     lines.append(f"mean IoU {result['miou']:.4f}" + (f" (without Unlabeled {m5:.4f})" if m5 is not None else "")
                  + f"   pixel accuracy {result['pixel_accuracy']:.4f}   "
                  f"({result['images']} images, {result['pixels']:,} pixels, split: {result['split']}"
                  + (", flip TTA" if result.get("tta") else "") + ")")
+    if ci.get("miou"):
+        lines.append(f"mean IoU{sure('miou')}; imagery unlike these images scores lower")
     return "\n".join(lines)

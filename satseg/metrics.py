@@ -87,6 +87,30 @@ class ConfusionMatrix:
         return out
 
 
+def bootstrap_interval(per_image: np.ndarray, foreground: int | None = None, level: float = 0.95,
+                       draws: int = 2000, seed: int = 0) -> dict:
+    """How sure a score is: resample whole images with replacement (pixels of one image are not
+    independent), pool their confusion matrices and read the spread of mIoU (and of the
+    foreground class's IoU). ``per_image`` is (images, classes, classes)."""
+    per_image = np.asarray(per_image, np.int64)
+    n = len(per_image)
+    picks = np.random.default_rng(seed).integers(0, n, (draws, n))
+    counts = np.stack([np.bincount(p, minlength=n) for p in picks])  # draws x images
+    pooled = np.einsum("di,ijk->djk", counts, per_image)
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def spread(values):
+        v = np.asarray(values, np.float64)
+        v = v[np.isfinite(v)]
+        return [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if len(v) else None
+
+    out = {"level": level, "draws": draws, "images": n, "seed": seed,
+           "miou": spread([scores(cm)["miou"] for cm in pooled])}
+    if foreground is not None:
+        out["foreground_iou"] = spread([scores(cm)["iou"][foreground] for cm in pooled])
+    return out
+
+
 def __getattr__(name):
     # SegMetrics needs Keras; the numpy part of this module must import without it (edge install).
     if name == "SegMetrics":

@@ -1,15 +1,16 @@
 """Shared fixtures: tiny synthetic datasets made on the fly, and the real dataset when present."""
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from satseg.data.catalog import dataset_path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-DUBAI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dubai" / "Semantic segmentation dataset"
-needs_dubai = pytest.mark.skipif(not DUBAI.is_dir(), reason=f"real dataset not present at {DUBAI}")
+DUBAI = dataset_path("dubai")
+needs_dubai = pytest.mark.skipif(not DUBAI.is_dir(), reason=f"real dataset not present at {DUBAI} (README, 'The data')")
 
 
 @pytest.fixture(scope="session")

@@ -328,7 +328,7 @@ def test_predict_killed_then_rerun_gives_the_same_files(world, tmp_path):
         assert (out / p.name).read_bytes() == p.read_bytes()
 
 
-@pytest.mark.parametrize("cmd", [["train", "--data", "x"], ["export", "--model", "m.keras", "--out", "o"], ["models"]])
+@pytest.mark.parametrize("cmd", [["train", "--data", "x"], ["export", "--model", "m.keras", "--out", "o"], ["models", "--architectures"]])
 def test_edge_install_names_the_extra_to_install(cmd, tmp_path):
     (tmp_path / "m.keras").write_bytes(b"PK")  # present, so the missing TensorFlow is what stops it
     r = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *cmd], capture_output=True, text=True, env=ENV,

@@ -106,7 +106,7 @@ def test_layers_have_role_names():
 def test_models_cli_json():
     from satseg.cli import cli
 
-    res = CliRunner().invoke(cli, ["models", "--json"])
+    res = CliRunner().invoke(cli, ["models", "--architectures", "--json"])
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert (rows["teacher"]["params"], rows["teacher"]["conv_layers"]) == (1_941_190, 23)

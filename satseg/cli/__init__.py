@@ -10,8 +10,6 @@ import click
 from satseg import __version__
 from satseg.errors import SatsegError
 
-DUBAI = "../shared/data/dubai/Semantic segmentation dataset"
-
 
 class Group(click.Group):
     """Lists commands in the order they were added (the order of a user's workflow)."""
@@ -28,12 +26,13 @@ def cli():
 
     \b
     Typical workflow:
-      satseg data inspect DATA            check a dataset (sizes, classes, off-palette pixels)
-      satseg train --model teacher ...    train the U-Net teacher
-      satseg train --model student --teacher RUN/model.keras ...   distil a student
-      satseg evaluate --model RUN/model.keras --data DATA
-      satseg export --model RUN/model.keras --out DIR              SavedModel + LiteRT + report
-      satseg predict --model DIR/model_int8.tflite IMAGES... --out PRED
+      satseg models                               the shipped models; the default is marked
+      satseg predict IMAGES... --out PRED         segment with the default model (or --model NAME)
+      satseg data inspect DATA                    layout, pairs, classes, pixel shares
+      satseg train --data DATA --out runs/t       the pretrained teacher (lite0_unet, the default)
+      satseg train --model lite0_edge --teacher runs/t/model.keras --data DATA --out runs/s
+      satseg evaluate --model runs/s/model.keras --data DATA
+      satseg export --model runs/s/model.keras --out DIR     LiteRT files + size report
     `satseg demo` runs the whole chain on built-in synthetic data.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

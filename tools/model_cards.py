@@ -1,14 +1,19 @@
-"""Generate exported_models/README.md (a model card per shipped model) and the results table in
-README.md from the files in exported_models/: nothing in them is typed by hand.
+"""Release tool: generate the model cards (exported_models/README.md), the zoo index
+(exported_models/index.json, read by `satseg models` and `--model NAME`), the packaged default model
+and the shipped-models table in README.md, all from the files in exported_models/: nothing in them
+is typed by hand.
 
-    python benchmarks/model_cards.py
+    python tools/model_cards.py --dry-run     # say what would change, write nothing
+    python tools/model_cards.py               # write it
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +24,16 @@ ORDER = ["lite0_unet_512", "lite0_edge_scratch", "lite0_edge_distilled", "fast_e
          "teacher", "student_scratch", "student_distilled", "edge_scratch", "edge_distilled"]
 PRETRAINED_TEACHERS = ["lite0_unet_512"]
 TEACHERS = {*PRETRAINED_TEACHERS, "teacher"}
+TASK = "land cover, Dubai (6 classes)"
+PICK = {
+    "lite0_unet_512": "the most accurate; a server or a desktop GPU",
+    "lite0_edge_scratch": "the default: best small model on validation; phones and boards",
+    "lite0_edge_distilled": "as the default, distilled; ties it",
+    "fast_edge_distilled": "the fastest; less accurate than the default",
+    "edge_distilled_lite0": "the smallest file of the pretrained-recipe students; tight memory",
+    "teacher": "the reference teacher U-Net; for comparison",
+    "student_distilled": "the reference student; for comparison",
+}
 TITLES = {
     "lite0_unet_512": "Pretrained teacher: ImageNet EfficientNet-Lite0 encoder, U-Net decoder; trained on 256 px "
                       "crops, then fine-tuned on 512 px crops (for whole frames)",
@@ -370,8 +385,8 @@ def pretrained_headline(ms) -> str:
                  + (f"; its fixed-size int8 file in tiles loses {100 * (worst['eval']['miou'] - fixed['miou']):.2f}"
                     if fixed else "") + ").")
     if any("**no**" in part for part in parts):
-        parts.append("What was tried for the targets marked **no** is in the top-level README.md, "
-                     "section \"Targets the data refuses\".")
+        parts.append("What was tried for the targets marked **no** is in "
+                     "[docs/recipe.md](../docs/recipe.md#targets-the-data-refuses).")
     return " ".join(parts)
 
 
@@ -450,7 +465,12 @@ def ablation_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_index(ms) -> list[dict]:
+def int8_seconds(bench, name) -> float | None:
+    row = int8_rows(bench).get(name) or {}
+    return row.get("whole_image_s", row.get("tiled_s"))
+
+
+def write_index(ms, bench) -> list[dict]:
     """exported_models/index.json: what is shipped, in a form programs can read."""
     rows = []
     for m in ms:
@@ -460,31 +480,59 @@ def write_index(ms) -> list[dict]:
                      "int8_bytes": art(m, "tflite_int8")["bytes"], "val_miou": val_score(m),
                      "test_miou": m["eval"]["miou"],
                      "test_miou_without_unlabeled": miou5(m["eval"]),
-                     "test_miou_int8": m["eval_int8"]["miou"]})
-    (MODELS / "index.json").write_text(json.dumps(rows, indent=2) + "\n")
+                     "test_miou_int8": m["eval_int8"]["miou"],
+                     "test_miou_int8_interval": (m["eval_int8"].get("interval") or {}).get("miou"),
+                     "test_images": m["eval_int8"]["images"],
+                     "int8_seconds_per_image": int8_seconds(bench, m["name"]),
+                     "task": TASK, "classes": list(m["eval_int8"]["per_class"]),
+                     "pick": PICK.get(m["name"], "")})
     return rows
 
 
 def choose_default(rows) -> str:
     """The packaged default model: the shipped student whose int8 file is under 100 KB that is
     best on the validation split (never chosen on test)."""
-    import shutil
-
-    best = max((r for r in rows if r["role"] == "student" and r["int8_bytes"] < 100 * 1024),
-               key=lambda r: r["val_miou"])
-    dest = ROOT / "satseg" / "default_model"
-    dest.mkdir(exist_ok=True)
-    shutil.copy2(MODELS / best["int8"], dest / "model_int8.tflite")
-    shutil.copy2(MODELS / best["int8"].replace(".tflite", ".satseg.json"), dest / "model_int8.satseg.json")
-    (dest / "SOURCE").write_text(best["name"] + "\n")
-    return best["name"]
+    return max((r for r in rows if r["role"] == "student" and r["int8_bytes"] < 100 * 1024),
+               key=lambda r: r["val_miou"])["name"]
 
 
-def main():
+def zoo_table(rows) -> str:
+    """README's table of the shipped models: what to pick, from index.json."""
+    lines = ["| model | task | test mIoU, int8 (95 % interval) | int8 KB | s / image | pick it for |",
+             "|---|---|---|---:|---:|---|"]
+    for r in rows:
+        if not r["pick"]:
+            continue
+        ci = r["test_miou_int8_interval"]
+        sec = r["int8_seconds_per_image"]
+        lines.append(f"| `{r['name']}` | {r['task']} | {r['test_miou_int8']:.3f}"
+                     + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "") + f" | {r['int8_bytes'] / 1024:.1f} | "
+                     + (f"{sec:.2f}" if sec else "n/a") + f" | {r['pick']} |")
+    return "\n".join(lines)
+
+
+def planned(files: dict[Path, bytes], dry_run: bool) -> None:
+    """Write each file atomically, or only say which would change."""
+    from satseg.atomic import atomic_write
+
+    for path, data in files.items():
+        old = path.read_bytes() if path.exists() else None
+        state = "unchanged" if old == data else "new" if old is None else "changed"
+        print(f"{'would write' if dry_run and state != 'unchanged' else state:>11}  {path.relative_to(ROOT)}")
+        if not dry_run and state != "unchanged":
+            atomic_write(path, lambda p, d=data: p.write_bytes(d))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dry-run", action="store_true", help="say which files would change; write nothing")
+    args = ap.parse_args(argv)
     ms = [load(n) for n in ORDER if (MODELS / n / "report.json").exists()]
+    if not ms:
+        sys.exit(f"model_cards: error: {MODELS}: no shipped model (no */report.json)")
     bench = json.loads((MODELS / "bench.json").read_text()) if (MODELS / "bench.json").exists() else None
     teacher_eval = {m["name"]: m["eval"] for m in ms if m["name"] in TEACHERS}
-    rows = write_index(ms)
+    rows = write_index(ms, bench)
     default = choose_default(rows)
     table = results_table(ms, bench)
     heads = [h for h in (pretrained_headline(ms), fast_edge_headline(ms, bench), headline(ms)) if h]
@@ -494,17 +542,24 @@ def main():
     ablations = ablation_table()
     doc = ["# Shipped models", "",
            "Trained on the real Dubai dataset (`../shared/data/dubai`) and measured on its test split: whole images "
-           "that no training run saw. Generated by `python benchmarks/model_cards.py` from the files in this folder; "
+           "that no training run saw. Generated by `python tools/model_cards.py` from the files in this folder; "
            "`index.json` lists them for programs.", ""] + sum(([h, ""] for h in heads), []) + [note, "", table, ""] \
         + ([ablations] if ablations else []) + [card(m, teacher_eval) for m in ms]
-    (MODELS / "README.md").write_text("\n".join(doc))
     readme = (ROOT / "README.md").read_text()
-    block = ("<!-- results:start -->\nGenerated by `python benchmarks/model_cards.py` from `exported_models/` "
-             "(test split of the real Dubai data, whole images):\n\n" + "\n\n".join(heads) + "\n\n" + note
-             + "\n\n" + table + "\n<!-- results:end -->")
-    readme = re.sub(r"<!-- results:start -->.*<!-- results:end -->", lambda _: block, readme, flags=re.S)
-    (ROOT / "README.md").write_text(readme)
-    print(table)
+    block = ("<!-- zoo:start -->\n" + zoo_table(rows) + "\n\nGenerated by `python tools/model_cards.py` from "
+             "`exported_models/` (int8 files on the 8 test images of the real Dubai data, whole images; the interval "
+             "is a bootstrap over those images; s / image: `satseg bench`, one 1479x2149 image, 2 CPU threads). "
+             "Imagery unlike Dubai's scores lower. All models and their cards: "
+             "[exported_models/README.md](exported_models/README.md).\n<!-- zoo:end -->")
+    readme = re.sub(r"<!-- zoo:start -->.*<!-- zoo:end -->", lambda _: block, readme, flags=re.S)
+    best = next(r for r in rows if r["name"] == default)
+    dest = ROOT / "satseg" / "default_model"
+    planned({MODELS / "README.md": "\n".join(doc).encode(),
+             MODELS / "index.json": (json.dumps(rows, indent=2) + "\n").encode(),
+             ROOT / "README.md": readme.encode(),
+             dest / "model_int8.tflite": (MODELS / best["int8"]).read_bytes(),
+             dest / "model_int8.satseg.json": (MODELS / best["int8"].replace(".tflite", ".satseg.json")).read_bytes(),
+             dest / "SOURCE": (default + "\n").encode()}, args.dry_run)
 
 
 if __name__ == "__main__":

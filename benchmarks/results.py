@@ -1,0 +1,30 @@
+"""Where a benchmark's JSON goes, the same for every script: always printed, and written to
+``--out`` atomically when given, never over an existing file without ``--force``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from satseg.atomic import atomic_write_text
+
+
+def output_options(ap: argparse.ArgumentParser, default: Path | None = None) -> None:
+    ap.add_argument("--out", type=Path, default=default,
+                    help="also write the JSON here" + (f" [default: {default}]" if default else ""))
+    ap.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+
+def check_out(args) -> None:
+    """Before any work: refuse to overwrite without --force."""
+    if args.out is not None and args.out.exists() and not args.force:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {args.out}: exists; pass --force to overwrite it")
+
+
+def emit(args, doc, indent: int = 2) -> None:
+    text = json.dumps(doc, indent=indent) + "\n"
+    if args.out is not None:
+        atomic_write_text(args.out, text)
+    print(text, end="")
