@@ -8,7 +8,11 @@
 Locally it starts a ``LocalCluster`` (one single-threaded worker process per core); on a
 cluster, pass the scheduler's address: nothing else changes. Workers need satseg installed and
 the model, scenes and output folder on a path they all see (a shared file system). Each worker
-process loads the model once and keeps it. The outputs are those of ``satseg predict``.
+process loads the model once and keeps it (``satseg.edge.cached_model``: the cache lives in an
+installed module, not in this script, whose globals Dask ships with every task). The outputs are
+those of ``satseg predict``: planned first (two scenes that would write one file are refused), a
+scene that cannot be read is reported and the others are done (exit status 2), and
+``--skip-existing`` resumes a batch.
 
 Why Dask: it is pure Python, installs in seconds next to numpy, runs the same code on a laptop
 and on a cluster (SSH, Kubernetes, HPC job queues), and needs no pipeline rewrite of a function
@@ -19,34 +23,38 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-_MODELS: dict = {}
+
+def predict_scene_file(model_path: str, src: str, dst: str, threads: int = 1) -> list[str] | str:
+    """One scene on a worker: the worker's cached model, predict, write; the files written, or
+    why the scene could not be read."""
+    import os
+
+    from satseg.edge import cached_model, predict_or_reason
+
+    result = predict_or_reason(cached_model(model_path, threads), Path(src), Path(dst))
+    return result if isinstance(result, str) else [str(p) for p in result] + [f"pid:{os.getpid()}"]
 
 
-def predict_scene_file(model_path: str, src: str, dst: str, threads: int = 1) -> list[str]:
-    """One scene: load the model once per worker process, predict, write; returns the files."""
-    from satseg.edge import EdgeModel, predict_one
-
-    key = (model_path, threads)
-    if key not in _MODELS:
-        _MODELS[key] = EdgeModel(model_path, num_threads=threads)
-    return [str(p) for p in predict_one(_MODELS[key], Path(src), Path(dst))]
-
-
-def run(model_path, inputs, out_dir, client, force: bool = False) -> list[str]:
-    """Submit one task per scene to ``client`` (a ``distributed.Client``) and gather the files."""
-    from satseg.edge import collect_inputs
+def run(model_path, inputs, out_dir, client, force: bool = False, skip_existing: bool = False):
+    """Plan the outputs, submit one task per scene to ``client`` (a ``distributed.Client``) and
+    gather; returns (files written, [(scene, reason)] for scenes that failed, worker pids)."""
+    from satseg.edge import collect_inputs, plan_outputs
 
     out_dir = Path(out_dir)
-    pairs = collect_inputs([inputs])
-    if not force:
-        done = [rel for _, rel in pairs if any((out_dir / rel).with_suffix(s).exists() for s in (".png", ".tif"))]
-        if done:
-            raise FileExistsError(f"{out_dir / done[0]}: output exists; pass --force to overwrite")
-    futures = [client.submit(predict_scene_file, str(model_path), str(src), str(out_dir / rel), pure=False)
-               for src, rel in pairs]
-    return [f for files in client.gather(futures) for f in files]
+    planned = plan_outputs(collect_inputs([inputs]), out_dir, force, skip_existing)
+    futures = [client.submit(predict_scene_file, str(model_path), str(src), str(dst), pure=False)
+               for src, dst in planned]
+    files, failed, pids = [], [], set()
+    for (src, _), result in zip(planned, client.gather(futures)):
+        if isinstance(result, str):
+            failed.append((src, result))
+        else:
+            files += [f for f in result if not f.startswith("pid:")]
+            pids |= {f for f in result if f.startswith("pid:")}
+    return files, failed, pids
 
 
 def main(argv=None):
@@ -56,7 +64,8 @@ def main(argv=None):
     ap.add_argument("out")
     ap.add_argument("--scheduler", help="address of a running Dask scheduler [default: a local cluster]")
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="local cluster only")
-    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    ap.add_argument("--skip-existing", action="store_true", help="leave out scenes whose outputs exist (resume)")
     args = ap.parse_args(argv)
     from distributed import Client, LocalCluster
 
@@ -65,8 +74,15 @@ def main(argv=None):
     else:
         client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True))
     with client:
-        files = run(args.model, args.inputs, args.out, client, args.force)
-    print(f"wrote {len(files)} files to {args.out}/")
+        try:
+            files, failed, pids = run(args.model, args.inputs, args.out, client, args.force, args.skip_existing)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"dask_predict: error: {e}") from None
+    print(f"wrote {len(files)} files to {args.out}/ from {len(pids)} worker processes")
+    for _src, reason in failed:
+        print(f"dask_predict: error: {reason}", file=sys.stderr)
+    if failed:
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

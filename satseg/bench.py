@@ -30,6 +30,30 @@ def matmul_macs_per_second(n: int = 1024, repeats: int = 5) -> float:
     return n ** 3 / median_seconds(lambda: a @ b, repeats)
 
 
+def litert_gemm_macs_per_second(kind: str, threads: int, size: int = 96, channels: int = 512,
+                                repeats: int = 5) -> float:
+    """Measured GEMM throughput of LiteRT through XNNPACK, float32 or int8: one 1x1 convolution
+    (a (size*size, channels) x (channels, channels) matrix product), the kernel that the int8
+    models' convolutions run on. The int8 models' limit: the float32 numpy rate is no bound for them."""
+    import keras
+
+    from satseg.edge import EdgeModel  # noqa: F401 (the interpreter the models run on)
+    from satseg.export import convert_tflite
+
+    x = keras.Input((size, size, channels))
+    gemm = keras.Model(x, keras.layers.Conv2D(channels, 1, use_bias=False)(x))
+    rng = np.random.default_rng(0)
+    calib = [rng.uniform(-1, 1, (size, size, channels)).astype(np.float32) for _ in range(2)]
+    flat = convert_tflite(gemm, kind, calib if kind == "tflite_int8" else None, int8_io=kind == "tflite_int8")
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=flat, num_threads=threads)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    it.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
+    return size * size * channels * channels / median_seconds(it.invoke, repeats)
+
+
 def _shipped(models_dir: Path) -> list[tuple[str, Path]]:
     return sorted((d.name, d) for d in models_dir.iterdir() if (d / "model.keras").exists()) if models_dir.is_dir() else []
 
@@ -86,7 +110,11 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
         image_size, train_batch = (150, 200), 2
     threads = os.cpu_count()
     mac_rate = matmul_macs_per_second(512 if quick else 1024)
-    log(f"matmul throughput: {mac_rate / 1e9:.1f} GMAC/s ({threads} threads)")
+    int8_rate = litert_gemm_macs_per_second("tflite_int8", threads, size=48 if quick else 96)
+    log(f"matmul throughput: {mac_rate / 1e9:.1f} GMAC/s float32 (numpy), {int8_rate / 1e9:.1f} GMAC/s int8 "
+        f"(LiteRT GEMM) ({threads} threads)")
+    why = "--quick" if quick else f"no shipped models in {models_dir}"
+    log(f"models: random-weight 64 px stand-ins ({why})" if tmp is not None else f"models: shipped, from {models_dir}")
     rows = []
     for name, d in models:
         keras_model = keras.saving.load_model(d / "model.keras", compile=False)
@@ -115,11 +143,13 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
             rows.append(row)
         log(f"  {name}: " + ", ".join(f"{r['runtime']} {r['ms_per_patch']:.1f} ms" for r in rows if r["model"] == name))
     for r in rows:
-        r["limit_ms"] = 1e3 * r["macs"] / mac_rate
+        rate = int8_rate if r["runtime"].startswith("litert_int8") else mac_rate
+        r["limit"] = "int8 GEMM" if rate is int8_rate else "float32 matmul"
+        r["limit_ms"] = 1e3 * r["macs"] / rate
         for key in ("whole_image_s", "tiled_s", "windowed_s"):
             if key in r:
                 image_macs = r["macs"] * image_size[0] * image_size[1] / r["patch"] ** 2
-                r[key.replace("_s", "_x_limit")] = r[key] / (image_macs / mac_rate)
+                r[key.replace("_s", "_x_limit")] = r[key] / (image_macs / rate)
         r["x_limit"] = r["ms_per_patch"] / r["limit_ms"] if r["limit_ms"] else None
     base_key = baseline or next((f"{r['model']}/{r['runtime']}" for r in rows if r["model"].startswith("teacher")
                                  and r["runtime"] == "keras"), f"{rows[0]['model']}/{rows[0]['runtime']}")
@@ -134,7 +164,8 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
     training = bench_training(quick, train_batch, repeats=3 if quick else 5, log=log)
     if tmp is not None:
         tmp.cleanup()
-    return {"threads": threads, "matmul_gmacs": mac_rate / 1e9, "baseline": base_key, "repeats": repeats,
+    return {"threads": threads, "matmul_gmacs": mac_rate / 1e9, "int8_gemm_gmacs": int8_rate / 1e9,
+            "models": "random-weight stand-ins" if tmp is not None else "shipped", "baseline": base_key, "repeats": repeats,
             "image_size": list(image_size), "inference": rows, "folder": folder, "scene": scene, "training": training, "quick": quick}
 
 
@@ -293,7 +324,9 @@ def bench_training(quick: bool, batch: int, repeats: int, log=print) -> list[dic
 
 
 def format_bench(r: dict) -> str:
-    lines = [f"matmul limit: {r['matmul_gmacs']:.1f} GMAC/s on {r['threads']} threads; baseline {r['baseline']}; "
+    int8 = f", int8 GEMM limit {r['int8_gemm_gmacs']:.1f} GMAC/s (int8 rows)" if "int8_gemm_gmacs" in r else ""
+    lines = [f"matmul limit: {r['matmul_gmacs']:.1f} GMAC/s float32{int8} on {r['threads']} threads; "
+             f"models: {r.get('models', 'shipped')}; baseline {r['baseline']}; "
              f"medians of {r['repeats']} after warm-up; whole image {r['image_size'][0]}x{r['image_size'][1]}: "
              "full frame / ~1 Mpx windows (whole-image files) or tiles (fixed-size files), s and x limit", "",
              f"{'model':<22}{'runtime':<20}{'ms/patch':>9}{'x baseline':>11}{'limit ms':>10}{'x limit':>9}"

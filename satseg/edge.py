@@ -10,6 +10,7 @@ tile borders, so there are no seams), and applies the normalisation recorded wit
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -523,10 +524,17 @@ def exit_with_parent(parent: int, poll_seconds: float = 0.5):
 
 
 def _work(job):
-    return _predict_or_reason(_WORKER["model"], *job)
+    return predict_or_reason(_WORKER["model"], *job)
 
 
-def _predict_or_reason(model, src: Path, dst: Path, overlap, tta) -> list[Path] | str:
+@functools.lru_cache(maxsize=4)
+def cached_model(path: str, threads: int = 1) -> EdgeModel:
+    """One interpreter per (model, threads) per process: what a long-lived worker (Dask, a server)
+    keeps between scenes."""
+    return EdgeModel(path, num_threads=threads)
+
+
+def predict_or_reason(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False) -> list[Path] | str:
     """The files written for one scene, or why it could not be read (the batch goes on)."""
     try:
         return predict_one(model, src, dst, overlap, tta)
@@ -630,7 +638,7 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
         with bar_for(total=len(planned), enabled=progress, unit="img", desc="predicting") as bar:
             if jobs == 1:
                 for job in work:
-                    done(job[0], _predict_or_reason(model, *job))
+                    done(job[0], predict_or_reason(model, *job))
             else:
                 import multiprocessing as mp
                 from concurrent.futures import ProcessPoolExecutor

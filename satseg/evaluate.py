@@ -126,8 +126,11 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     from satseg.progress import progress as bar
 
     if predictor.predict_ids is not None and tta:
-        raise SatsegError(f"{predictor.path}: returns class ids, not probabilities; for --tta use the "
-                          "fixed-size file beside it (model_int8_fixed.tflite)")
+        fixed = predictor.path.with_name(predictor.path.stem + "_fixed.tflite")
+        hint = f"the fixed-size file {fixed}" if fixed.exists() else (
+            "a fixed-size file (satseg export writes model_int8_fixed.tflite; the shipped ones are "
+            "exported_models/NAME/model_int8_fixed.tflite)")
+        raise SatsegError(f"{predictor.path}: returns class ids, not probabilities; for --tta use {hint}")
     fn = with_flip_tta(predictor.predict_patches) if tta else predictor.predict_patches
     with bar(samples, progress, unit="img", desc="evaluating") as it:
         for s in it:

@@ -27,13 +27,19 @@ def test_dask_pipeline_matches_predict(tmp_path, pixel_tflite):
     scenes = tmp_path / "scenes"
     (scenes / "a").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for name in ("a/one.png", "two.png", "three.png"):
+    for name in ("a/one.png", "two.png", "three.png", "four.png", "five.png", "six.png"):
         Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(scenes / name)
     ref = predict_files(EdgeModel(pixel_tflite, num_threads=1), [scenes], tmp_path / "ref", progress=False)
+    (scenes / "bad.png").write_bytes((scenes / "two.png").read_bytes()[:200])  # truncated
+    example = _example()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        files = _example().run(pixel_tflite, scenes, tmp_path / "dask", client)
-    assert len(files) == len(ref) == 6
+        files, failed, pids = example.run(pixel_tflite, scenes, tmp_path / "dask", client)
+        models = client.run(lambda: __import__("satseg.edge").edge.cached_model.cache_info().misses)
+        again, _, _ = example.run(pixel_tflite, scenes, tmp_path / "dask", client, skip_existing=True)
+    assert len(files) == len(ref) == 12 and again == []  # the bad scene is retried, the rest skipped
+    assert [src.name for src, _ in failed] == ["bad.png"] and "bad.png" in failed[0][1]
+    assert 1 <= len(pids) <= 2 and set(models.values()) <= {0, 1}  # one model per worker process, not per scene
     for r in ref:
         d = tmp_path / "dask" / Path(r).relative_to(tmp_path / "ref")
         assert d.read_bytes() == Path(r).read_bytes()

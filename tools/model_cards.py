@@ -202,12 +202,16 @@ def card(m, teacher_eval):
               f"mIoU **{e['miou']:.4f}**" + (f" (5 classes, without Unlabeled: {m5:.4f})" if m5 is not None else "")
               + f", pixel accuracy {e['pixel_accuracy']:.4f}"
               + (f"; int8 LiteRT file: mIoU {m['eval_int8']['miou']:.4f}"
+                 + (" (95 % interval over the test images, bootstrap: {:.4f}-{:.4f})".format(
+                     *m["eval_int8"]["interval"]["miou"]) if m["eval_int8"].get("interval") else "")
                  + (" (whole image in windows; the fixed-size int8 file in tiles: "
                     f"{m['eval_int8_fixed']['miou']:.4f})" if m["eval_int8_fixed"] else "") if m["eval_int8"] else "")
               + (f"; with flip TTA (4x the time, reported apart): mIoU {m['eval_tta']['miou']:.4f}" if m["eval_tta"] else "")
               + (f"; {m['eval']['miou'] / teacher_eval[m['teacher']]['miou']:.2f} x its teacher `{m['teacher']}`"
                  if m["teacher"] in teacher_eval else "")
-              + ".", "", "| class | IoU | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
+              + ". These images come from the tiles the model trained on; imagery unlike them (another city, "
+              "sensor or season) scores lower.", "", "| class | IoU | precision | recall | F1 |",
+              "|---|---:|---:|---:|---:|"]
     for n, v in e["per_class"].items():
         f = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
         lines.append(f"| {n} | {f(v['iou'])} | {f(v['precision'])} | {f(v['recall'])} | {f(v['f1'])} |")

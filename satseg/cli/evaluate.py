@@ -23,7 +23,7 @@ from satseg.cli.options import (
 @click.option("--seed", default=42, show_default=True, help="Seed of the split (the training run's).")
 @overlap_option
 @json_option
-@click.option("--plots", type=click.Path(file_okay=False), help="Write pr_curve.png, predictions.png, confusion.png here.")
+@click.option("--plots", type=click.Path(file_okay=False), help="Write predictions.png, confusion.png and, for models that give probabilities (not whole-image files), pr_curve.png here.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON result to this file.")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average over four flips (4x the time).")
 @trust_option
