@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -112,3 +113,47 @@ def test_models_cli_json():
     assert (rows["teacher"]["params"], rows["teacher"]["conv_layers"]) == (1_941_190, 23)
     assert (rows["student"]["params"], rows["student"]["conv_layers"]) == (25_766, 8)
     assert rows["student"]["macs"] == 898_629_632
+
+
+def test_every_shipped_litert_file_carries_its_spec():
+    from satseg.classes import read_spec
+    from satseg.edge import SHIPPED_MODEL
+    from satseg.tflite_metadata import embedded_spec
+    from satseg.zoo import INDEX
+
+    files = [SHIPPED_MODEL] + (sorted(INDEX.parent.glob("*/*.tflite")) if INDEX.exists() else [])
+    for f in files:
+        doc = embedded_spec(f)
+        assert doc is not None, f
+        assert doc == json.loads(json.dumps(read_spec(f.with_name(f.stem + ".satseg.json")).to_dict(), sort_keys=True)), f
+
+
+def test_models_lists_the_shipped_zoo_with_accuracy_size_and_the_default():
+    from satseg.cli import cli
+    from satseg.zoo import INDEX, default_name
+
+    if not INDEX.exists():
+        pytest.skip("exported_models/ is not beside the package (not a checkout)")
+    res = CliRunner().invoke(cli, ["models"])
+    assert res.exit_code == 0, res.output
+    default = next(line for line in res.output.splitlines() if line.startswith("* "))
+    assert default.split()[1] == default_name()
+    rows = json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)
+    assert sum(r["default"] for r in rows) == 1
+    for r in rows:
+        assert Path(r["int8"]).is_file() and r["int8_bytes"] == Path(r["int8"]).stat().st_size, r["name"]
+        lo, hi = r["test_miou_int8_interval"]
+        assert lo <= r["test_miou_int8"] <= hi, r["name"]
+
+
+def test_model_option_takes_a_shipped_name_and_names_the_choices():
+    from satseg.edge import default_model
+    from satseg.zoo import INDEX, shipped_models
+
+    if not INDEX.exists():
+        pytest.skip("exported_models/ is not beside the package (not a checkout)")
+    name = shipped_models()[0]["name"]
+    assert Path(default_model(name)).samefile(INDEX.parent / name / "model_int8.tflite")
+    assert default_model("some/file.tflite") == "some/file.tflite"
+    with pytest.raises(SatsegError, match="no such model file or shipped model.*" + name):
+        default_model("no_such_model")
