@@ -23,6 +23,7 @@ from satseg.data.catalog import dataset_path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from model_cards import model_arg  # noqa: E402
+from results import run  # noqa: E402
 
 BASE = ["--model", "lite0_edge", "--epochs", "12", "--crops-per-epoch", "512"]
 VARIANTS = {
@@ -103,4 +104,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results import run
+
 from satseg.atomic import atomic_write_text
 from satseg.data.catalog import data_root
 
@@ -191,4 +193,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
-from results import check_out, emit, output_options
+from results import check_out, emit, output_options, run
 
 from satseg.export import convert_tflite, with_probs_head  # noqa: E402
 from satseg.models import build_model, model_stats, with_input_size  # noqa: E402
@@ -71,4 +71,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

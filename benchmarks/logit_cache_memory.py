@@ -13,7 +13,7 @@ import resource
 import time
 
 import numpy as np
-from results import check_out, emit, output_options
+from results import check_out, emit, output_options, run
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -59,4 +59,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

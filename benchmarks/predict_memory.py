@@ -11,7 +11,7 @@ The same measurement is a row of `satseg bench` (`satseg.bench.scene_memory`).
 
 import argparse
 
-from results import check_out, emit, output_options
+from results import check_out, emit, output_options, run
 
 from satseg.bench import scene_memory
 
@@ -27,4 +27,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -28,3 +28,15 @@ def emit(args, doc, indent: int = 2) -> None:
     if args.out is not None:
         atomic_write_text(args.out, text)
     print(text, end="")
+
+
+def run(main) -> None:
+    """A benchmark's entry point: a missing model or dataset, or any satseg refusal, is one line
+    naming it (exit 2), not a traceback."""
+    from satseg.errors import SatsegError
+
+    try:
+        code = main()
+    except (SatsegError, FileNotFoundError, NotADirectoryError) as e:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {e}")
+    sys.exit(code or 0)

@@ -25,7 +25,7 @@ one's pixel agreement with the shipped graph on the dataset's first image is pri
 
 
 import keras
-from results import check_out, emit
+from results import check_out, emit, run
 from stage_times import agreement, any_size, first_image, load_serving, time_file, timing_args
 
 from satseg.export import convert_tflite
@@ -109,4 +109,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -23,6 +23,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from results import run
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = "../shared/data/dubai/Semantic segmentation dataset"
 KEEP_EXPORT = ["model.keras", "model.satseg.json", "model_float32.tflite", "model_float32.satseg.json",
@@ -121,4 +123,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from results import check_out, emit, output_options
+from results import check_out, emit, output_options, run
 
 from satseg.bench import matmul_macs_per_second, median_seconds
 from satseg.classes import load_spec
@@ -178,4 +178,4 @@ def main():
     emit(args, result, indent=2)
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -13,7 +13,7 @@ import argparse
 import itertools
 
 import numpy as np
-from results import check_out, emit, output_options
+from results import check_out, emit, output_options, run
 
 from satseg.classes import class_names, load_spec
 from satseg.data import load_sample
@@ -66,4 +66,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

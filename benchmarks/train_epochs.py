@@ -20,6 +20,7 @@ import statistics
 import time
 
 import numpy as np
+from results import run
 
 
 def time_epochs(name, trainer, sampler, batch_size, epochs, n):
@@ -132,4 +133,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

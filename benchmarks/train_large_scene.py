@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from results import check_out, emit, output_options
+from results import check_out, emit, output_options, run
 
 
 def write_scene(path: Path, mask_path: Path, size: int, block: int = 1024, seed: int = 0):
@@ -89,4 +89,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,7 +12,7 @@ each keeping what lies at least the model's margin from its cuts.
 import argparse
 
 import numpy as np
-from results import check_out, emit, output_options
+from results import check_out, emit, output_options, run
 
 from satseg.bench import median_seconds
 from satseg.edge import FIXED_SUFFIX, EdgeModel, predict_ids_tiled, predict_windowed, window_size
@@ -78,4 +78,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

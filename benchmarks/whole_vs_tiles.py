@@ -11,7 +11,7 @@ Prints one JSON document: per path, mIoU and per-class IoU on the split's whole 
 import argparse
 
 import numpy as np
-from results import check_out, emit, output_options
+from results import check_out, emit, output_options, run
 
 from satseg.classes import class_names, load_spec
 from satseg.data import load_sample
@@ -60,4 +60,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
