@@ -317,6 +317,9 @@ class ModelSpec:
     dtype: str = ""
     """Pixel type of the training imagery (uint8, uint16, float32): other imagery is refused, never
     clipped or rescaled silently. Empty in specs written before it was recorded."""
+    outputs: str = ""
+    """What a fixed-size file returns per pixel: "" probabilities (or, for a whole-image file, class
+    ids), "logits" (the Edge TPU file: its softmax runs on the host)."""
 
     @classmethod
     def for_classes(cls, class_set: ClassSet, **kw) -> ModelSpec:
@@ -408,6 +411,8 @@ def spec_problem(spec: ModelSpec) -> str | None:
         v = getattr(spec, key)
         if not whole(v, lo) or v > hi:
             return f"{key} must be a whole number from {lo} to {hi}, not {v!r}"
+    if spec.outputs not in ("", "logits"):
+        return f"outputs must be empty or 'logits', not {spec.outputs!r}"
     if spec.dtype not in ("", "uint8", "uint16", "float32"):
         return f"dtype must be uint8, uint16 or float32, not {spec.dtype!r}"
     if not isinstance(spec.architecture, str):

@@ -20,7 +20,7 @@ import numpy as np
 from satseg.atomic import atomic_write
 from satseg.classes import ModelSpec, color_table, load_spec
 from satseg.errors import DataError, SatsegError
-from satseg.imaging import TIFF_SUFFIXES, RowReader, normalize, tile_starts
+from satseg.imaging import TIFF_SUFFIXES, RowReader, normalize, softmax, tile_starts
 from satseg.progress import progress as bar_for
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "default_model" / "model_int8.tflite"
@@ -374,7 +374,8 @@ class EdgeModel:
                 y = np.subtract(y, zp, dtype=np.float32)
                 y *= scale
             out.append(y.astype(np.float32, copy=False))
-        return np.stack(out)
+        out = np.stack(out)
+        return softmax(out) if self.spec.outputs == "logits" else out
 
     def predict_probs(self, image: np.ndarray, overlap: int | None = DEFAULT_OVERLAP, progress=None) -> np.ndarray:
         return predict_tiled(image, self.predict_patches, self.spec, overlap, progress=progress)

@@ -21,9 +21,16 @@ import numpy as np
 from satseg.classes import ModelSpec, class_names, load_spec, save_spec
 from satseg.errors import SatsegError
 
-FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8", "tflite_int8_fixed")
-DEFAULT_FORMATS = FORMATS
+DEFAULT_FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
+                   "tflite_int8_fixed")
+ACCELERATOR_FORMATS = ("tflite_edgetpu", "tflite_gpu")
+"""Opt-in (``--formats``): files whose every op is on one accelerator's list (serving.EDGETPU_OPS,
+serving.GPU_OPS): fixed (1, P, P, C) input, int8 logits out for the Edge TPU compiler,
+float16 weights and probabilities out for the GPU delegate."""
+FORMATS = DEFAULT_FORMATS + ACCELERATOR_FORMATS
 FILE_NAMES = {
+    "tflite_edgetpu": "model_edgetpu.tflite",
+    "tflite_gpu": "model_gpu.tflite",
     "saved_model": "saved_model",
     "tflite_float32": "model_float32.tflite",
     "tflite_float16": "model_float16.tflite",
@@ -262,8 +269,16 @@ class Graphs:
     fixed: object
     whole: object = None
     whole_spec: ModelSpec | None = None
+    model: object = None
+    spec: ModelSpec | None = None
 
     def for_format(self, fmt: str):
+        if fmt in ACCELERATOR_FORMATS:
+            from satseg.serving import accelerator_model
+
+            target = fmt.split("_")[1]
+            spec = ModelSpec.from_dict({**self.spec.to_dict(), "outputs": "logits" if target == "edgetpu" else ""})
+            return accelerator_model(self.model, self.spec.patch_size, target), spec
         if self.whole is not None and fmt.startswith("tflite") and fmt != "tflite_int8_fixed":
             return self.whole, self.whole_spec
         return self.fixed, None
@@ -273,7 +288,7 @@ def make_graphs(model, spec: ModelSpec) -> Graphs:
     from satseg.models import stride_of
     from satseg.serving import receptive_margin, serving_model
 
-    graphs = Graphs(with_probs_head(fixed_batch(model, spec)))
+    graphs = Graphs(with_probs_head(fixed_batch(model, spec)), model=model, spec=spec)
     if whole_image_capable(spec):
         stride = stride_of(spec.architecture)
         whole_spec = ModelSpec.from_dict({**spec.to_dict(), "stride": stride,
@@ -301,6 +316,8 @@ def write_artifact(fmt: str, graphs: Graphs, spec: ModelSpec, folder: Path, pari
     t0 = time.perf_counter()
     path = folder / FILE_NAMES[fmt]
     graph, whole_spec = graphs.for_format(fmt)
+    if fmt in ACCELERATOR_FORMATS:
+        return write_accelerator(fmt, graph, whole_spec, path, parity, t0)
     if fmt == "saved_model":
         graph.export(str(path), format="tf_saved_model", verbose=False)
         save_spec(spec, path / "satseg.json")
@@ -317,6 +334,34 @@ def write_artifact(fmt: str, graphs: Graphs, spec: ModelSpec, folder: Path, pari
     names = class_names(spec.seg_classes)
     return {"format": fmt, "path": FILE_NAMES[fmt], "bytes": tree_bytes(path), "whole_image": whole_spec is not None,
             "agreement": float((pred == parity.pred).mean()), "miou": miou, "miou_delta": miou - parity.miou,
+            "iou_delta": {n: (None if np.isnan(a - b) else float(a - b)) for n, a, b in zip(names, iou, parity.iou)},
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def write_accelerator(fmt: str, graph, spec: ModelSpec, path: Path, parity: Parity, t0: float) -> dict:
+    """An accelerator file: its ops are checked against its target's list before it is kept."""
+    from satseg.serving import EDGETPU_OPS, GPU_OPS
+    from satseg.tflite_metadata import op_names, with_spec
+
+    if fmt == "tflite_edgetpu":
+        pixels = spec.normalization.get("kind") == "in_model" and 0 <= parity.calib.min() <= parity.calib.max() <= 255
+        tflite = convert_tflite(graph, "tflite_int8", parity.calib, int8_io=True, uint8_pixels=pixels)
+        allowed, target = EDGETPU_OPS, "the Edge TPU compiler"
+    else:
+        tflite = convert_tflite(graph, "tflite_float16")
+        allowed, target = GPU_OPS, "the GPU delegate"
+    off = sorted(set(op_names(tflite)) - allowed)
+    if off:
+        raise SatsegError(f"{path.name}: ops {', '.join(off)} are not on {target}'s list; this architecture "
+                          "cannot be exported for it yet")
+    path.write_bytes(with_spec(tflite, spec.to_dict()))
+    save_spec(spec, path.with_name(path.stem + ".satseg.json"))
+    pred = _file_predictions(fmt, path, spec, False, parity)
+    miou, iou = _miou_and_iou(parity.y, pred, spec.num_classes)
+    names = class_names(spec.seg_classes)
+    return {"format": fmt, "path": path.name, "bytes": path.stat().st_size, "whole_image": False,
+            "ops": sorted(set(op_names(tflite))), "agreement": float((pred == parity.pred).mean()), "miou": miou,
+            "miou_delta": miou - parity.miou,
             "iou_delta": {n: (None if np.isnan(a - b) else float(a - b)) for n, a, b in zip(names, iou, parity.iou)},
             "seconds": round(time.perf_counter() - t0, 1)}
 

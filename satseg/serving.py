@@ -299,6 +299,70 @@ def serving_model(model: keras.Model, batch_size: int | None = 1, fuse_head: boo
     return keras.Model(inp, ClassIds(name="class_ids")(clone(inp)), name=f"{model.name}_ids")
 
 
+# --- accelerator graphs ---------------------------------------------------------------------
+
+EDGETPU_OPS = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS",
+    "FULLY_CONNECTED", "L2_NORMALIZATION", "LOGISTIC", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM",
+    "MUL", "PACK", "PAD", "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6",
+    "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SLICE",
+    "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM",
+    "SQUARED_DIFFERENCE", "TANH", "TRANSPOSE_CONV",
+})
+"""The Edge TPU compiler's supported operations (coral.ai/docs/edgetpu/models-intro, "Supported
+operations"); every tensor int8, every shape static. Not on it: ARG_MAX, CAST, DEPTH_TO_SPACE,
+TILE, DEQUANTIZE (and SOFTMAX maps only for 1-D inputs, so the Edge TPU file ends in logits)."""
+
+GPU_OPS = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXP", "FULLY_CONNECTED",
+    "LOGISTIC", "MAX_POOL_2D", "MAXIMUM", "MINIMUM", "MUL", "PAD", "PRELU", "RELU", "RELU6", "RESHAPE",
+    "RESIZE_BILINEAR", "SOFTMAX", "STRIDED_SLICE", "SUB", "TRANSPOSE_CONV", "DEQUANTIZE",
+})
+"""The LiteRT GPU delegate's documented operations (ai.google.dev/edge/litert/performance/gpu,
+"Supported ops"), plus DEQUANTIZE of the constant float16 weights of a float16 file, which the
+delegate reads as float16 directly. Not on it: ARG_MAX, CAST, DEPTH_TO_SPACE, TILE,
+RESIZE_NEAREST_NEIGHBOR."""
+
+
+def _nearest_as_transposed(layer, channels: int):
+    """2x nearest upsampling as a transposed convolution with an identity 2x2 kernel (exact: each
+    input pixel is copied to its four outputs), an op every accelerator has."""
+    return layers.Conv2DTranspose(channels, 2, strides=2, use_bias=False, name=layer.name)
+
+
+def accelerator_model(model: keras.Model, patch: int, target: str) -> keras.Model:
+    """The model for a fixed (1, patch, patch, bands) input in ops its accelerator runs:
+    ``target`` "edgetpu" (int8 logits out: the host takes the argmax) or "gpu" (probabilities).
+    Only the nearest upsampling changes form (a Keras repeat lowers to RESHAPE + TILE); the
+    maths is the model's (tested)."""
+    from satseg.models import with_input_size
+
+    fixed = with_input_size(model, patch, batch_size=1)
+    nearest = {layer.name: layer.input.shape[-1] for layer in fixed.layers
+               if isinstance(layer, layers.UpSampling2D) and layer.interpolation == "nearest"}
+    for name in nearest:
+        if tuple(fixed.get_layer(name).size) != (2, 2):
+            raise SatsegError(f"layer {name}: only 2x upsampling is supported in the accelerator graphs")
+
+    def swap(layer):
+        if layer.name in nearest:
+            return _nearest_as_transposed(layer, nearest[layer.name])
+        return layer.__class__.from_config(layer.get_config())
+
+    clone = keras.models.clone_model(fixed, clone_function=swap)
+    for layer in clone.layers:
+        if layer.name in nearest:
+            c = nearest[layer.name]
+            layer.set_weights([np.broadcast_to(np.eye(c, dtype=np.float32), (2, 2, c, c)).copy()])
+        elif layer.weights:
+            layer.set_weights(fixed.get_layer(layer.name).get_weights())
+    if target == "edgetpu":
+        return keras.Model(clone.input, clone.output, name=f"{model.name}_edgetpu")
+    if target == "gpu":
+        return keras.Model(clone.input, layers.Softmax(name="probs")(clone.output), name=f"{model.name}_gpu")
+    raise SatsegError(f"unknown accelerator {target!r} (edgetpu or gpu)")
+
+
 # --- receptive field -----------------------------------------------------------------------
 
 _WINDOWED = (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D,

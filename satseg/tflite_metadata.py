@@ -34,6 +34,19 @@ def read_metadata(model) -> dict[str, bytes]:
     return out
 
 
+def op_names(model) -> list[str]:
+    """The builtin operators a ``.tflite`` file (path or bytes) uses, by name (its op inventory)."""
+    buf = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+    schema = _schema()
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    m = schema.Model.GetRootAs(buf, 0)
+    out = []
+    for i in range(m.OperatorCodesLength()):
+        code = m.OperatorCodes(i)
+        out.append(names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"))
+    return out
+
+
 def embedded_spec(model) -> dict | None:
     """The spec document embedded in a ``.tflite`` file, or None when it has none."""
     raw = read_metadata(model).get(KEY)

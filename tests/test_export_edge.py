@@ -13,6 +13,7 @@ from PIL import Image
 
 from satseg.classes import save_spec
 from satseg.edge import EdgeModel, blend_weights, collect_inputs, predict_files, predict_tiled
+from satseg.imaging import softmax
 
 from .helpers import (
     WITHOUT_TENSORFLOW,
@@ -290,7 +291,7 @@ def test_a_litert_file_without_a_sidecar_predicts_from_its_embedded_spec_without
     spec = json.loads(src.with_name("model_int8.satseg.json").read_text())
     model = tmp_path / "alone.tflite"
     model.write_bytes(with_spec(src.read_bytes(), spec))
-    assert set(read_metadata(src)) < set(read_metadata(model))  # the converter's entries stay
+    assert set(read_metadata(src)) <= set(read_metadata(model)) and "satseg.spec" in read_metadata(model)
     img = tmp_path / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (77, 131, 3)).astype(np.uint8)).save(img)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -299,3 +300,46 @@ def test_a_litert_file_without_a_sidecar_predicts_from_its_embedded_spec_without
                             "--out", str(tmp_path / out)], capture_output=True, text=True, env=env)
         assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "alone" / "a.png").read_bytes() == (tmp_path / "ref" / "a.png").read_bytes()
+
+
+@pytest.mark.parametrize("arch", ["lite0_edge", "edge", "fast_edge"])
+def test_accelerator_graphs_compute_the_models_logits_exactly(arch):
+    from satseg.models import build_model
+    from satseg.serving import accelerator_model
+
+    model = build_model(arch, (64, 64, 3), seed=0, normalization={"mean": [120.0] * 3, "std": [60.0] * 3})
+    x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
+    edgetpu, gpu = accelerator_model(model, 64, "edgetpu"), accelerator_model(model, 64, "gpu")
+    np.testing.assert_allclose(edgetpu(x), model(x), atol=1e-5)
+    np.testing.assert_allclose(gpu(x), softmax(np.asarray(model(x))), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_accelerator_files_use_only_their_targets_ops_and_predict(tmp_path, tiny_dataset):
+    from satseg.classes import ModelSpec
+    from satseg.export import export_model
+    from satseg.models import build_model
+    from satseg.serving import EDGETPU_OPS, GPU_OPS
+    from satseg.tflite_metadata import op_names
+
+    norm = {"mean": [120.0] * 3, "std": [60.0] * 3}
+    model = build_model("lite0_edge", (None, None, 3), seed=0, normalization=norm)
+    model.save(tmp_path / "m.keras")
+    save_spec(ModelSpec(patch_size=64, architecture="lite0_edge", normalization={"kind": "in_model", **norm}),
+              tmp_path / "m.satseg.json")
+    report = export_model(tmp_path / "m.keras", tmp_path / "out", formats=["tflite_edgetpu", "tflite_gpu"],
+                          calibration_data=tiny_dataset, n_calibration=4, n_parity=4, log=lambda *a: None)
+    for fmt, allowed, name in (("tflite_edgetpu", EDGETPU_OPS, "model_edgetpu.tflite"),
+                               ("tflite_gpu", GPU_OPS, "model_gpu.tflite")):
+        path = tmp_path / "out" / name
+        ops = set(op_names(path))
+        assert ops <= allowed, (fmt, ops - allowed)
+        assert not ops & {"ARG_MAX", "CAST", "DEPTH_TO_SPACE", "TILE"}, ops
+        em = EdgeModel(path)
+        assert not em.whole_image and list(em._in["shape"]) == [1, 64, 64, 3]
+        a = next(a for a in report["artifacts"] if a["format"] == fmt)
+        assert a["agreement"] > 0.9, a
+        probs = em.predict_patches(np.zeros((1, 64, 64, 3), np.float32) + 100)
+        np.testing.assert_allclose(probs.sum(-1), 1, atol=1e-2)  # logits of the Edge TPU file softmaxed on the host
+    tpu = EdgeModel(tmp_path / "out" / "model_edgetpu.tflite")
+    assert tpu._in["dtype"] == np.uint8 and tpu._out["dtype"] == np.int8

@@ -220,6 +220,10 @@ def card(m, teacher_eval):
     lines += ["", "| file | KB | pixel agreement with Keras | mIoU change (pt) |", "|---|---:|---:|---:|"]
     for a in r["artifacts"]:
         lines.append(f"| `{a['path']}` | {kb(a['bytes'])} | {100 * a['agreement']:.2f} % | {100 * a['miou_delta']:+.2f} |")
+    for fmt, what in ACCELERATORS.items():
+        a, e = art(m, fmt), json_in(m["dir"] / f"evaluate_{fmt.split('_')[1]}.json")
+        if a and e:
+            lines += ["", f"`{a['path']}` ({what}): ops {', '.join(a['ops'])}; test mIoU {e['miou']:.4f}."]
     lines += ["", "Plots: [loss](%s/loss.png), [mIoU](%s/miou.png), [precision-recall](%s/pr_curve.png), "
               "[predictions](%s/predictions.png), [confusion](%s/confusion.png)." % ((m["name"],) * 5), "",
               "Commands that made these files (from the repository root; `python benchmarks/ship.py` ran the "
@@ -235,6 +239,18 @@ def card(m, teacher_eval):
               for ch in c.get("changes", []) if "epochs" in ch]
     lines += m["commands"] + ["```", ""]
     return "\n".join(lines)
+
+
+ACCELERATORS = {
+    "tflite_edgetpu": "for the Coral Edge TPU: full integer, fixed 256 px tiles, int8 logits out, every op on the "
+                      "Edge TPU compiler's list; compile it with `edgetpu_compiler`",
+    "tflite_gpu": "for the LiteRT GPU delegate: float16 weights, fixed 256 px tiles, probabilities out, every op on "
+                  "the delegate's list",
+}
+
+
+def json_in(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def int8_rows(bench) -> dict:

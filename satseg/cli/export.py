@@ -22,6 +22,14 @@ def command(model_path, out, formats, calibration_data, teacher, int8_io, force)
     A model that normalises inside its graph gets whole-image LiteRT files (any size, raw pixels
     in, uint8 class ids out; int8 takes uint8 pixels) and model_int8_fixed.tflite, the fixed-size
     probability file for tiles and --tta. Other models get fixed-size files only.
+
+    \b
+    Accelerator files, on request (--formats ...,tflite_edgetpu,tflite_gpu):
+      model_edgetpu.tflite  full-integer, fixed (1, P, P, C) input, int8 logits out (argmax on the
+                            host), every op on the Edge TPU compiler's list: run edgetpu_compiler on it
+      model_gpu.tflite      float16 weights, fixed size, probabilities out, every op on the
+                            LiteRT GPU delegate's list
+    Each is refused, naming the ops, if an architecture needs an op off its list.
     """
     from satseg.cli.common import require_file, require_tensorflow
 
