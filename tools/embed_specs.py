@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from satseg.atomic import atomic_write, atomic_write_text
-from satseg.classes import read_spec
+from satseg.classes import check_spec_doc, read_spec
 from satseg.tflite_metadata import embedded_spec, with_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +30,11 @@ def main(argv=None):
         sidecar = tfl.with_name(tfl.stem + ".satseg.json")
         if not sidecar.exists():
             continue
-        doc = read_spec(sidecar).to_dict()
-        if embedded_spec(tfl) == json.loads(json.dumps(doc, sort_keys=True)):
+        spec = read_spec(sidecar)
+        inside = embedded_spec(tfl)
+        if inside is not None and check_spec_doc(inside, tfl) == spec:
             continue
+        doc = spec.to_dict()
         data = with_spec(tfl.read_bytes(), doc)
         print(f"{'would embed' if args.dry_run else 'embedded'}  {tfl.relative_to(ROOT)}  "
               f"{tfl.stat().st_size} -> {len(data)} bytes")
