@@ -191,3 +191,20 @@ def test_generated_tables_are_what_the_generator_writes(capsys):
     model_cards.main(["--dry-run"])
     stale = [line for line in capsys.readouterr().out.splitlines() if "would write" in line]
     assert not stale, f"out of date (run python tools/model_cards.py): {stale}"
+
+
+def test_distillation_tables_in_the_docs_are_the_studys():
+    """docs/distillation.md shows what benchmarks/distillation_study.py generated from its runs' JSON."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import distillation_study
+    finally:
+        sys.path.pop(0)
+    text = (ROOT / "docs" / "distillation.md").read_text()
+    for path in sorted((ROOT / "exported_models").glob("distillation_*.json")):
+        doc = json.loads(path.read_text())
+        mark = f"<!-- study:{doc['study']} -->"
+        block = text.split(mark)[1].strip()
+        assert block == distillation_study.table(doc), f"docs/distillation.md is not {path.name}'s table"
