@@ -143,7 +143,7 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
             rows.append(row)
         log(f"  {name}: " + ", ".join(f"{r['runtime']} {r['ms_per_patch']:.1f} ms" for r in rows if r["model"] == name))
     for r in rows:
-        rate = int8_rate if r["runtime"].startswith("litert_int8") else mac_rate
+        rate = int8_rate if r["runtime"].startswith(("litert_int8", "litert_edgetpu")) else mac_rate
         r["limit"] = "int8 GEMM" if rate is int8_rate else "float32 matmul"
         r["limit_ms"] = 1e3 * r["macs"] / rate
         for key in ("whole_image_s", "tiled_s", "windowed_s"):
