@@ -23,6 +23,11 @@ def main():
     output_options(ap)
     args = ap.parse_args()
     check_out(args)
+    if args.model is not None:
+        from satseg.edge import EdgeModel, default_model
+
+        args.model = default_model(args.model)
+        EdgeModel(args.model)  # a missing or unusable model is named now, not after the scene is written
     emit(args, scene_memory(args.size, args.model), indent=2)
 
 

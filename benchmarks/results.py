@@ -17,10 +17,21 @@ def output_options(ap: argparse.ArgumentParser, default: Path | None = None) -> 
     ap.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 
+def fail(message: str) -> None:
+    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def check_out(args) -> None:
-    """Before any work: refuse to overwrite without --force."""
-    if args.out is not None and args.out.exists() and not args.force:
-        sys.exit(f"{Path(sys.argv[0]).name}: error: {args.out}: exists; pass --force to overwrite it")
+    """Before any work: a file in an existing folder, not overwritten without --force."""
+    if args.out is None:
+        return
+    if not args.out.parent.is_dir():
+        fail(f"{args.out}: folder {args.out.parent} does not exist")
+    if args.out.is_dir():
+        fail(f"{args.out}: is a folder")
+    if args.out.exists() and not args.force:
+        fail(f"{args.out}: exists; pass --force to overwrite it")
 
 
 def emit(args, doc, indent: int = 2) -> None:
@@ -38,5 +49,5 @@ def run(main) -> None:
     try:
         code = main()
     except (SatsegError, FileNotFoundError, NotADirectoryError) as e:
-        sys.exit(f"{Path(sys.argv[0]).name}: error: {e}")
+        fail(str(e))
     sys.exit(code or 0)

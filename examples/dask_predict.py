@@ -44,7 +44,7 @@ def run(model_path, inputs, out_dir, client, force: bool = False, skip_existing:
     from satseg.edge import collect_inputs, plan_outputs
 
     out_dir = Path(out_dir)
-    planned = plan_outputs(collect_inputs([inputs]), out_dir, force, skip_existing)
+    planned = plan_outputs(collect_inputs([inputs], out_dir), out_dir, force, skip_existing)
     futures = [client.submit(predict_scene_file, str(model_path), str(src), str(dst), pure=False)
                for src, dst in planned]
     files, failed, pids = [], [], set()
@@ -57,16 +57,32 @@ def run(model_path, inputs, out_dir, client, force: bool = False, skip_existing:
     return files, failed, pids
 
 
+def fail(message: str, code: int = 2):
+    print(f"dask_predict.py: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model")
-    ap.add_argument("inputs")
-    ap.add_argument("out")
+    ap.add_argument("model", help="a .tflite file, or a shipped model's name (satseg models)")
+    ap.add_argument("inputs", help="a scene or a folder of scenes")
+    ap.add_argument("out", help="the output folder")
     ap.add_argument("--scheduler", help="address of a running Dask scheduler [default: a local cluster]")
-    ap.add_argument("--workers", type=int, default=os.cpu_count(), help="local cluster only")
-    ap.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    ap.add_argument("--skip-existing", action="store_true", help="leave out scenes whose outputs exist (resume)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count(), help="local cluster only (at least 1)")
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    what.add_argument("--skip-existing", action="store_true", help="leave out scenes whose outputs exist (resume)")
     args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error(f"--workers must be at least 1, not {args.workers}")
+    from satseg.edge import EdgeModel, default_model
+    from satseg.errors import SatsegError
+
+    try:  # checked here, before any worker starts
+        args.model = default_model(args.model)
+        EdgeModel(args.model)
+    except SatsegError as e:
+        fail(str(e))
     from distributed import Client, LocalCluster
 
     if args.scheduler:
@@ -76,13 +92,13 @@ def main(argv=None):
     with client:
         try:
             files, failed, pids = run(args.model, args.inputs, args.out, client, args.force, args.skip_existing)
-        except (OSError, ValueError) as e:
-            raise SystemExit(f"dask_predict: error: {e}") from None
+        except (OSError, ValueError, SatsegError) as e:
+            fail(str(e).replace("predict into another --out", "predict into another output folder"))
     print(f"wrote {len(files)} files to {args.out}/ from {len(pids)} worker processes")
     for _src, reason in failed:
-        print(f"dask_predict: error: {reason}", file=sys.stderr)
+        print(f"dask_predict.py: error: {reason}", file=sys.stderr)
     if failed:
-        raise SystemExit(2)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 satseg, no TensorFlow): what a client on a phone or a board does.
 
     pip install numpy pillow ai-edge-litert
-    python edge_inference.py model_int8.tflite image.jpg ids.png [--window-pixels 4000000]
+    python edge_inference.py model_int8.tflite image.jpg ids.png [--window-pixels 4000000] [--force]
 
 The contract of a whole-image file (every file `satseg export` writes for a model that normalises
 inside its graph, such as satseg/default_model/model_int8.tflite):
@@ -10,8 +10,8 @@ inside its graph, such as satseg/default_model/model_int8.tflite):
   multiples of the model's stride: pad the right and bottom edges by repeating the last row and
   column, and crop the output back;
 - output (1, H, W) uint8 class ids;
-- stride, margin, class names and colours: the file's metadata entry ``satseg.spec`` (JSON), or
-  the ``X.satseg.json`` sidecar beside it.
+- stride, margin, bands, class names and colours: the ``X.satseg.json`` sidecar beside the file,
+  else the file's own metadata entry ``satseg.spec`` (JSON): the order satseg reads them in.
 A large scene runs in windows that overlap by the margin; each keeps what lies at least that far
 from a cut, so the ids equal one whole-frame call. Writes ``ids.png``: a palette PNG whose values
 are the class ids and whose palette is the class colours.
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +31,46 @@ from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
 
+class ClientError(Exception):
+    """Bad input: one line, exit 2."""
+
+
 def read_spec(model_path: Path) -> dict:
-    """The satseg.spec metadata entry of the file, else its sidecar."""
-    m = schema.Model.GetRootAs(model_path.read_bytes(), 0)
-    for i in range(m.MetadataLength()):
-        if m.Metadata(i).Name() == b"satseg.spec":
-            return json.loads(m.Buffers(m.Metadata(i).Buffer()).DataAsNumpy().tobytes())
+    """The sidecar beside the file, else the file's satseg.spec metadata entry."""
     sidecar = model_path.with_suffix(".satseg.json")
-    if sidecar.exists():
-        return json.loads(sidecar.read_text())
-    raise SystemExit(f"{model_path}: no satseg.spec metadata and no {sidecar.name} beside it")
+    try:
+        if sidecar.exists():
+            return json.loads(sidecar.read_text())
+        m = schema.Model.GetRootAs(model_path.read_bytes(), 0)
+        for i in range(m.MetadataLength()):
+            if m.Metadata(i).Name() == b"satseg.spec":
+                return json.loads(m.Buffers(m.Metadata(i).Buffer()).DataAsNumpy().tobytes())
+    except Exception as e:  # not a flatbuffer, or damaged JSON
+        raise ClientError(f"{model_path}: not a readable LiteRT model with a satseg spec ({type(e).__name__})") from None
+    raise ClientError(f"{model_path}: no {sidecar.name} beside it and no satseg.spec inside it")
+
+
+def read_pixels(path: Path, bands: int) -> np.ndarray:
+    """8-bit pixels with the model's band count; anything else is refused, never converted."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("RGBA", "LA", "PA", "P"):
+                im = im.convert("RGBA" if mode != "LA" else "LA")
+                im = im.convert("RGB" if im.mode == "RGBA" else "L")  # alpha is not a band
+                mode = im.mode
+            if mode not in ("RGB", "L"):
+                raise ClientError(f"{path}: pixels of mode {mode} (not 8-bit); the model takes 8-bit {bands}-band images")
+            pixels = np.asarray(im)
+    except ClientError:
+        raise
+    except Exception as e:  # truncated, not an image
+        raise ClientError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+    pixels = pixels.reshape(*pixels.shape[:2], -1)
+    if pixels.shape[-1] != bands:
+        raise ClientError(f"{path}: has {pixels.shape[-1]} bands, the model takes {bands}")
+    return pixels
 
 
 def run_whole(interpreter: Interpreter, pixels: np.ndarray, stride: int) -> np.ndarray:
@@ -82,30 +114,63 @@ def segment(interpreter: Interpreter, pixels: np.ndarray, stride: int, margin: i
     return ids
 
 
+def positive(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {v}")
+    return v
+
+
+def check_out(out: Path, image: Path, force: bool) -> None:
+    """Before any work: a PNG in an existing folder, never the input, never over a file without --force."""
+    if out.suffix.lower() != ".png":
+        raise ClientError(f"{out}: the ids are written as a palette PNG; name it .png")
+    if not out.parent.is_dir():
+        raise ClientError(f"{out}: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise ClientError(f"{out}: is a folder")
+    if out.exists() and out.resolve() == image.resolve():
+        raise ClientError(f"{out}: is the input image")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise ClientError(f"{out}: exists; pass --force to overwrite it")
+
+
+def run(args) -> None:
+    for f in (args.model, args.image):
+        if not f.is_file():
+            raise ClientError(f"{f}: not found")
+    check_out(args.out, args.image, args.force)
+    spec = read_spec(args.model)
+    try:
+        interpreter = Interpreter(str(args.model), num_threads=2)
+    except Exception as e:
+        raise ClientError(f"{args.model}: not a usable LiteRT model ({type(e).__name__})") from None
+    if len(interpreter.get_output_details()[0]["shape_signature"]) != 3:
+        raise ClientError(f"{args.model}: not a whole-image file (its output is not (1, H, W) class ids)")
+    pixels = read_pixels(args.image, spec.get("bands", 3))
+    ids = segment(interpreter, pixels, spec["stride"], spec["margin"], args.window_pixels)
+    out = Image.fromarray(ids, mode="P")
+    out.putpalette([v for c in spec["classes"] for v in c["color"]])
+    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp.png")  # written whole, then renamed
+    out.save(tmp)
+    os.replace(tmp, args.out)
+    shares = np.bincount(ids.ravel(), minlength=len(spec["classes"])) / ids.size
+    print(args.image.name, ", ".join(f"{c['name']} {100 * s:.1f} %" for c, s in zip(spec["classes"], shares)))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", type=Path)
     ap.add_argument("image", type=Path)
     ap.add_argument("out", type=Path, help="the palette PNG of class ids to write")
-    ap.add_argument("--window-pixels", type=int, default=4_000_000, help="largest window run in one call")
+    ap.add_argument("--window-pixels", type=positive, default=4_000_000, help="largest window run in one call")
+    ap.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     args = ap.parse_args(argv)
-    for f in (args.model, args.image):
-        if not f.is_file():
-            raise SystemExit(f"{f}: not found")
-    spec = read_spec(args.model)
-    interpreter = Interpreter(str(args.model), num_threads=2)
-    if len(interpreter.get_output_details()[0]["shape_signature"]) != 3:
-        raise SystemExit(f"{args.model}: not a whole-image file (its output is not (1, H, W) class ids)")
-    bands = spec.get("bands", 3)
-    with Image.open(args.image) as im:
-        pixels = np.asarray(im.convert("RGB" if bands == 3 else "L"))
-    pixels = pixels.reshape(*pixels.shape[:2], -1)
-    ids = segment(interpreter, pixels, spec["stride"], spec["margin"], args.window_pixels)
-    out = Image.fromarray(ids, mode="P")
-    out.putpalette([v for c in spec["classes"] for v in c["color"]])
-    out.save(args.out)
-    shares = np.bincount(ids.ravel(), minlength=len(spec["classes"])) / ids.size
-    print(args.image.name, ", ".join(f"{c['name']} {100 * s:.1f} %" for c, s in zip(spec["classes"], shares)))
+    try:
+        run(args)
+    except ClientError as e:
+        print(f"edge_inference.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

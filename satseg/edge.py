@@ -34,6 +34,8 @@ def default_model(path=None) -> str:
     from satseg.errors import SatsegError
     from satseg.zoo import resolve
 
+    if path is not None and not str(path).strip():
+        raise SatsegError("--model is empty: give a model file or a shipped model's name (satseg models)")
     if path:
         return resolve(str(path))
     if not SHIPPED_MODEL.exists():
@@ -471,14 +473,20 @@ def _write_with_rasterio(rasterio, ids: np.ndarray, path: Path, source, spec: Mo
     atomic_write(path, write)
 
 
-def collect_inputs(inputs) -> list[tuple[Path, Path]]:
+def collect_inputs(inputs, out_dir=None) -> list[tuple[Path, Path]]:
     """Expand files and folders into (image, relative output stem) pairs.
 
     A folder's relative layout is mirrored (``Tile 2/images/x``) so equal names never collide;
     files are images by content, not name; in a folder laid out as a dataset only images are
     read, never masks (mask folders, or ``x_mask.tif`` beside ``x.tif``: :mod:`satseg.data.layouts`).
+    ``out_dir`` inside an input folder is not walked: earlier outputs are not inputs.
     """
     from satseg.data.layouts import images_in
+
+    skip = Path(os.path.realpath(out_dir)) if out_dir is not None else None
+
+    def outside(f: Path) -> bool:
+        return skip is None or not Path(os.path.realpath(f)).is_relative_to(skip)
 
     pairs = []
     for inp in inputs:
@@ -486,7 +494,7 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
         if inp.is_file():
             pairs.append((inp, output_stem(Path(inp.name))))
         elif inp.is_dir():
-            pairs += [(f, output_stem(f.relative_to(inp))) for f in images_in(inp)]
+            pairs += [(f, output_stem(f.relative_to(inp))) for f in images_in(inp) if outside(f)]
         else:
             raise FileNotFoundError(f"{inp}: no such file or folder")
     if not pairs:
@@ -619,7 +627,7 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
 
     out_dir = Path(out_dir)
     check_overlap(overlap, model.spec.patch_size)
-    pairs = collect_inputs(inputs)
+    pairs = collect_inputs(inputs, out_dir)
     with OutputLock(out_dir, "satseg predict"):
         planned = plan_outputs(pairs, out_dir, force, skip_existing)
         for src, dst in planned:

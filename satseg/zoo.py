@@ -42,9 +42,20 @@ def shipped_models() -> list[dict]:
     return rows
 
 
+def _names() -> set[str]:
+    try:
+        return {r["name"] for r in shipped_models()}
+    except SatsegError:
+        return set()
+
+
 def resolve(model: str) -> str:
-    """A path as given, or a shipped model's int8 file when ``model`` is one's name."""
-    if Path(model).exists() or any(c in model for c in "/\\.") :
+    """A path as given, or a shipped model's int8 file when ``model`` is one's name (a file or
+    folder of that name in the working directory comes first, as a path does everywhere)."""
+    if Path(model).exists() or any(c in model for c in "/\\."):
+        if Path(model).is_dir() and not (Path(model) / "saved_model.pb").exists() and model in _names():
+            raise SatsegError(f"{model}: a folder of that name is here and shadows the shipped model; "
+                              f"pass ./{model} for the folder or run from elsewhere for the shipped one")
         return model
     rows = {r["name"]: r for r in shipped_models()}
     if model in rows:

@@ -842,3 +842,14 @@ def test_a_garbage_pixel_budget_names_the_variable(world, tmp_path):
                         "--out", str(tmp_path / "o")], capture_output=True, text=True,
                        env={**ENV, "SATSEG_MAX_PIXELS": "lots"})
     assert_one_line_error(r, "SATSEG_MAX_PIXELS must be a whole number")
+
+
+def test_an_out_folder_inside_the_input_folder_is_not_read_as_input(world, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 60, 3)).astype(np.uint8)).save(src / "a.png")
+    out = src / "out"
+    assert satseg("predict", src, "--model", world["tflite"], "--out", out).returncode == 0
+    r = satseg("predict", src, "--model", world["tflite"], "--out", out, "--skip-existing")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["a.png", "a_color.png"]

@@ -63,3 +63,22 @@ def test_plain_client_windows_cover_every_pixel_once_at_least_margin_from_a_cut(
             assert e == n or e - b >= margin
             kept += range(a, b)
         assert kept == list(range(n))
+
+
+def test_plain_client_refuses_to_overwrite_and_says_why_in_one_line(tmp_path):
+    img = tmp_path / "scene.png"
+    Image.fromarray(photo(40, 56, seed=3)).save(img)
+    before = img.read_bytes()
+    grey = tmp_path / "grey.png"
+    Image.fromarray(photo(40, 56, seed=3)[..., 0]).save(grey)
+    (tmp_path / "old.png").write_bytes(b"keep")
+    cases = [([str(img), str(img)], "is the input image"), ([str(img), str(tmp_path / "old.png")], "exists; pass --force"),
+             ([str(grey), str(tmp_path / "g.png")], "has 1 bands, the model takes 3"),
+             ([str(img), str(tmp_path / "no" / "x.png")], "does not exist"),
+             ([str(img), str(tmp_path / "x.jpg")], "name it .png")]
+    for args, why in cases:
+        r = subprocess.run([sys.executable, str(EXAMPLE), str(SHIPPED_MODEL), *args], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr and why in r.stderr.strip().splitlines()[-1], (args, r.stderr)
+    assert img.read_bytes() == before and (tmp_path / "old.png").read_bytes() == b"keep"

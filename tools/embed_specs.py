@@ -26,6 +26,7 @@ def main(argv=None):
     ap.add_argument("--models", type=Path, default=ROOT / "exported_models")
     ap.add_argument("--dry-run", action="store_true", help="say which files would change; write nothing")
     args = ap.parse_args(argv)
+    changed = 0
     for tfl in sorted(args.models.glob("*/*.tflite")):
         sidecar = tfl.with_name(tfl.stem + ".satseg.json")
         if not sidecar.exists():
@@ -36,6 +37,7 @@ def main(argv=None):
             continue
         doc = spec.to_dict()
         data = with_spec(tfl.read_bytes(), doc)
+        changed += 1
         print(f"{'would embed' if args.dry_run else 'embedded'}  {tfl.relative_to(ROOT)}  "
               f"{tfl.stat().st_size} -> {len(data)} bytes")
         if args.dry_run:
@@ -48,6 +50,8 @@ def main(argv=None):
                 if a.get("path") == tfl.name:
                     a["bytes"] = len(data)
             atomic_write_text(report, json.dumps(r, indent=2))
+    if not changed:
+        print(f"nothing to embed: every LiteRT file under {args.models} carries its sidecar's spec")
 
 
 if __name__ == "__main__":

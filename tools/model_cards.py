@@ -67,6 +67,7 @@ def teacher_paths(cfg: dict) -> list[str]:
 def shipped_folder(path: str) -> str | None:
     """The exported_models/ folder a model file lies in, if any."""
     p = Path(path)
+    p = p if p.is_absolute() else ROOT / p  # recorded paths are relative to the repository root
     return p.parent.name if p.parent.parent.resolve() == MODELS.resolve() and p.parent.is_dir() else None
 
 

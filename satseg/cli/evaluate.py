@@ -15,7 +15,7 @@ from satseg.cli.options import (
 
 @click.command("evaluate")
 @click.option("--model", "model_path", type=click.Path(),
-              help=".keras file, SavedModel directory or .tflite file [default: the packaged best small student, satseg/default_model].")
+              help=".keras file, SavedModel directory or .tflite file or a shipped model's NAME (satseg models) [default: the packaged best small student, satseg/default_model].")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset root.")
 @pairing_options
 @click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,

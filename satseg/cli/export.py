@@ -37,7 +37,11 @@ def command(model_path, out, formats, calibration_data, teacher, int8_io, force)
     require_tensorflow("export")
     from satseg.export import export_model
 
-    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    fmts = list(dict.fromkeys(f.strip() for f in formats.split(",") if f.strip()))  # each once, in order
+    if not fmts:
+        from satseg.errors import SatsegError
+
+        raise SatsegError(f"--formats: no format given; choose from {', '.join(FORMATS)}")
     export_model(model_path, out, fmts, calibration_data, teacher, int8_io, force, log=(lambda *a: None) if quiet() else click.echo)
     click.echo(open(f"{out}/report.md").read())
     click.echo(f"wrote {out}/")

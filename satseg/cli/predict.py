@@ -10,7 +10,7 @@ from satseg.cli.options import force_option, overlap_option, trust_option, verbo
 @click.command("predict")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--model", "model_path", type=click.Path(),
-              help=".tflite (edge runtime, no TensorFlow) or .keras [default: the packaged best small student, satseg/default_model].")
+              help=".tflite (edge runtime, no TensorFlow) or .keras or a shipped model's NAME (satseg models) [default: the packaged best small student, satseg/default_model].")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @overlap_option
 @click.option("--threads", type=click.IntRange(min=1), help="LiteRT threads with --jobs 1 [default: all cores].")
