@@ -275,7 +275,7 @@ def bench_folder(models, quick: bool, log=print) -> dict | None:
         (tmp / "in").mkdir()
         for i in range(n):
             Image.fromarray(rng.integers(0, 256, (*size, 3)).astype(np.uint8)).save(tmp / "in" / f"{i}.png")
-        result = {"model": str(path), "images": n, "image_size": list(size), "cores": os.cpu_count()}
+        result = {"model": f"{Path(path).parent.name}/{Path(path).name}", "images": n, "image_size": list(size), "cores": os.cpu_count()}
         for label, jobs, threads in (("jobs_1", 1, 1), ("all_cores", os.cpu_count() or 1, None)):
             t0 = time.perf_counter()
             predict_files(EdgeModel(path, num_threads=threads), [tmp / "in"], tmp / label, progress=False, jobs=jobs)
