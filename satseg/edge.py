@@ -483,10 +483,12 @@ def collect_inputs(inputs, out_dir=None) -> list[tuple[Path, Path]]:
     """
     from satseg.data.layouts import images_in
 
-    skip = Path(os.path.realpath(out_dir)) if out_dir is not None else None
+    out_real = Path(os.path.realpath(out_dir)) if out_dir is not None else None
 
-    def outside(f: Path) -> bool:
-        return skip is None or not Path(os.path.realpath(f)).is_relative_to(skip)
+    def outside(f: Path, folder: Path) -> bool:  # the out folder is skipped only when strictly inside
+        if out_real is None or out_real == Path(os.path.realpath(folder)):
+            return True
+        return not Path(os.path.realpath(f)).is_relative_to(out_real)
 
     pairs = []
     for inp in inputs:
@@ -494,7 +496,7 @@ def collect_inputs(inputs, out_dir=None) -> list[tuple[Path, Path]]:
         if inp.is_file():
             pairs.append((inp, output_stem(Path(inp.name))))
         elif inp.is_dir():
-            pairs += [(f, output_stem(f.relative_to(inp))) for f in images_in(inp) if outside(f)]
+            pairs += [(f, output_stem(f.relative_to(inp))) for f in images_in(inp) if outside(f, inp)]
         else:
             raise FileNotFoundError(f"{inp}: no such file or folder")
     if not pairs:
