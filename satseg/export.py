@@ -329,10 +329,15 @@ def write_artifact(fmt: str, graphs: Graphs, spec: ModelSpec, folder: Path, pari
                                 uint8_pixels=pixels)
         path.write_bytes(with_spec(tflite, (whole_spec or spec).to_dict()))  # the file describes itself
         save_spec(whole_spec or spec, path.with_name(path.stem + ".satseg.json"))
-    pred = _file_predictions(fmt, path, whole_spec or spec, whole_spec is not None, parity)
+    return measured(fmt, path, whole_spec or spec, whole_spec is not None, parity, t0)
+
+
+def measured(fmt: str, path: Path, spec: ModelSpec, whole: bool, parity: Parity, t0: float, **extra) -> dict:
+    """A written file's report row: size, and its agreement with Keras on the parity patches."""
+    pred = _file_predictions(fmt, path, spec, whole, parity)
     miou, iou = _miou_and_iou(parity.y, pred, spec.num_classes)
     names = class_names(spec.seg_classes)
-    return {"format": fmt, "path": FILE_NAMES[fmt], "bytes": tree_bytes(path), "whole_image": whole_spec is not None,
+    return {"format": fmt, "path": path.name, "bytes": tree_bytes(path), "whole_image": whole, **extra,
             "agreement": float((pred == parity.pred).mean()), "miou": miou, "miou_delta": miou - parity.miou,
             "iou_delta": {n: (None if np.isnan(a - b) else float(a - b)) for n, a, b in zip(names, iou, parity.iou)},
             "seconds": round(time.perf_counter() - t0, 1)}
@@ -356,14 +361,7 @@ def write_accelerator(fmt: str, graph, spec: ModelSpec, path: Path, parity: Pari
                           "cannot be exported for it yet")
     path.write_bytes(with_spec(tflite, spec.to_dict()))
     save_spec(spec, path.with_name(path.stem + ".satseg.json"))
-    pred = _file_predictions(fmt, path, spec, False, parity)
-    miou, iou = _miou_and_iou(parity.y, pred, spec.num_classes)
-    names = class_names(spec.seg_classes)
-    return {"format": fmt, "path": path.name, "bytes": path.stat().st_size, "whole_image": False,
-            "ops": sorted(set(op_names(tflite))), "agreement": float((pred == parity.pred).mean()), "miou": miou,
-            "miou_delta": miou - parity.miou,
-            "iou_delta": {n: (None if np.isnan(a - b) else float(a - b)) for n, a, b in zip(names, iou, parity.iou)},
-            "seconds": round(time.perf_counter() - t0, 1)}
+    return measured(fmt, path, spec, False, parity, t0, ops=sorted(set(op_names(tflite))))
 
 
 def build_report(model_path: Path, model, stats: dict, spec: ModelSpec, parity: Parity, artifacts, int8_io,
