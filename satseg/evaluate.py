@@ -105,6 +105,10 @@ def select_images(data, split: str = "all", seed: int = 42, val: float = 0.15, t
     return [samples[i] for i in image_split(samples, val, test, seed)[split]]
 
 
+MIN_INTERVAL_IMAGES = 5
+"""Fewer whole images than this get no bootstrap interval."""
+
+
 def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, overlap: int | None = None,
              plots_dir=None, progress: bool = True, keep_panels: int = 10, tta: bool = False,
              masks=None, pairs=None) -> dict:
@@ -160,7 +164,9 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
               "path": "whole image (windows)" if predictor.predict_ids is not None else f"tiles (overlap {overlap})",
               "overlap": overlap,
               **cm.report(class_names(spec.seg_classes), spec.class_set.foreground),
-              "interval": bootstrap_interval(per_image, spec.class_set.foreground, seed=seed)}
+              # a bootstrap over fewer images says nothing: no interval then
+              "interval": bootstrap_interval(per_image, spec.class_set.foreground, seed=seed)
+              if len(per_image) >= MIN_INTERVAL_IMAGES else None}
     if plots_dir is not None:
         from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
 

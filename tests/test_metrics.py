@@ -71,3 +71,23 @@ def test_report_json_keys():
 
 def test_slug():
     assert slug("Land (unpaved area)") == "land" and slug("Building") == "building"
+
+
+def test_bootstrap_interval_over_images_holds_the_score_and_shrinks_when_images_agree():
+    import numpy as np
+
+    from satseg.metrics import ConfusionMatrix, bootstrap_interval, scores
+
+    rng = np.random.default_rng(0)
+    per = []
+    for i in range(8):  # images of different difficulty: the interval must be wide
+        t = rng.integers(0, 3, 2000)
+        p = np.where(rng.random(2000) < 0.3 + 0.08 * i, t, rng.integers(0, 3, 2000))
+        per.append(ConfusionMatrix(3).update(t, p).matrix)
+    ci = bootstrap_interval(per, foreground=1, seed=1)
+    point = scores(np.sum(per, 0))["miou"]
+    assert ci["miou"][0] < point < ci["miou"][1] and ci["miou"][1] - ci["miou"][0] > 0.05
+    assert ci["foreground_iou"][0] < scores(np.sum(per, 0))["iou"][1] < ci["foreground_iou"][1]
+    same = bootstrap_interval([per[0]] * 8)
+    assert same["miou"][0] == same["miou"][1] == scores(per[0])["miou"]
+    assert bootstrap_interval(per, seed=3) == bootstrap_interval(per, seed=3)  # seeded: reproducible

@@ -30,7 +30,7 @@ PICK = {
     "lite0_edge_scratch": "the default: best small model on validation; phones and boards",
     "lite0_edge_distilled": "as the default, distilled; ties it",
     "fast_edge_distilled": "the fastest; less accurate than the default",
-    "edge_distilled_lite0": "the smallest file of the pretrained-recipe students; tight memory",
+    "edge_distilled_lite0": "a smaller file than the default (random-init edge network, distilled); tight memory",
     "teacher": "the reference teacher U-Net; for comparison",
     "student_distilled": "the reference student; for comparison",
 }
@@ -45,7 +45,7 @@ TITLES = {
     "edge_distilled_lite0": "Edge student (random init), distilled from the pretrained teacher",
     "teacher": "Teacher U-Net (16-32-64-128-256)",
     "student_scratch": "Reference student, trained from scratch (the baseline distillation must beat)",
-    "student_distilled": "Reference student, distilled from the teacher (the default model)",
+    "student_distilled": "Reference student, distilled from the teacher (the default model until the pretrained students)",
     "edge_scratch": "Edge student, trained from scratch",
     "edge_distilled": "Edge student (stride-2 stem, depthwise-separable), distilled from the teacher",
 }
