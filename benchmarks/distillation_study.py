@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from results import run
+from results import check_out, fail, output_options, run
 
 from satseg.atomic import atomic_write_text
 from satseg.data.catalog import data_root
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from model_cards import fill  # noqa: E402
+
 SHARED = data_root()
 
 STUDIES = {
@@ -152,22 +154,17 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     ap.add_argument("--only", nargs="*", choices=list(VARIANTS), help="train only these variants")
     ap.add_argument("--collect-only", action="store_true", help="train nothing; collect what finished runs scored")
-    ap.add_argument("--out", type=Path, help="JSON [default: exported_models/distillation_<study>.json]; its "
-                    "Markdown table goes beside it and into docs/distillation.md")
-    ap.add_argument("--force", action="store_true", help="overwrite the JSON if it exists")
+    output_options(ap)  # --out: the JSON [default: exported_models/distillation_<study>.json]; its table beside it
     args = ap.parse_args()
     study = STUDIES[args.study]
     if not study["data"].is_dir():
-        print(f"{study['data']}: dataset not found (README.md, 'The data'; SATSEG_DATA sets the data root)", file=sys.stderr)
-        return 1
+        fail(f"{study['data']}: dataset not found (README.md, 'The data'; SATSEG_DATA sets the data root)")
     if not Path(args.teacher).is_file():
-        print(f"{args.teacher}: teacher model not found", file=sys.stderr)
-        return 1
+        fail(f"{args.teacher}: teacher model not found")
     runs = args.runs or Path("runs") / f"study_{args.study}"
-    out = args.out or ROOT / "exported_models" / f"distillation_{args.study}.json"
-    if out.exists() and not args.force:
-        print(f"{out}: exists; pass --force to overwrite it", file=sys.stderr)
-        return 1
+    shipped = ROOT / "exported_models" / f"distillation_{args.study}.json"
+    out = args.out = args.out or shipped
+    check_out(args)
     names = [v for v in variants_for(study) if not args.only or v in args.only]
     if not args.collect_only:
         for seed in args.seeds:  # every variant once before any gets a second seed
@@ -182,12 +179,9 @@ def main():
     atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
     md = table(doc) if rows else "no finished runs"
     atomic_write_text(out.with_suffix(".md"), md + "\n")
-    if out.resolve() == (ROOT / "exported_models" / f"distillation_{args.study}.json").resolve():
+    if out.resolve() == shipped.resolve():  # the shipped study's table goes into the docs
         docs = ROOT / "docs" / "distillation.md"
-        mark = f"<!-- study:{args.study} -->"
-        text = re.sub(f"{re.escape(mark)}.*?{re.escape(mark)}", lambda _: f"{mark}\n{md}\n{mark}", docs.read_text(),
-                      flags=re.S)
-        atomic_write_text(docs, text)
+        atomic_write_text(docs, fill(docs.read_text(), f"study:{args.study}", md))
     print(md)
     return 0
 

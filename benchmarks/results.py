@@ -11,9 +11,8 @@ from pathlib import Path
 from satseg.atomic import atomic_write_text
 
 
-def output_options(ap: argparse.ArgumentParser, default: Path | None = None) -> None:
-    ap.add_argument("--out", type=Path, default=default,
-                    help="also write the JSON here" + (f" [default: {default}]" if default else ""))
+def output_options(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
     ap.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 

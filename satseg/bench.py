@@ -37,7 +37,6 @@ def litert_gemm_macs_per_second(kind: str, threads: int, size: int = 96, channel
     models' convolutions run on. The int8 models' limit: the float32 numpy rate is no bound for them."""
     import keras
 
-    from satseg.edge import EdgeModel  # noqa: F401 (the interpreter the models run on)
     from satseg.export import convert_tflite
 
     x = keras.Input((size, size, channels))
@@ -200,37 +199,58 @@ new process image, while ru_maxrss keeps the parent's peak across fork and exec 
 with TensorFlow loaded would report its own 1.9 GB)."""
 
 
-def scene_memory(size: int, model=None) -> dict:
+BLOCK_IMPORTS = (
+    "import sys\n"
+    "class _Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in {blocked!r}:\n"
+    "            raise ImportError(f'No module named {{name!r}}')\n"
+    "sys.meta_path.insert(0, _Block())\n")
+"""Python code (``.format(blocked=(...))``) that makes top-level modules unimportable in a child:
+``("rasterio", "tensorflow", "keras")`` is the edge install (``.[cli]``) on a machine that has
+everything; the tests use it the same way."""
+
+
+def scene_memory(size: int, model=None, without: tuple[str, ...] = (), work: Path | None = None) -> dict:
     """Peak resident memory of ``satseg predict`` on one synthetic ``size`` x ``size`` JPEG scene,
-    run in a child process (its VmHWM), and for a whole-image model the agreement of the scene's
-    ids with one full-frame call on a 2048 px crop with the model's margin around it."""
+    run in a child process (its VmHWM) that cannot import the modules ``without``, and for a
+    whole-image model the agreement of the scene's ids with one full-frame call on a 2048 px crop
+    with the model's margin around it. ``work``: keep the scene and its outputs there."""
+    import tempfile
+
+    if work is not None:
+        Path(work).mkdir(parents=True, exist_ok=True)
+        return _scene_memory(size, model, without, Path(work))
+    with tempfile.TemporaryDirectory() as d:
+        return _scene_memory(size, model, without, Path(d))
+
+
+def _scene_memory(size: int, model, without: tuple[str, ...], d: Path) -> dict:
     import subprocess
     import sys
-    import tempfile
 
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        small = np.random.default_rng(0).integers(0, 256, (size // 16, size // 16, 3)).astype(np.uint8)
-        Image.fromarray(small).resize((size, size), Image.BILINEAR).save(d / "scene.jpg", quality=90)
-        cmd = [sys.executable, "-c", _PEAK_REPORTER, "predict", str(d / "scene.jpg"), "--out", str(d / "out")]
-        if model:
-            cmd += ["--model", str(model)]
-        t0 = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        lines = r.stderr.strip().splitlines()
-        if r.returncode or not lines or not lines[-1].startswith("SATSEG_VMHWM_KB"):
-            raise RuntimeError(f"satseg predict failed: {lines[-2:] if lines else r.returncode}")
-        peak = int(lines[-1].split()[1]) * 1024
-        decoded = size * size * 3
-        result = {"size": size, "peak_bytes": peak, "peak_gb": round(peak / 1e9, 3),
-                  "decoded_image_gb": round(decoded / 1e9, 3), "peak_over_image": round(peak / decoded, 2),
-                  "seconds": round(wall, 1)}
-        result.update(crop_check(d / "scene.jpg", d / "out" / "scene.png", model))
-        return result
+    small = np.random.default_rng(0).integers(0, 256, (size // 16, size // 16, 3)).astype(np.uint8)
+    Image.fromarray(small).resize((size, size), Image.BILINEAR).save(d / "scene.jpg", quality=90)
+    code = (BLOCK_IMPORTS.format(blocked=tuple(without)) if without else "") + _PEAK_REPORTER
+    cmd = [sys.executable, "-c", code, "predict", str(d / "scene.jpg"), "--out", str(d / "out"), "--force"]
+    if model:
+        cmd += ["--model", str(model)]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    lines = r.stderr.strip().splitlines()
+    if r.returncode or not lines or not lines[-1].startswith("SATSEG_VMHWM_KB"):
+        raise RuntimeError(f"satseg predict failed: {lines[-2:] if lines else r.returncode}")
+    peak = int(lines[-1].split()[1]) * 1024
+    decoded = size * size * 3
+    result = {"size": size, "without": list(without), "peak_bytes": peak, "peak_gb": round(peak / 1e9, 3),
+              "decoded_image_gb": round(decoded / 1e9, 3), "peak_over_image": round(peak / decoded, 2),
+              "seconds": round(wall, 1)}
+    result.update(crop_check(d / "scene.jpg", d / "out" / "scene.png", model))
+    return result
 
 
 def crop_check(scene: Path, out: Path, model_path) -> dict:

@@ -484,19 +484,16 @@ def collect_inputs(inputs, out_dir=None) -> list[tuple[Path, Path]]:
     from satseg.data.layouts import images_in
 
     out_real = Path(os.path.realpath(out_dir)) if out_dir is not None else None
-
-    def outside(f: Path, folder: Path) -> bool:  # the out folder is skipped only when strictly inside
-        if out_real is None or out_real == Path(os.path.realpath(folder)):
-            return True
-        return not Path(os.path.realpath(f)).is_relative_to(out_real)
-
     pairs = []
     for inp in inputs:
         inp = Path(inp)
         if inp.is_file():
             pairs.append((inp, output_stem(Path(inp.name))))
         elif inp.is_dir():
-            pairs += [(f, output_stem(f.relative_to(inp))) for f in images_in(inp) if outside(f, inp)]
+            # the out folder is skipped only when strictly inside this input folder
+            skip = out_real if out_real is not None and out_real != Path(os.path.realpath(inp)) else None
+            pairs += [(f, output_stem(f.relative_to(inp))) for f in images_in(inp)
+                      if skip is None or not Path(os.path.realpath(f)).is_relative_to(skip)]
         else:
             raise FileNotFoundError(f"{inp}: no such file or folder")
     if not pairs:
@@ -514,9 +511,16 @@ def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool 
 _WORKER: dict = {}
 
 
+@functools.lru_cache(maxsize=4)
+def cached_model(path: str, threads: int = 1) -> EdgeModel:
+    """One interpreter per (model, threads) per process: what a long-lived worker (a predict
+    --jobs process, a Dask worker, a server) keeps between scenes."""
+    return EdgeModel(path, num_threads=threads)
+
+
 def _init_worker(path: str, threads: int, parent: int):
     exit_with_parent(parent)
-    _WORKER["model"] = EdgeModel(path, num_threads=threads)
+    _WORKER["model"] = cached_model(path, threads)
 
 
 def exit_with_parent(parent: int, poll_seconds: float = 0.5):
@@ -536,13 +540,6 @@ def exit_with_parent(parent: int, poll_seconds: float = 0.5):
 
 def _work(job):
     return predict_or_reason(_WORKER["model"], *job)
-
-
-@functools.lru_cache(maxsize=4)
-def cached_model(path: str, threads: int = 1) -> EdgeModel:
-    """One interpreter per (model, threads) per process: what a long-lived worker (Dask, a server)
-    keeps between scenes."""
-    return EdgeModel(path, num_threads=threads)
 
 
 def predict_or_reason(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False) -> list[Path] | str:

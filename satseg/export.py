@@ -260,6 +260,12 @@ class Parity:
     miou: float
     iou: np.ndarray
 
+    @property
+    def calib_is_pixels(self) -> bool:
+        """Calibration patches are raw 8-bit pixels (models that normalise inside): an int8 file
+        can then take uint8 pixels as they are."""
+        return 0 <= self.calib.min() <= self.calib.max() <= 255
+
 
 @dataclass
 class Graphs:
@@ -322,7 +328,7 @@ def write_artifact(fmt: str, graphs: Graphs, spec: ModelSpec, folder: Path, pari
         graph.export(str(path), format="tf_saved_model", verbose=False)
         save_spec(spec, path / "satseg.json")
     else:
-        pixels = whole_spec is not None and fmt == "tflite_int8" and 0 <= parity.calib.min() <= parity.calib.max() <= 255
+        pixels = whole_spec is not None and fmt == "tflite_int8" and parity.calib_is_pixels
         from satseg.tflite_metadata import with_spec
 
         tflite = convert_tflite(graph, fmt, parity.calib, int8_io and fmt.startswith("tflite_int8") and not pixels,
@@ -349,19 +355,20 @@ def write_accelerator(fmt: str, graph, spec: ModelSpec, path: Path, parity: Pari
     from satseg.tflite_metadata import op_names, with_spec
 
     if fmt == "tflite_edgetpu":
-        pixels = spec.normalization.get("kind") == "in_model" and 0 <= parity.calib.min() <= parity.calib.max() <= 255
+        pixels = whole_image_capable(spec) and parity.calib_is_pixels
         tflite = convert_tflite(graph, "tflite_int8", parity.calib, int8_io=True, uint8_pixels=pixels)
         allowed, target = EDGETPU_OPS, "the Edge TPU compiler"
     else:
         tflite = convert_tflite(graph, "tflite_float16")
         allowed, target = GPU_OPS, "the GPU delegate"
-    off = sorted(set(op_names(tflite)) - allowed)
+    ops = sorted(set(op_names(tflite)))
+    off = [op for op in ops if op not in allowed]
     if off:
         raise SatsegError(f"{path.name}: ops {', '.join(off)} are not on {target}'s list; this architecture "
                           "cannot be exported for it yet")
     path.write_bytes(with_spec(tflite, spec.to_dict()))
     save_spec(spec, path.with_name(path.stem + ".satseg.json"))
-    return measured(fmt, path, spec, False, parity, t0, ops=sorted(set(op_names(tflite))))
+    return measured(fmt, path, spec, False, parity, t0, ops=ops)
 
 
 def build_report(model_path: Path, model, stats: dict, spec: ModelSpec, parity: Parity, artifacts, int8_io,

@@ -95,7 +95,8 @@ def bootstrap_interval(per_image: np.ndarray, foreground: int | None = None, lev
     per_image = np.asarray(per_image, np.int64)
     n = len(per_image)
     picks = np.random.default_rng(seed).integers(0, n, (draws, n))
-    counts = np.stack([np.bincount(p, minlength=n) for p in picks])  # draws x images
+    counts = np.zeros((draws, n), np.int64)  # how often each draw took each image
+    np.add.at(counts, (np.arange(draws)[:, None], picks), 1)
     pooled = np.einsum("di,ijk->djk", counts, per_image)
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
 
@@ -104,10 +105,10 @@ def bootstrap_interval(per_image: np.ndarray, foreground: int | None = None, lev
         v = v[np.isfinite(v)]
         return [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if len(v) else None
 
-    out = {"level": level, "draws": draws, "images": n, "seed": seed,
-           "miou": spread([scores(cm)["miou"] for cm in pooled])}
+    drawn = [scores(cm) for cm in pooled]
+    out = {"level": level, "draws": draws, "images": n, "seed": seed, "miou": spread([d["miou"] for d in drawn])}
     if foreground is not None:
-        out["foreground_iou"] = spread([scores(cm)["iou"][foreground] for cm in pooled])
+        out["foreground_iou"] = spread([d["iou"][foreground] for d in drawn])
     return out
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from satseg.bench import BLOCK_IMPORTS
 from satseg.classes import ModelSpec
 
 PIXEL_WEIGHTS = np.array([[3.0, -1.0, 0.5, -2.0, 1.0, 0.0],
@@ -45,13 +46,7 @@ def pixel_spec(patch: int = 64) -> ModelSpec:
     return ModelSpec(normalization=STANDARD, patch_size=patch, bands=3, architecture="pixel")
 
 
-WITHOUT_TENSORFLOW = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras"):
-            raise ImportError(f"No module named {name!r}")
-sys.meta_path.insert(0, Block())
+WITHOUT_TENSORFLOW = BLOCK_IMPORTS.format(blocked=("tensorflow", "keras")) + """
 from satseg.cli import main
 main(sys.argv[1:])
 """

@@ -8,19 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from satseg.bench import BLOCK_IMPORTS
 from satseg.edge import SHIPPED_MODEL, EdgeModel
 from satseg.imaging import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "edge_inference.py"
 
-WITHOUT_SATSEG = """
-import runpy, sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("satseg", "tensorflow", "keras"):
-            raise ImportError(f"No module named {name!r}")
-sys.meta_path.insert(0, Block())
+WITHOUT_SATSEG = BLOCK_IMPORTS.format(blocked=("satseg", "tensorflow", "keras")) + """
+import runpy
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

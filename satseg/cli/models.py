@@ -38,8 +38,8 @@ def command(architectures, as_json, patch_size, bands, num_classes):
                    f"{f'{sec:.2f}' if sec else 'n/a':>9}  {r.get('pick') or ''}")
     task = {r.get("task") for r in rows} - {None}
     click.echo(f"* the default. Task: {', '.join(sorted(task))}; scores on the test split's whole images (the "
-               f"interval: a bootstrap over them); imagery unlike it scores lower. s/image: one 1479x2149 image, "
-               f"2 CPU threads. Cards: {INDEX.parent / 'README.md'}")
+               f"interval: a bootstrap over them); imagery unlike it scores lower. s/image: `satseg bench` "
+               f"({INDEX.parent / 'bench.json'}). Cards: {INDEX.parent / 'README.md'}")
 
 
 def architectures_table(as_json, patch_size, bands, num_classes):
