@@ -15,7 +15,14 @@ import numpy as np
 from results import check_out, emit, output_options, run
 
 from satseg.bench import median_seconds
-from satseg.edge import FIXED_SUFFIX, EdgeModel, predict_ids_tiled, predict_windowed, window_size
+from satseg.edge import (
+    FIXED_SUFFIX,
+    EdgeModel,
+    array_windows,
+    predict_ids_tiled,
+    predict_windowed,
+    window_size,
+)
 
 
 def batch_vs_single(path, threads, repeats) -> dict:
@@ -61,7 +68,7 @@ def main():
     rows = {}
     for budget in (250_000, 500_000, 1_000_000, 2_000_000, 10 ** 12):
         wh, wz = window_size(hh, ww, stride, margin, budget)
-        sec = median_seconds(lambda b=budget: predict_windowed(lambda a, z: img[a:z], h, w, em.run_window, stride,
+        sec = median_seconds(lambda b=budget: predict_windowed(array_windows(img), h, w, em.run_window, stride,
                                                                margin, max_pixels=b), args.repeats, warmup=1)
         rows["full frame" if budget == 10 ** 12 else f"{budget / 1e6:g} Mpx"] = {
             "window": [wh, wz], "seconds": round(sec, 4)}

@@ -161,7 +161,17 @@ def predict_ids_tiled(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.n
 WINDOW_PIXELS = 4_000_000
 """Largest window a whole-image model runs in one call: a 2149x1479 image in one; larger scenes
 in square windows, so memory depends on the window, not the scene (the interpreter's activations
-grow with the window; speed is about flat from 0.25 to 3 Mpx: benchmarks/whole_image.py)."""
+grow with the window, about 110 bytes a pixel for the default int8 model; speed is about flat
+from 0.25 to 3 Mpx: benchmarks/whole_image.py)."""
+HELD_WINDOW_PIXELS = 1_000_000
+"""Windows over a scene its decoder holds whole (a large JPEG: Pillow has no strip decoder): the
+decoded scene takes most of the memory, so windows shrink to keep the sum small (a 12000 x 12000
+JPEG: ``python benchmarks/predict_memory.py``), for about a tenth more computation in the overlaps."""
+
+
+def array_windows(image: np.ndarray) -> Callable[[int, int, int, int], np.ndarray]:
+    """``read(y, x, h, w)`` over an array in memory (what :func:`predict_windowed` reads from)."""
+    return lambda y, x, h, w: image[y:y + h, x:x + w]
 
 
 def _axis(length: int, stride: int, margin: int, count: int) -> int:
@@ -214,7 +224,7 @@ def window_size(h: int, w: int, stride: int, margin: int, max_pixels: int = WIND
     return best[1], best[2]
 
 
-def predict_windowed(rows: Callable[[int, int], np.ndarray], h: int, w: int,
+def predict_windowed(read: Callable[[int, int, int, int], np.ndarray], h: int, w: int,
                      run: Callable[[np.ndarray], np.ndarray], stride: int, margin: int,
                      max_pixels: int = WINDOW_PIXELS) -> np.ndarray:
     """Class ids (h, w) uint8 from a whole-image model, one call per window.
@@ -222,34 +232,37 @@ def predict_windowed(rows: Callable[[int, int], np.ndarray], h: int, w: int,
     The frame is padded (edge rows/columns) to multiples of ``stride``. Windows start on the
     stride grid and overlap by ``margin`` (the model's receptive margin) on each side; each keeps
     only what lies at least ``margin`` from a cut, so the result equals one full-frame call.
-    ``rows(y0, y1)`` returns image rows (read once per row of windows); ``run`` maps
-    (wh, ww, C) pixels to (wh, ww) ids.
+    ``read(y, x, h, w)`` returns the pixels of one window (:meth:`RowReader.window`, or
+    :func:`array_windows`); ``run`` maps (wh, ww, C) pixels to (wh, ww) ids.
     """
     hh, ww = -(-h // stride) * stride, -(-w // stride) * stride
     wh, wz = window_size(hh, ww, stride, margin, max_pixels)
     out = np.empty((h, w), np.uint8)
     for y0, ya, yb in window_plan(hh, stride, margin, wh):
-        strip = rows(y0, min(y0 + wh, h))
-        strip = np.pad(strip, [(0, wh - strip.shape[0]), (0, ww - w), (0, 0)], mode="edge")
         yb = min(yb, h)
         for x0, xa, xb in window_plan(ww, stride, margin, wz):
             xb = min(xb, w)
             if yb > ya and xb > xa:
-                ids = run(strip[:, x0:x0 + wz])
+                pixels = read(y0, x0, min(wh, h - y0), min(wz, w - x0))
+                if pixels.shape[:2] != (wh, wz):
+                    pixels = np.pad(pixels, [(0, wh - pixels.shape[0]), (0, wz - pixels.shape[1]), (0, 0)],
+                                    mode="edge")
+                ids = run(pixels)
                 out[ya:yb, xa:xb] = ids[ya - y0:yb - y0, xa - x0:xb - x0]
     return out
 
 
 def predict_scene(path, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
                   overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, model=None) -> np.ndarray:
-    """Class ids of an image file, reading it strip by strip: peak memory is about the decoded
-    image plus its ids, whatever the scene size. A whole-image ``model`` runs in windows."""
+    """Class ids of an image file, reading it window by window (or strip by strip in tiles): peak
+    memory is about what its decoder holds plus the ids and one window, whatever the scene size."""
     reader = RowReader(path, bands=spec.bands)
     try:
         check_pixel_type(path, reader.dtype, spec, getattr(model, "takes_raw_uint8", False))
         h, w = reader.shape[:2]
         if getattr(model, "whole_image", False):
-            return model.predict_rows(reader.rows, h, w)
+            held = reader.held and h * w > RowReader.WINDOWED_PIXELS
+            return model.predict_windows(reader.window, h, w, HELD_WINDOW_PIXELS if held else WINDOW_PIXELS)
         p = spec.patch_size
         if h < p or w < p:
             return predict_ids_tiled(reader.rows(0, h), predict_fn, spec, overlap, batch_size)
@@ -351,9 +364,9 @@ class EdgeModel:
         q += zp
         return np.clip(np.round(q, out=q), info.min, info.max, out=q).astype(dt)
 
-    def predict_rows(self, rows, h: int, w: int) -> np.ndarray:
-        """Class ids of an (h, w) image given as ``rows(y0, y1)``, window by window."""
-        return predict_windowed(rows, h, w, self.run_window, self.spec.stride, self.spec.margin)
+    def predict_windows(self, read, h: int, w: int, max_pixels: int = WINDOW_PIXELS) -> np.ndarray:
+        """Class ids of an (h, w) image given as ``read(y, x, h, w)``, window by window."""
+        return predict_windowed(read, h, w, self.run_window, self.spec.stride, self.spec.margin, max_pixels)
 
     @property
     def input_dtype(self):
@@ -387,7 +400,7 @@ class EdgeModel:
         whole-image model, else in blended tiles)."""
         if self.whole_image:
             _check_bands(image, self.spec)
-            return self.predict_rows(lambda y0, y1: image[y0:y1], *image.shape[:2])
+            return self.predict_windows(array_windows(image), *image.shape[:2])
         return predict_ids_tiled(image, self.predict_patches, self.spec, overlap)
 
 

@@ -54,12 +54,15 @@ PIL_16_BIT = ("I;16", "I;16B", "I;16L", "I")
 
 
 class RowReader:
-    """An image file whose rows are read on demand, so a scene is never held twice:
-    ``reader.rows(y0, y1)`` gives (y1 - y0, W, C) pixels, checked (dtype, NaN). Uncompressed
-    TIFFs are memory-mapped; scenes over ``WINDOWED_PIXELS`` are read in windows through rasterio
-    (GDAL) when it is installed, with a small block cache, so memory follows the rows asked for;
-    otherwise JPEG/PNG stay decoded once inside Pillow and strips are copied out, and compressed
-    TIFFs are read whole. :func:`read_image` is all rows at once."""
+    """An image file whose pixels are read on demand, so a scene is never held twice:
+    ``reader.window(y, x, h, w)`` gives (h, w, C) pixels, ``reader.rows(y0, y1)`` whole rows, checked
+    (dtype, NaN). Each format has one decoder, whatever else is installed, so pixels (and so
+    predictions) never depend on the install: JPEG and the other picture formats through Pillow,
+    which holds the decoded scene (``held``; it has no strip decoder); PNG through Pillow, or over
+    ``WINDOWED_PIXELS`` in windows through rasterio (GDAL, a small block cache) when it is installed
+    (lossless: the same pixels either way); 16-bit colour PNG through rasterio only; uncompressed
+    TIFF memory-mapped, compressed TIFF in windows through rasterio over ``WINDOWED_PIXELS``, else
+    whole. :func:`read_image` is all rows at once."""
 
     WINDOWED_PIXELS = 32_000_000
     GDAL_CACHE_MB = 64
@@ -78,14 +81,15 @@ class RowReader:
             kind = sniff(self.path)
             if kind == "tiff":
                 self._arr = self._open_tiff()
-            elif kind == "png" and _png_16_bit_colour(self.path):
-                # Pillow has no 16-bit colour mode and would read 8 bits; GDAL reads all 16
-                if not self._open_windowed(self._within_budget(*self._pil_size()), always=True):
-                    raise DataError(f"{self.path}: a 16-bit colour PNG, which Pillow reads as 8 bits; install "
-                                    "rasterio (the [train] extra) or convert it to TIFF")
-            elif not self._open_windowed(self._within_budget(*self._pil_size())):
-                self._im = self._open_pil()
-                self.shape = (self._im.height, self._im.width, len(self._im.getbands()))
+            else:
+                pixels = self._within_budget(*self._pil_size())
+                if kind == "png" and _png_16_bit_colour(self.path):
+                    # Pillow has no 16-bit colour mode and would read 8 bits; GDAL reads all 16
+                    if not self._open_windowed(pixels, always=True):
+                        raise DataError(f"{self.path}: a 16-bit colour PNG, which Pillow reads as 8 bits; "
+                                        "install rasterio (the [train] extra) or convert it to TIFF")
+                elif not (kind == "png" and self._open_windowed(pixels)):
+                    self._im = self._open_pil()
             if self._arr is not None:
                 self.shape = self._arr.shape
             if self.alpha is not None:
@@ -142,18 +146,31 @@ class RowReader:
         return True
 
     def _open_pil(self):
+        """The file opened by Pillow, its header read; pixels are decoded on the first read."""
         from PIL import Image
 
         Image.MAX_IMAGE_PIXELS = None  # scenes are large on purpose
         im = Image.open(self.path)
-        im.load()
-        if im.mode == "LA":
-            im = im.convert("RGBA")
-        if im.mode not in ("RGB", "L", "RGBA") + PIL_16_BIT:
-            im = im.convert("RGB")
-        if im.mode == "RGBA":
+        self._pil_mode = im.mode if im.mode in ("RGB", "L", "RGBA") + PIL_16_BIT else (
+            "RGBA" if im.mode == "LA" else "RGB")
+        if self._pil_mode == "RGBA":
             self.alpha = 3
+        self.shape = (im.height, im.width, len(self._pil_mode) if self._pil_mode in ("RGB", "RGBA", "L") else 1)
+        self._decoded = False
         return im
+
+    def _pil_pixels(self):
+        if not self._decoded:
+            try:
+                self._im.load()
+                if self._im.mode != self._pil_mode:
+                    converted = self._im.convert(self._pil_mode)
+                    self._im.close()
+                    self._im = converted
+            except Exception as e:  # corrupt or truncated: found when decoded
+                raise DataError(f"{self.path}: cannot read image ({type(e).__name__}: {e})") from None
+            self._decoded = True
+        return self._im
 
     def _open_tiff(self) -> np.ndarray:
         import tifffile
@@ -191,31 +208,44 @@ class RowReader:
         if self._ds is not None:
             raw = np.dtype(self._ds.dtypes[0])
         elif self._im is not None:
-            raw = np.dtype({"F": np.float32, **{m: np.uint16 for m in PIL_16_BIT}}.get(self._im.mode, np.uint8))
+            raw = np.dtype({"F": np.float32, **{m: np.uint16 for m in PIL_16_BIT}}.get(self._pil_mode, np.uint8))
         else:
             raw = self._arr.dtype
         return pixel_type(raw)
 
+    @property
+    def held(self) -> bool:
+        """Whether the decoder holds the whole decoded scene (Pillow), rather than reading on demand."""
+        return self._im is not None
+
     def rows(self, y0: int, y1: int) -> np.ndarray:
         """Pixels of rows ``y0:y1`` (H, W, bands), without an alpha channel."""
-        return self.rows_and_alpha(y0, y1)[0]
+        return self.window(y0, 0, y1 - y0, self.shape[1])
 
     def rows_and_alpha(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(pixels, alpha (H, W) or None): the alpha channel apart, for the pixels it marks empty."""
-        arr = self._raw_rows(y0, y1)
+        """(pixels, alpha (H, W) or None) of rows ``y0:y1``."""
+        return self.window_and_alpha(y0, 0, y1 - y0, self.shape[1])
+
+    def window(self, y: int, x: int, h: int, w: int) -> np.ndarray:
+        """Pixels of the window at (y, x) of h x w (h, w, bands), without an alpha channel."""
+        return self.window_and_alpha(y, x, h, w)[0]
+
+    def window_and_alpha(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(pixels, alpha (h, w) or None): the alpha channel apart, for the pixels it marks empty."""
+        arr = self._raw(y, x, h, w)
         if self.alpha is None:
             return arr, None
         return np.delete(arr, self.alpha, axis=-1), arr[..., self.alpha]
 
-    def _raw_rows(self, y0: int, y1: int) -> np.ndarray:
+    def _raw(self, y: int, x: int, h: int, w: int) -> np.ndarray:
         if self._ds is not None:
             from rasterio.windows import Window
 
-            arr = np.moveaxis(self._ds.read(window=Window(0, y0, self.shape[1], y1 - y0)), 0, -1)
+            arr = np.moveaxis(self._ds.read(window=Window(x, y, w, h)), 0, -1)
         elif self._im is not None:
-            arr = np.asarray(self._im.crop((0, y0, self.shape[1], y1)))
+            arr = np.asarray(self._pil_pixels().crop((x, y, x + w, y + h)))
         else:
-            arr = np.asarray(self._arr[y0:y1])
+            arr = np.asarray(self._arr[y:y + h, x:x + w])
         if arr.ndim == 2:
             arr = arr[..., None]
         return self._checked(arr)

@@ -297,6 +297,54 @@ def test_large_scenes_are_read_in_windows_through_rasterio(tmp_path, monkeypatch
         reader.close()
 
 
+def _pixels(path, window):
+    from satseg.imaging import RowReader
+
+    reader = RowReader(path, bands=3)
+    try:
+        return reader.window(*window), reader.held
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "png"])
+def test_large_scenes_give_the_same_pixels_with_and_without_rasterio(tmp_path, monkeypatch, fmt):
+    """One decoder per format, whatever is installed: a JPEG over WINDOWED_PIXELS is decoded by
+    Pillow (GDAL's libjpeg rounds otherwise), a PNG through rasterio windows when it is installed,
+    and either way the pixels (so the predictions) are those of the install without rasterio."""
+    pytest.importorskip("rasterio")
+    import sys
+
+    from satseg.imaging import RowReader
+
+    small = np.random.default_rng(3).integers(0, 256, (12, 10, 3)).astype(np.uint8)
+    Image.fromarray(small).resize((100, 120), Image.BILINEAR).save(tmp_path / f"scene.{fmt}")
+    monkeypatch.setattr(RowReader, "WINDOWED_PIXELS", 100)
+    window = (17, 9, 60, 51)
+    with_rasterio, held = _pixels(tmp_path / f"scene.{fmt}", window)
+    assert held == (fmt == "jpg")
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # import rasterio now fails
+    without, held = _pixels(tmp_path / f"scene.{fmt}", window)
+    assert held
+    assert with_rasterio.shape == (60, 51, 3) and np.array_equal(with_rasterio, without)
+
+
+def test_a_corrupt_picture_is_found_when_its_pixels_are_read(tmp_path):
+    """Opening reads the header only (sizes are cheap); a truncated JPEG is one DataError on read."""
+    from satseg.errors import DataError
+    from satseg.imaging import RowReader
+
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3)).astype(np.uint8)
+    Image.fromarray(noise).save(tmp_path / "a.jpg")
+    data = (tmp_path / "a.jpg").read_bytes()
+    (tmp_path / "a.jpg").write_bytes(data[:len(data) // 2])
+    reader = RowReader(tmp_path / "a.jpg")
+    assert reader.shape == (256, 256, 3)
+    with pytest.raises(DataError, match="a.jpg: cannot read image"):
+        reader.rows(0, 256)
+    reader.close()
+
+
 def test_balanced_class_weights_are_scikit_learns():
     from sklearn.utils.class_weight import compute_class_weight
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from satseg.classes import ModelSpec, save_spec
-from satseg.edge import EdgeModel, predict_windowed, window_size
+from satseg.edge import EdgeModel, array_windows, predict_windowed, window_size
 
 RNG = np.random.default_rng(0)
 
@@ -107,10 +107,10 @@ def test_windowed_prediction_equals_one_full_frame_call():
         return (box[reach:-reach, reach:-reach] % 7).astype(np.uint8)
 
     img = RNG.integers(0, 256, (203, 150, 3)).astype(np.uint8)
-    full = predict_windowed(lambda a, b: img[a:b], 203, 150, run, stride, margin=8, max_pixels=10 ** 9)
+    full = predict_windowed(array_windows(img), 203, 150, run, stride, margin=8, max_pixels=10 ** 9)
     wh, ww = window_size(204, 152, stride, 8, max_pixels=48 * 48)
     assert wh < 204 and ww < 152  # several windows each way
-    windowed = predict_windowed(lambda a, b: img[a:b], 203, 150, run, stride, margin=8, max_pixels=48 * 48)
+    windowed = predict_windowed(array_windows(img), 203, 150, run, stride, margin=8, max_pixels=48 * 48)
     assert np.array_equal(full, windowed)
 
 
@@ -152,8 +152,7 @@ def test_int8_whole_image_windows_equal_full_frame(whole_int8):
     img = RNG.integers(0, 256, (200, 120, 3)).astype(np.uint8)
     full = em.predict(img)
     em2 = EdgeModel(whole_int8[0], num_threads=1)
-    rows = lambda a, b: img[a:b]  # noqa: E731
-    windowed = E.predict_windowed(rows, 200, 120, em2.run_window, em2.spec.stride, em2.spec.margin,
+    windowed = E.predict_windowed(E.array_windows(img), 200, 120, em2.run_window, em2.spec.stride, em2.spec.margin,
                                   max_pixels=(2 * em2.spec.margin + 16) ** 2)
     assert np.array_equal(full, windowed)
 
@@ -163,3 +162,27 @@ def test_whole_image_file_refuses_probabilities(whole_int8):
 
     with pytest.raises(SatsegError, match="class ids"):
         EdgeModel(whole_int8[0]).predict_patches(np.zeros((1, 64, 64, 3), np.float32))
+
+
+@pytest.mark.parametrize("fmt,held", [("jpg", True), ("tif", False)])
+def test_a_scene_held_whole_by_its_decoder_runs_in_smaller_windows(whole_int8, tmp_path, monkeypatch, fmt, held):
+    """A large JPEG is held decoded (Pillow has no strip decoder), so its windows shrink to
+    HELD_WINDOW_PIXELS to keep the peak down; a TIFF read on demand keeps WINDOW_PIXELS. The ids
+    are those of the array in memory either way."""
+    import tifffile
+    from PIL import Image
+
+    import satseg.edge as E
+    from satseg.imaging import RowReader, read_image
+
+    img = RNG.integers(0, 256, (72, 88, 3)).astype(np.uint8)
+    path = tmp_path / f"scene.{fmt}"
+    Image.fromarray(img).save(path) if fmt == "jpg" else tifffile.imwrite(path, img)
+    monkeypatch.setattr(RowReader, "WINDOWED_PIXELS", 100)
+    em = EdgeModel(whole_int8[0], num_threads=1)
+    budgets = []
+    real = em.predict_windows
+    monkeypatch.setattr(em, "predict_windows", lambda *a: (budgets.append(a[-1]), real(*a))[1])
+    ids = E.predict_scene(path, None, em.spec, model=em)
+    assert budgets == [E.HELD_WINDOW_PIXELS if held else E.WINDOW_PIXELS]
+    assert np.array_equal(ids, EdgeModel(whole_int8[0], num_threads=1).predict(read_image(path)))

@@ -2,9 +2,11 @@
 
 A :class:`WindowedImage` offers what training asks of a decoded :class:`satseg.data.LoadedImage`
 (a window of pixels and class ids, a pixel sample for statistics, class positions for rare-class
-crops, class counts) while holding only the window asked for: pixels come through rasterio (GDAL)
-windows with a small block cache, masks are decoded by the class set window by window, and
-statistics are gathered strip by strip. Scenes over :data:`WINDOWED_PIXELS` are opened this way.
+crops, class counts) while holding only the window asked for: pixels come through
+:class:`satseg.imaging.RowReader` windows (rasterio with a small block cache for TIFF and PNG; a
+JPEG is held decoded by Pillow, the decoder every install has), masks are decoded by the class set
+window by window, and statistics are gathered strip by strip. Scenes over :data:`WINDOWED_PIXELS`
+are opened this way.
 """
 
 from __future__ import annotations
@@ -13,68 +15,23 @@ import numpy as np
 
 from satseg.classes import IGNORE_LABEL, TEACHER_ONLY, as_class_set
 from satseg.errors import DataError
-from satseg.imaging import alpha_band, nodata_mask, pixel_type
+from satseg.imaging import RowReader, nodata_mask
 
-WINDOWED_PIXELS = 32_000_000
+WINDOWED_PIXELS = RowReader.WINDOWED_PIXELS
 """Scenes with more pixels than this are read in windows, not decoded whole."""
 STRIP_PIXELS = 4_000_000
 """Pixels per strip when a whole scene is scanned (statistics, class positions)."""
 SAMPLE_PIXELS = 2_000_000
 """Pixels a scene contributes to band statistics."""
-GDAL_CACHE_MB = 64
 
 
 def scene_pixels(path) -> int:
     """Height x width from the file's header (no pixel is decoded)."""
-    from satseg.imaging import RowReader
-
     r = RowReader(path)
     try:
         return r.shape[0] * r.shape[1]
     finally:
         r.close()
-
-
-class _Raster:
-    """A raster file opened through rasterio for window reads, closed on request."""
-
-    def __init__(self, path):
-        try:
-            import rasterio
-            from rasterio.errors import NotGeoreferencedWarning
-        except ImportError:
-            raise DataError(f"{path}: reading a scene this large in windows needs rasterio "
-                            "(pip install rasterio)") from None
-        import warnings
-
-        self.path = path
-        self.env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
-        self.env.__enter__()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            try:
-                self.ds = rasterio.open(path)
-            except Exception as e:  # rasterio's own errors, corrupt files
-                raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
-        self.nodata = self.ds.nodata
-        self.alpha = alpha_band(self.ds)
-        self.shape = (self.ds.height, self.ds.width, self.ds.count - (self.alpha is not None))
-
-    def read(self, y: int, x: int, h: int, w: int) -> np.ndarray:
-        """Pixels of a window (h, w, bands), without an alpha channel."""
-        return self.read_and_alpha(y, x, h, w)[0]
-
-    def read_and_alpha(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
-        from rasterio.windows import Window
-
-        arr = np.moveaxis(self.ds.read(window=Window(x, y, w, h)), 0, -1)
-        if self.alpha is None:
-            return arr, None
-        return np.delete(arr, self.alpha, axis=-1), arr[..., self.alpha]
-
-    def close(self):
-        self.ds.close()
-        self.env.__exit__(None, None, None)
 
 
 class WindowedImage:
@@ -83,8 +40,8 @@ class WindowedImage:
 
     def __init__(self, sample, classes, bands: int | None = None):
         self.sample, self.classes = sample, as_class_set(classes)
-        self._img = _Raster(sample.image)
-        self._mask = None if sample.mask is None else _Raster(sample.mask)
+        self._img = RowReader(sample.image)
+        self._mask = None if sample.mask is None else RowReader(sample.mask)
         self.shape = self._img.shape
         if bands is not None and self.shape[-1] != bands:
             raise DataError(f"{sample.image}: has {self.shape[-1]} bands, the model takes {bands}")
@@ -92,7 +49,7 @@ class WindowedImage:
             h, w = self._mask.shape[:2]
             raise DataError(f"{sample.mask}: mask is {w}x{h} but its image {sample.image.name} is "
                             f"{self.shape[1]}x{self.shape[0]}")
-        self.dtype = pixel_type(self._img.ds.dtypes[0])
+        self.dtype = self._img.dtype
         self._counts = None
 
     @property
@@ -105,11 +62,11 @@ class WindowedImage:
 
     def window(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """(pixels (h, w, C), class ids (h, w) with nodata and unmatched values ignored)."""
-        image, alpha = self._img.read_and_alpha(y, x, h, w)
+        image, alpha = self._img.window_and_alpha(y, x, h, w)
         if self._mask is None:
             ids = np.full((h, w), TEACHER_ONLY, np.uint8)
         else:
-            ids, _ = self.classes.decode(self._mask.read(y, x, h, w))
+            ids, _ = self.classes.decode(self._mask.window(y, x, h, w))
         nd = nodata_mask(image, self._img.nodata)
         if nd is not None:
             ids[nd] = IGNORE_LABEL
@@ -147,7 +104,7 @@ class WindowedImage:
         h, w = self.hw
         rows = min(max(-(-n // w) // bands_of_rows, 1), h)
         starts = np.linspace(0, h - rows, min(bands_of_rows, max(h // rows, 1))).round().astype(int)
-        return np.concatenate([self._img.read(int(y), 0, rows, w).reshape(-1, self.bands) for y in starts])
+        return np.concatenate([self._img.window(int(y), 0, rows, w).reshape(-1, self.bands) for y in starts])
 
     def valid_pixels(self, n: int = SAMPLE_PIXELS) -> np.ndarray:
         px = self.pixel_sample(n)
