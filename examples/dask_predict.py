@@ -4,6 +4,7 @@
     pip install "satseg-zoo[cli,dask]"
     python examples/dask_predict.py MODEL.tflite SCENES/ OUT/                      # local cluster
     python examples/dask_predict.py MODEL.tflite SCENES/ OUT/ --scheduler tcp://host:8786
+    python examples/dask_predict.py MODEL.tflite s3://bucket/scenes/ s3://bucket/out/  # object storage
 
 Locally it starts a ``LocalCluster`` (one single-threaded worker process per core); on a
 cluster, pass the scheduler's address: nothing else changes. Workers need satseg installed and
@@ -12,7 +13,10 @@ process loads the model once and keeps it (``satseg.edge.cached_model``: the cac
 installed module, not in this script, whose globals Dask ships with every task). The outputs are
 those of ``satseg predict``: planned first (two scenes that would write one file are refused), a
 scene that cannot be read is reported and the others are done (exit status 2), and
-``--skip-existing`` resumes a batch.
+``--skip-existing`` resumes a batch. Scenes and outputs may also be fsspec URLs (``s3://``,
+``gs://``, ``az://``, ... with the matching fsspec package on every worker): each worker copies its
+scene to a temporary folder, predicts it there and uploads the files (one object each); scenes are
+found there by name (.jpg, .jpeg, .png, .tif, .tiff), not by content.
 
 Why Dask: it is pure Python, installs in seconds next to numpy, runs the same code on a laptop
 and on a cluster (SSH, Kubernetes, HPC job queues), and needs no pipeline rewrite of a function
@@ -38,15 +42,82 @@ def predict_scene_file(model_path: str, src: str, dst: str, threads: int = 1) ->
     return result if isinstance(result, str) else [str(p) for p in result] + [f"pid:{os.getpid()}"]
 
 
+def is_url(where) -> bool:
+    return "://" in str(where)
+
+
+def url_plan(inputs: str, out: str, force: bool = False, skip_existing: bool = False) -> list[tuple[str, list[str]]]:
+    """(scene URL, its output URLs) for every scene under ``inputs``, planned like ``predict``'s:
+    the layout mirrored, two scenes writing one file refused, existing outputs kept unless ``force``
+    (left out with ``skip_existing``)."""
+    from pathlib import PurePosixPath
+
+    import fsspec
+
+    from satseg.edge import output_paths, output_stem
+    from satseg.imaging import IMAGE_SUFFIXES
+
+    fs, root = fsspec.core.url_to_fs(inputs)
+    out_fs, out_root = fsspec.core.url_to_fs(out)
+    root = root.rstrip("/")
+    scenes = sorted(p for p in fs.find(root) if p.lower().endswith(IMAGE_SUFFIXES)) if fs.isdir(root) else [root]
+    if not scenes:
+        raise FileNotFoundError(f"{inputs}: no scenes (.jpg, .jpeg, .png, .tif, .tiff) found")
+    owner, work = {}, []
+    for scene in scenes:
+        rel = PurePosixPath(scene[len(root) + 1:] if scene != root else PurePosixPath(scene).name)
+        outs = [f"{out_root.rstrip('/')}/{p}" for p in output_paths(rel, output_stem(rel))]
+        for o in outs:
+            if o in owner:
+                raise FileExistsError(f"{owner[o]} and {scene} would both write {o}")
+            owner[o] = scene
+        work.append((fs.unstrip_protocol(scene), [out_fs.unstrip_protocol(o) for o in outs]))
+    if skip_existing:
+        return [(src, outs) for src, outs in work if not all(out_fs.exists(o) for o in outs)]
+    clash = [] if force else [o for _, outs in work for o in outs if out_fs.exists(o)]
+    if clash:
+        raise FileExistsError(f"{clash[0]}: output exists ({len(clash)} in all); pass --force to overwrite")
+    return work
+
+
+def predict_scene_url(model_path: str, src: str, outs: list[str], threads: int = 1) -> list[str] | str:
+    """One scene given as a URL: copied to a temporary folder, predicted there, its files uploaded
+    to ``outs`` (ids, then colours); the URLs written, or why the scene could not be read."""
+    import os
+    import shutil
+    import tempfile
+
+    import fsspec
+
+    from satseg.edge import cached_model, predict_or_reason
+
+    with tempfile.TemporaryDirectory() as d:
+        local = Path(d) / ("scene" + Path(src).suffix)
+        with fsspec.open(src, "rb") as f, open(local, "wb") as g:
+            shutil.copyfileobj(f, g)
+        result = predict_or_reason(cached_model(model_path, threads), local, Path(d) / "out" / "scene")
+        if isinstance(result, str):
+            return result.replace(str(local), src)
+        for written, url in zip(result, outs):
+            fs, path = fsspec.core.url_to_fs(url)
+            fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+            fs.put_file(str(written), path)
+    return outs + [f"pid:{os.getpid()}"]
+
+
 def run(model_path, inputs, out_dir, client, force: bool = False, skip_existing: bool = False):
     """Plan the outputs, submit one task per scene to ``client`` (a ``distributed.Client``) and
     gather; returns (files written, [(scene, reason)] for scenes that failed, worker pids)."""
     from satseg.edge import collect_inputs, plan_outputs
 
-    out_dir = Path(out_dir)
-    planned = plan_outputs(collect_inputs([inputs], out_dir), out_dir, force, skip_existing)
-    futures = [client.submit(predict_scene_file, str(model_path), str(src), str(dst), pure=False)
-               for src, dst in planned]
+    if is_url(inputs) or is_url(out_dir):
+        planned = url_plan(str(inputs), str(out_dir), force, skip_existing)
+        futures = [client.submit(predict_scene_url, str(model_path), src, outs, pure=False) for src, outs in planned]
+    else:
+        out_dir = Path(out_dir)
+        planned = plan_outputs(collect_inputs([inputs], out_dir), out_dir, force, skip_existing)
+        futures = [client.submit(predict_scene_file, str(model_path), str(src), str(dst), pure=False)
+                   for src, dst in planned]
     files, failed, pids = [], [], set()
     for (src, _), result in zip(planned, client.gather(futures)):
         if isinstance(result, str):
@@ -65,8 +136,8 @@ def fail(message: str, code: int = 2):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="a .tflite file, or a shipped model's name (satseg models)")
-    ap.add_argument("inputs", help="a scene or a folder of scenes")
-    ap.add_argument("out", help="the output folder")
+    ap.add_argument("inputs", help="a scene or a folder of scenes (a path or an fsspec URL)")
+    ap.add_argument("out", help="the output folder (a path or an fsspec URL)")
     ap.add_argument("--scheduler", help="address of a running Dask scheduler [default: a local cluster]")
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="local cluster only (at least 1)")
     what = ap.add_mutually_exclusive_group()

@@ -43,3 +43,33 @@ def test_dask_pipeline_matches_predict(tmp_path, pixel_tflite):
     for r in ref:
         d = tmp_path / "dask" / Path(r).relative_to(tmp_path / "ref")
         assert d.read_bytes() == Path(r).read_bytes()
+
+
+@pytest.mark.slow
+def test_dask_pipeline_reads_and_writes_fsspec_urls(tmp_path, pixel_tflite):
+    """Scenes and outputs as fsspec URLs (here memory://, seen by a threaded cluster): the files
+    are predict's, a truncated scene is reported by its URL, and --skip-existing resumes."""
+    import fsspec
+    from distributed import Client, LocalCluster
+
+    scenes = tmp_path / "scenes"
+    (scenes / "a").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name in ("a/one.png", "two.jpg"):
+        Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(scenes / name)
+    ref = predict_files(EdgeModel(pixel_tflite, num_threads=1), [scenes], tmp_path / "ref", progress=False)
+    fs = fsspec.filesystem("memory")
+    for f in scenes.rglob("*.*"):
+        fs.pipe(f"/in/{f.relative_to(scenes).as_posix()}", f.read_bytes())
+    fs.pipe("/in/bad.png", (scenes / "a" / "one.png").read_bytes()[:200])
+    example = _example()
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        files, failed, _ = example.run(pixel_tflite, "memory://in", "memory://out", client)
+        again, _, _ = example.run(pixel_tflite, "memory://in", "memory://out", client, skip_existing=True)
+        with pytest.raises(FileExistsError, match="output exists"):
+            example.run(pixel_tflite, "memory://in", "memory://out", client)
+    assert len(files) == len(ref) == 4 and again == []
+    assert [src for src, _ in failed] == ["memory:///in/bad.png"] and "memory:///in/bad.png" in failed[0][1]
+    for r in ref:
+        assert fs.cat(f"/out/{Path(r).relative_to(tmp_path / 'ref').as_posix()}") == Path(r).read_bytes()
