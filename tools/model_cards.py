@@ -566,7 +566,7 @@ def pretrained_headline(ms) -> str:
                  f"{100 * c['rare_fraction']:.0f} % rare-class crops, photometric jitter {c['photometric']}, "
                  f"{c['lr_schedule']} learning rate"
                  + (f", distillation alpha {d['alpha']} and T {d['temperature']}" if d else "")
-                 + ") follow the out-of-project experiment in issue 11"
+                 + ") were first chosen in an experiment outside this repository"
                  + ("; the loss, the crop scale, the rare-class crops and the distillation weighting were then "
                     "measured against alternatives on the validation split (Recipe ablations, below; the jitter and "
                     "the schedule were not)" if ABLATIONS.exists() else "") + "; every run's validation curve is in "
