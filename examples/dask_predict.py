@@ -48,30 +48,40 @@ def is_url(where) -> bool:
 
 def url_plan(inputs: str, out: str, force: bool = False, skip_existing: bool = False) -> list[tuple[str, list[str]]]:
     """(scene URL, its output URLs) for every scene under ``inputs``, planned like ``predict``'s:
-    the layout mirrored, two scenes writing one file refused, existing outputs kept unless ``force``
-    (left out with ``skip_existing``)."""
+    the layout mirrored, two scenes writing one file refused, the output folder never read as
+    input, existing outputs kept unless ``force`` (left out with ``skip_existing``). Local inputs
+    are found as ``predict`` finds them (by content, masks left out); remote ones by name."""
     from pathlib import PurePosixPath
 
     import fsspec
 
-    from satseg.edge import output_paths, output_stem
+    from satseg.edge import collect_inputs, output_paths, output_stem
     from satseg.imaging import IMAGE_SUFFIXES
 
-    fs, root = fsspec.core.url_to_fs(inputs)
     out_fs, out_root = fsspec.core.url_to_fs(out)
-    root = root.rstrip("/")
-    scenes = sorted(p for p in fs.find(root) if p.lower().endswith(IMAGE_SUFFIXES)) if fs.isdir(root) else [root]
+    out_root = out_root.rstrip("/")
+    if not is_url(inputs):
+        scenes = [(str(src), PurePosixPath(rel.as_posix())) for src, rel in collect_inputs([inputs])]
+    else:
+        fs, root = fsspec.core.url_to_fs(inputs)
+        root = root.rstrip("/")
+        if not fs.exists(root):
+            raise FileNotFoundError(f"{inputs}: no such file or folder")
+        inside = type(fs) is type(out_fs) and (out_root + "/").startswith(root + "/")
+        found = sorted(p for p in fs.find(root) if p.lower().endswith(IMAGE_SUFFIXES)
+                       and not (inside and p.startswith(out_root + "/"))) if fs.isdir(root) else [root]
+        scenes = [(fs.unstrip_protocol(p), output_stem(PurePosixPath(p[len(root) + 1:] if p != root
+                                                                     else PurePosixPath(p).name))) for p in found]
     if not scenes:
         raise FileNotFoundError(f"{inputs}: no scenes (.jpg, .jpeg, .png, .tif, .tiff) found")
     owner, work = {}, []
-    for scene in scenes:
-        rel = PurePosixPath(scene[len(root) + 1:] if scene != root else PurePosixPath(scene).name)
-        outs = [f"{out_root.rstrip('/')}/{p}" for p in output_paths(rel, output_stem(rel))]
+    for scene, stem in scenes:
+        outs = [out_fs.unstrip_protocol(f"{out_root}/{p}") for p in output_paths(PurePosixPath(scene), stem)]
         for o in outs:
             if o in owner:
                 raise FileExistsError(f"{owner[o]} and {scene} would both write {o}")
             owner[o] = scene
-        work.append((fs.unstrip_protocol(scene), [out_fs.unstrip_protocol(o) for o in outs]))
+        work.append((scene, outs))
     if skip_existing:
         return [(src, outs) for src, outs in work if not all(out_fs.exists(o) for o in outs)]
     clash = [] if force else [o for _, outs in work for o in outs if out_fs.exists(o)]
@@ -93,31 +103,41 @@ def predict_scene_url(model_path: str, src: str, outs: list[str], threads: int =
 
     with tempfile.TemporaryDirectory() as d:
         local = Path(d) / ("scene" + Path(src).suffix)
-        with fsspec.open(src, "rb") as f, open(local, "wb") as g:
-            shutil.copyfileobj(f, g)
+        try:
+            with fsspec.open(src, "rb") as f, open(local, "wb") as g:
+                shutil.copyfileobj(f, g)
+        except OSError as e:
+            return f"{src}: cannot copy it here ({e})"
         result = predict_or_reason(cached_model(model_path, threads), local, Path(d) / "out" / "scene")
         if isinstance(result, str):
             return result.replace(str(local), src)
-        for written, url in zip(result, outs):
-            fs, path = fsspec.core.url_to_fs(url)
-            fs.makedirs(path.rpartition("/")[0], exist_ok=True)
-            fs.put_file(str(written), path)
+        try:
+            for written, url in zip(result, outs):
+                fs, path = fsspec.core.url_to_fs(url)
+                fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+                fs.put_file(str(written), path)
+        except OSError as e:
+            return f"{src}: cannot upload its outputs ({e})"
     return outs + [f"pid:{os.getpid()}"]
 
 
-def run(model_path, inputs, out_dir, client, force: bool = False, skip_existing: bool = False):
-    """Plan the outputs, submit one task per scene to ``client`` (a ``distributed.Client``) and
-    gather; returns (files written, [(scene, reason)] for scenes that failed, worker pids)."""
+def plan(inputs, out_dir, force: bool = False, skip_existing: bool = False) -> list[tuple[str, object]]:
+    """Every scene with where its outputs go, checked before any worker starts: (scene, output
+    stem) for paths (``satseg.edge.plan_outputs``), (scene URL, output URLs) when either is a URL."""
     from satseg.edge import collect_inputs, plan_outputs
 
     if is_url(inputs) or is_url(out_dir):
-        planned = url_plan(str(inputs), str(out_dir), force, skip_existing)
-        futures = [client.submit(predict_scene_url, str(model_path), src, outs, pure=False) for src, outs in planned]
-    else:
-        out_dir = Path(out_dir)
-        planned = plan_outputs(collect_inputs([inputs], out_dir), out_dir, force, skip_existing)
-        futures = [client.submit(predict_scene_file, str(model_path), str(src), str(dst), pure=False)
-                   for src, dst in planned]
+        return url_plan(str(inputs), str(out_dir), force, skip_existing)
+    out_dir = Path(out_dir)
+    return [(str(src), str(dst)) for src, dst in plan_outputs(collect_inputs([inputs], out_dir), out_dir, force,
+                                                             skip_existing)]
+
+
+def run(model_path, planned, client):
+    """Submit one task per planned scene to ``client`` (a ``distributed.Client``) and gather;
+    returns (files written, [(scene, reason)] for scenes that failed, worker pids)."""
+    task = predict_scene_file if planned and isinstance(planned[0][1], str) else predict_scene_url
+    futures = [client.submit(task, str(model_path), src, dst, pure=False) for src, dst in planned]
     files, failed, pids = [], [], set()
     for (src, _), result in zip(planned, client.gather(futures)):
         if isinstance(result, str):
@@ -154,6 +174,10 @@ def main(argv=None):
         EdgeModel(args.model)
     except SatsegError as e:
         fail(str(e))
+    try:
+        planned = plan(args.inputs, args.out, args.force, args.skip_existing)
+    except (OSError, ValueError, ImportError, SatsegError) as e:  # ImportError: fsspec's "install s3fs"
+        fail(str(e).replace("predict into another --out", "predict into another output folder"))
     from distributed import Client, LocalCluster
 
     if args.scheduler:
@@ -161,10 +185,7 @@ def main(argv=None):
     else:
         client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True))
     with client:
-        try:
-            files, failed, pids = run(args.model, args.inputs, args.out, client, args.force, args.skip_existing)
-        except (OSError, ValueError, SatsegError) as e:
-            fail(str(e).replace("predict into another --out", "predict into another output folder"))
+        files, failed, pids = run(args.model, planned, client)
     print(f"wrote {len(files)} files to {args.out}/ from {len(pids)} worker processes")
     for _src, reason in failed:
         print(f"dask_predict.py: error: {reason}", file=sys.stderr)

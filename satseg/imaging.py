@@ -55,14 +55,17 @@ PIL_16_BIT = ("I;16", "I;16B", "I;16L", "I")
 
 class RowReader:
     """An image file whose pixels are read on demand, so a scene is never held twice:
-    ``reader.window(y, x, h, w)`` gives (h, w, C) pixels, ``reader.rows(y0, y1)`` whole rows, checked
-    (dtype, NaN). Each format has one decoder, whatever else is installed, so pixels (and so
-    predictions) never depend on the install: JPEG and the other picture formats through Pillow,
-    which holds the decoded scene (``held``; it has no strip decoder); PNG through Pillow, or over
-    ``WINDOWED_PIXELS`` in windows through rasterio (GDAL, a small block cache) when it is installed
-    (lossless: the same pixels either way); 16-bit colour PNG through rasterio only; uncompressed
-    TIFF memory-mapped, compressed TIFF in windows through rasterio over ``WINDOWED_PIXELS``, else
-    whole. :func:`read_image` is all rows at once."""
+    ``reader.window(y, x, h, w)`` gives the (h, w, C) pixels of a window (clipped to the image),
+    ``reader.rows(y0, y1)`` whole rows, checked (dtype, NaN). Each format has one decoder, whatever
+    else is installed, so pixels (and so predictions) never depend on the install: JPEG and the
+    other picture formats through Pillow, which holds the decoded scene (``held``; it has no strip
+    decoder); PNG through Pillow, except that a plain grey, RGB or RGBA PNG over ``WINDOWED_PIXELS``
+    is read in windows through rasterio (GDAL, a small block cache) when it is installed (lossless:
+    the same pixels), and a 16-bit colour PNG through rasterio only; uncompressed TIFF
+    memory-mapped, compressed TIFF in windows through rasterio over ``WINDOWED_PIXELS``, else whole.
+    ``hold=False`` (training, which keeps many scenes open) reads a large JPEG through rasterio
+    windows too, so no scene is held: GDAL's libjpeg rounds a little otherwise than Pillow's.
+    :func:`read_image` is all rows at once."""
 
     WINDOWED_PIXELS = 32_000_000
     GDAL_CACHE_MB = 64
@@ -70,9 +73,9 @@ class RowReader:
     """Pixel budget: a file declaring more (a 300 KB PNG can declare 100000 x 100000) is refused
     before anything is allocated; ``SATSEG_MAX_PIXELS`` raises it for scenes that are that big."""
 
-    def __init__(self, path, bands: int | None = None):
+    def __init__(self, path, bands: int | None = None, hold: bool = True):
         self.path = Path(path)
-        self._im = self._arr = self._ds = self._env = None
+        self._im = self._arr = self._ds = None
         self.nodata = None
         self.alpha = None  # a picture's alpha channel: not a band; its zeros are pixels without data
         try:
@@ -83,13 +86,19 @@ class RowReader:
                 self._arr = self._open_tiff()
             else:
                 pixels = self._within_budget(*self._pil_size())
-                if kind == "png" and _png_16_bit_colour(self.path):
+                png = _png_header(self.path) if kind == "png" else None
+                if png and png["bits"] == 16 and png["colour"] in (2, 4, 6):
                     # Pillow has no 16-bit colour mode and would read 8 bits; GDAL reads all 16
                     if not self._open_windowed(pixels, always=True):
                         raise DataError(f"{self.path}: a 16-bit colour PNG, which Pillow reads as 8 bits; "
                                         "install rasterio (the [train] extra) or convert it to TIFF")
-                elif not (kind == "png" and self._open_windowed(pixels)):
-                    self._im = self._open_pil()
+                else:
+                    # GDAL reads plain PNGs as Pillow does (palettes, grey + alpha and tRNS otherwise)
+                    plain_png = png is not None and png["colour"] in (0, 2, 6) and not png["trns"]
+                    if not ((plain_png or (kind == "jpeg" and not hold)) and self._open_windowed(pixels)):
+                        self._im = self._open_pil()
+            if self._ds is not None and kind == "png" and not _png_complete(self.path):
+                raise DataError(f"{self.path}: truncated (the PNG has no IEND chunk at its end)")
             if self._arr is not None:
                 self.shape = self._arr.shape
             if self.alpha is not None:
@@ -135,15 +144,20 @@ class RowReader:
 
         from rasterio.errors import NotGeoreferencedWarning
 
-        self._env = rasterio.Env(GDAL_CACHEMAX=self.GDAL_CACHE_MB)
-        self._env.__enter__()
-        with warnings.catch_warnings():
+        with self._gdal(), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # plain JPEG/PNG: expected
             self._ds = rasterio.open(self.path)
         self.shape = (self._ds.height, self._ds.width, self._ds.count)
         self.nodata = self._ds.nodata if self.nodata is None else self.nodata
         self.alpha = alpha_band(self._ds)
         return True
+
+    def _gdal(self):
+        """GDAL's settings for one call (a small block cache): entered per call, so readers opened
+        and closed in any order never unwind each other's environment."""
+        import rasterio
+
+        return rasterio.Env(GDAL_CACHEMAX=self.GDAL_CACHE_MB)
 
     def _open_pil(self):
         """The file opened by Pillow, its header read; pixels are decoded on the first read."""
@@ -238,10 +252,17 @@ class RowReader:
         return np.delete(arr, self.alpha, axis=-1), arr[..., self.alpha]
 
     def _raw(self, y: int, x: int, h: int, w: int) -> np.ndarray:
+        y1, x1 = min(y + h, self.shape[0]), min(x + w, self.shape[1])
+        y, x = max(y, 0), max(x, 0)
+        h, w = max(y1 - y, 0), max(x1 - x, 0)
         if self._ds is not None:
             from rasterio.windows import Window
 
-            arr = np.moveaxis(self._ds.read(window=Window(x, y, w, h)), 0, -1)
+            try:
+                with self._gdal():
+                    arr = np.moveaxis(self._ds.read(window=Window(x, y, w, h)), 0, -1)
+            except Exception as e:  # GDAL's read errors: a truncated or corrupt file
+                raise DataError(f"{self.path}: cannot read image ({type(e).__name__}: {e})") from None
         elif self._im is not None:
             arr = np.asarray(self._pil_pixels().crop((x, y, x + w, y + h)))
         else:
@@ -267,8 +288,7 @@ class RowReader:
             self._im.close()
         if self._ds is not None:
             self._ds.close()
-            self._env.__exit__(None, None, None)
-        self._im = self._arr = self._ds = self._env = None
+        self._im = self._arr = self._ds = None
 
 
 def alpha_band(ds) -> int | None:
@@ -283,11 +303,28 @@ def alpha_band(ds) -> int | None:
     return interp.index(ColorInterp.alpha)
 
 
-def _png_16_bit_colour(path) -> bool:
-    """A PNG whose header says 16 bits per sample in colour (RGB or RGBA)."""
+def _png_header(path) -> dict | None:
+    """A PNG's bit depth, colour type (0 grey, 2 RGB, 3 palette, 4 grey + alpha, 6 RGBA) and
+    whether a tRNS chunk (a transparent colour) comes before the pixels; None if unreadable."""
     with open(path, "rb") as f:
-        head = f.read(26)
-    return len(head) == 26 and head[24] == 16 and head[25] in (2, 6)
+        head = f.read(33)
+        if len(head) < 33 or head[12:16] != b"IHDR":
+            return None
+        trns = False
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8 or chunk[4:8] in (b"IDAT", b"IEND"):
+                break
+            trns |= chunk[4:8] == b"tRNS"
+            f.seek(int.from_bytes(chunk[:4], "big") + 4, 1)
+    return {"bits": head[24], "colour": head[25], "trns": trns}
+
+
+def _png_complete(path) -> bool:
+    """Whether a PNG ends with its IEND chunk: GDAL reads a truncated PNG as zeros without an error."""
+    with open(path, "rb") as f:
+        f.seek(-12, 2)
+        return f.read(12) == b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 def pixel_type(dtype) -> str:

@@ -34,11 +34,11 @@ def test_dask_pipeline_matches_predict(tmp_path, pixel_tflite):
     example = _example()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        files, failed, pids = example.run(pixel_tflite, scenes, tmp_path / "dask", client)
+        files, failed, pids = example.run(pixel_tflite, example.plan(scenes, tmp_path / "dask"), client)
         models = client.run(lambda: __import__("satseg.edge").edge.cached_model.cache_info().misses)
-        again, _, _ = example.run(pixel_tflite, scenes, tmp_path / "dask", client, skip_existing=True)
+        again, _, _ = example.run(pixel_tflite, example.plan(scenes, tmp_path / "dask", skip_existing=True), client)
     assert len(files) == len(ref) == 12 and again == []  # the bad scene is retried, the rest skipped
-    assert [src.name for src, _ in failed] == ["bad.png"] and "bad.png" in failed[0][1]
+    assert [Path(src).name for src, _ in failed] == ["bad.png"] and "bad.png" in failed[0][1]
     assert 1 <= len(pids) <= 2 and set(models.values()) <= {0, 1}  # one model per worker process, not per scene
     for r in ref:
         d = tmp_path / "dask" / Path(r).relative_to(tmp_path / "ref")
@@ -47,8 +47,9 @@ def test_dask_pipeline_matches_predict(tmp_path, pixel_tflite):
 
 @pytest.mark.slow
 def test_dask_pipeline_reads_and_writes_fsspec_urls(tmp_path, pixel_tflite):
-    """Scenes and outputs as fsspec URLs (here memory://, seen by a threaded cluster): the files
-    are predict's, a truncated scene is reported by its URL, and --skip-existing resumes."""
+    """Scenes and outputs as fsspec URLs (here memory://, seen by a threaded cluster; the outputs
+    inside the input folder): the files are predict's, a truncated scene is reported by its URL,
+    --skip-existing resumes, and a missing input is refused before any work."""
     import fsspec
     from distributed import Client, LocalCluster
 
@@ -65,11 +66,14 @@ def test_dask_pipeline_reads_and_writes_fsspec_urls(tmp_path, pixel_tflite):
     example = _example()
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        files, failed, _ = example.run(pixel_tflite, "memory://in", "memory://out", client)
-        again, _, _ = example.run(pixel_tflite, "memory://in", "memory://out", client, skip_existing=True)
-        with pytest.raises(FileExistsError, match="output exists"):
-            example.run(pixel_tflite, "memory://in", "memory://out", client)
+        files, failed, _ = example.run(pixel_tflite, example.plan("memory://in", "memory://in/out"), client)
+        again, _, _ = example.run(pixel_tflite, example.plan("memory://in", "memory://in/out", skip_existing=True),
+                                  client)
+    with pytest.raises(FileExistsError, match="output exists"):
+        example.plan("memory://in", "memory://in/out")  # the outputs inside the input folder are not inputs
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        example.plan("memory://nowhere", "memory://out")
     assert len(files) == len(ref) == 4 and again == []
     assert [src for src, _ in failed] == ["memory:///in/bad.png"] and "memory:///in/bad.png" in failed[0][1]
     for r in ref:
-        assert fs.cat(f"/out/{Path(r).relative_to(tmp_path / 'ref').as_posix()}") == Path(r).read_bytes()
+        assert fs.cat(f"/in/out/{Path(r).relative_to(tmp_path / 'ref').as_posix()}") == Path(r).read_bytes()

@@ -307,26 +307,78 @@ def _pixels(path, window):
         reader.close()
 
 
-@pytest.mark.parametrize("fmt", ["jpg", "png"])
-def test_large_scenes_give_the_same_pixels_with_and_without_rasterio(tmp_path, monkeypatch, fmt):
+def _picture(path, kind):
+    small = np.random.default_rng(3).integers(0, 256, (12, 10, 3)).astype(np.uint8)
+    im = Image.fromarray(small).resize((100, 120), Image.BILINEAR)
+    if kind == "palette":
+        im = im.quantize(16)
+    elif kind == "palette_trns":
+        im = im.quantize(16)
+        im.info["transparency"] = 0
+    elif kind == "la":
+        im = im.convert("LA")
+    im.save(path, **({"transparency": 0} if kind == "palette_trns" else {}))
+
+
+@pytest.mark.parametrize("kind", ["jpg", "png", "palette", "palette_trns", "la"])
+def test_large_scenes_give_the_same_pixels_with_and_without_rasterio(tmp_path, monkeypatch, kind):
     """One decoder per format, whatever is installed: a JPEG over WINDOWED_PIXELS is decoded by
-    Pillow (GDAL's libjpeg rounds otherwise), a PNG through rasterio windows when it is installed,
-    and either way the pixels (so the predictions) are those of the install without rasterio."""
+    Pillow (GDAL's libjpeg rounds otherwise), a plain PNG through rasterio windows when it is
+    installed, palette and grey + alpha PNGs by Pillow (GDAL reads them as indices, or with a
+    nodata value); either way the pixels (so the predictions) are those of the install without
+    rasterio, and of the same file under the threshold."""
     pytest.importorskip("rasterio")
     import sys
 
     from satseg.imaging import RowReader
 
-    small = np.random.default_rng(3).integers(0, 256, (12, 10, 3)).astype(np.uint8)
-    Image.fromarray(small).resize((100, 120), Image.BILINEAR).save(tmp_path / f"scene.{fmt}")
-    monkeypatch.setattr(RowReader, "WINDOWED_PIXELS", 100)
+    path = tmp_path / f"scene.{'jpg' if kind == 'jpg' else 'png'}"
+    _picture(path, kind)
     window = (17, 9, 60, 51)
-    with_rasterio, held = _pixels(tmp_path / f"scene.{fmt}", window)
-    assert held == (fmt == "jpg")
+    small, _ = _pixels(path, window)
+    monkeypatch.setattr(RowReader, "WINDOWED_PIXELS", 100)
+    with_rasterio, held = _pixels(path, window)
+    assert held == (kind != "png")
     monkeypatch.setitem(sys.modules, "rasterio", None)  # import rasterio now fails
-    without, held = _pixels(tmp_path / f"scene.{fmt}", window)
+    without, held = _pixels(path, window)
     assert held
     assert with_rasterio.shape == (60, 51, 3) and np.array_equal(with_rasterio, without)
+    assert np.array_equal(small, without)
+
+
+def test_training_reads_a_large_jpeg_in_windows_and_closes_in_any_order(tmp_path, monkeypatch):
+    """Training keeps many scenes open, so ``hold=False`` reads even a JPEG in rasterio windows
+    (nothing held decoded); readers close in any order; windows are clipped to the image by
+    every decoder alike."""
+    pytest.importorskip("rasterio")
+    from satseg.imaging import RowReader
+
+    _picture(tmp_path / "a.jpg", "jpg")
+    _picture(tmp_path / "b.png", "png")
+    tifffile.imwrite(tmp_path / "c.tif", np.zeros((120, 100, 3), np.uint8))
+    monkeypatch.setattr(RowReader, "WINDOWED_PIXELS", 100)
+    a, b = RowReader(tmp_path / "a.jpg", hold=False), RowReader(tmp_path / "b.png", hold=False)
+    assert not a.held and not b.held
+    held = RowReader(tmp_path / "a.jpg")
+    for reader in (a, b, held, RowReader(tmp_path / "c.tif")):
+        assert reader.window(110, 90, 20, 20).shape == (10, 10, 3)
+        assert reader.window(-5, -5, 10, 10).shape == (5, 5, 3)
+    a.close()
+    b.close()  # closed in the order opened
+
+
+def test_a_truncated_large_png_is_refused_not_read_as_zeros(tmp_path, monkeypatch):
+    """GDAL reads a PNG cut short as zeros without an error; satseg checks its end first."""
+    pytest.importorskip("rasterio")
+    from satseg.errors import DataError
+    from satseg.imaging import RowReader
+
+    _picture(tmp_path / "a.png", "png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "a.png").write_bytes(data[:len(data) // 2])
+    monkeypatch.setattr(RowReader, "WINDOWED_PIXELS", 100)
+    with pytest.raises(DataError, match="a.png: truncated"):
+        RowReader(tmp_path / "a.png")
 
 
 def test_a_corrupt_picture_is_found_when_its_pixels_are_read(tmp_path):

@@ -3,8 +3,8 @@
 A :class:`WindowedImage` offers what training asks of a decoded :class:`satseg.data.LoadedImage`
 (a window of pixels and class ids, a pixel sample for statistics, class positions for rare-class
 crops, class counts) while holding only the window asked for: pixels come through
-:class:`satseg.imaging.RowReader` windows (rasterio with a small block cache for TIFF and PNG; a
-JPEG is held decoded by Pillow, the decoder every install has), masks are decoded by the class set
+:class:`satseg.imaging.RowReader` windows (rasterio with a small block cache; ``hold=False``, so
+not even a JPEG is held decoded), masks are decoded by the class set
 window by window, and statistics are gathered strip by strip. Scenes over :data:`WINDOWED_PIXELS`
 are opened this way.
 """
@@ -40,8 +40,8 @@ class WindowedImage:
 
     def __init__(self, sample, classes, bands: int | None = None):
         self.sample, self.classes = sample, as_class_set(classes)
-        self._img = RowReader(sample.image)
-        self._mask = None if sample.mask is None else RowReader(sample.mask)
+        self._img = RowReader(sample.image, hold=False)  # many scenes stay open: none held decoded
+        self._mask = None if sample.mask is None else RowReader(sample.mask, hold=False)
         self.shape = self._img.shape
         if bands is not None and self.shape[-1] != bands:
             raise DataError(f"{sample.image}: has {self.shape[-1]} bands, the model takes {bands}")
