@@ -255,20 +255,42 @@ def predict_windowed(read: Callable[[int, int, int, int], np.ndarray], h: int, w
 def predict_scene(path, predict_fn: Callable[[np.ndarray], np.ndarray], spec: ModelSpec,
                   overlap: int | None = DEFAULT_OVERLAP, batch_size: int = 1, model=None) -> np.ndarray:
     """Class ids of an image file, reading it window by window (or strip by strip in tiles): peak
-    memory is about what its decoder holds plus the ids and one window, whatever the scene size."""
+    memory is about what its decoder holds plus the ids and one window, whatever the scene size.
+    Pixels without data (transparent, or the raster's nodata value in every band) get the ignore
+    label (255), which outputs declare as nodata."""
     reader = RowReader(path, bands=spec.bands)
     try:
         check_pixel_type(path, reader.dtype, spec, getattr(model, "takes_raw_uint8", False))
         h, w = reader.shape[:2]
         if getattr(model, "whole_image", False):
             held = reader.held and h * w > RowReader.WINDOWED_PIXELS
-            return model.predict_windows(reader.window, h, w, HELD_WINDOW_PIXELS if held else WINDOW_PIXELS)
-        p = spec.patch_size
-        if h < p or w < p:
-            return predict_ids_tiled(reader.rows(0, h), predict_fn, spec, overlap, batch_size)
-        return ids_from_bands((h, w), tiled_bands(reader.rows, h, w, predict_fn, spec, overlap, batch_size))
+            ids = model.predict_windows(reader.window, h, w, HELD_WINDOW_PIXELS if held else WINDOW_PIXELS)
+        elif h < spec.patch_size or w < spec.patch_size:
+            ids = predict_ids_tiled(reader.rows(0, h), predict_fn, spec, overlap, batch_size)
+        else:
+            ids = ids_from_bands((h, w), tiled_bands(reader.rows, h, w, predict_fn, spec, overlap, batch_size))
+        return mark_no_data(reader, ids)
     finally:
         reader.close()
+
+
+def mark_no_data(reader: RowReader, ids: np.ndarray, strip_pixels: int = 4_000_000) -> np.ndarray:
+    """``ids`` with the reader's pixels without data set to the ignore label, strip by strip."""
+    from satseg.classes import IGNORE_LABEL
+    from satseg.imaging import nodata_mask
+
+    if reader.alpha is None and reader.nodata is None:
+        return ids
+    h, w = ids.shape
+    rows = max(strip_pixels // w, 1)
+    for y0 in range(0, h, rows):
+        pixels, alpha = reader.rows_and_alpha(y0, min(y0 + rows, h))
+        empty = nodata_mask(pixels, reader.nodata)
+        if alpha is not None:
+            empty = (alpha == 0) if empty is None else empty | (alpha == 0)
+        if empty is not None:
+            ids[y0:y0 + len(pixels)][empty] = IGNORE_LABEL
+    return ids
 
 
 def check_pixel_type(path, dtype: str, spec: ModelSpec, takes_raw_uint8: bool = False):

@@ -347,6 +347,12 @@ def nodata_mask(image: np.ndarray, nodata) -> np.ndarray | None:
     """(H, W) bool: pixels whose every band holds the raster's nodata value (None: no nodata)."""
     if nodata is None:
         return None
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        if not (float(nodata).is_integer() and info.min <= nodata <= info.max):
+            return np.zeros(image.shape[:2], bool)  # a value the pixels cannot hold (-9999 in uint16)
+    elif np.isnan(nodata):
+        return np.isnan(image).all(-1)
     return (image == np.asarray(nodata, image.dtype)).all(-1)
 
 

@@ -227,7 +227,8 @@ def test_train_evaluate_and_predict_a_four_band_uint16_dataset_with_its_own_clas
                                  "--out", str(tmp_path / "pred"), "-q"])
     assert r.exit_code == 0, r.output
     ids = np.asarray(Image.open(tmp_path / "pred" / "scene_01.tif"))
-    assert ids.shape == (64, 64) and ids.max() < 3
+    assert ids.shape == (64, 64) and ids[ids != 255].max() < 3
+    assert (ids == 255).sum() == 16 * 16  # the nodata corner: written as nodata, not given a class
 
 
 @pytest.mark.slow
@@ -338,3 +339,34 @@ def _two_classes():
 
     return ClassSet.from_dict({"classes": [{"id": 0, "name": "a", "color": [0, 0, 0]},
                                            {"id": 1, "name": "b", "color": [255, 255, 255]}]})
+
+
+def test_predict_writes_pixels_without_data_as_nodata(tmp_path):
+    """Transparent pixels of an RGBA picture, and pixels equal in every band to a GeoTIFF's nodata
+    value, are written as 255 (the ignore label, declared nodata); the others are predicted."""
+    import tifffile
+    from PIL import Image
+
+    from satseg.edge import EdgeModel, default_model, predict_scene
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(1, 256, (40, 50, 3)).astype(np.uint8)
+    alpha = np.full((40, 50), 255, np.uint8)
+    alpha[:10] = 0
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "a.png")
+    tif = rgb.copy()
+    tif[-5:] = 0
+    tifffile.imwrite(tmp_path / "b.tif", tif, extratags=[(42113, "s", 0, "0", True)])
+    em = EdgeModel(default_model(), num_threads=1)
+    a = predict_scene(tmp_path / "a.png", em.predict_patches, em.spec, model=em)
+    b = predict_scene(tmp_path / "b.tif", em.predict_patches, em.spec, model=em)
+    assert (a[:10] == 255).all() and (a[10:] < 255).all()
+    assert (b[-5:] == 255).all() and (b[:-5] < 255).all()
+
+
+def test_a_nodata_value_the_pixels_cannot_hold_marks_nothing():
+    from satseg.imaging import nodata_mask
+
+    img = np.zeros((4, 4, 2), np.uint16)
+    assert not nodata_mask(img, -9999).any() and not nodata_mask(img, 0.5).any()
+    assert nodata_mask(np.full((2, 2, 1), np.nan, np.float32), float("nan")).all()
