@@ -82,7 +82,8 @@ def main():
     rc, peak, wall = child_peak(cmd)
     decoded = args.size ** 2 * 4 * 2 / 1e9
     emit(args, {"scene": f"{args.size} x {args.size} x 4 uint16", "decoded_scene_gb": round(decoded, 2),
-                      "scene_file_gb": round(scene.stat().st_size / 1e9, 2), "command": " ".join(cmd[1:]),
+                      "scene_file_gb": round(scene.stat().st_size / 1e9, 2),
+                      "command": " ".join(["satseg", *cmd[3:]]).replace(str(args.work), "WORK"),
                       "exit_code": rc, "train_peak_rss_gb": round(peak, 2), "wall_seconds": round(wall, 1),
                       "peak_vs_decoded_scene": round(peak / decoded, 3)}, indent=2)
     sys.exit(rc)

@@ -36,9 +36,9 @@ def satseg(*args, capture: bool = False) -> str:
 
 def inspect(runs: Path) -> dict:
     classes = runs / "buildings.json"
-    report = json.loads(satseg("data", "inspect", DATA, "--names", "background,building", "--json", capture=True))
-    if not classes.exists():
-        satseg("data", "inspect", DATA, "--names", "background,building", "--write-classes", classes, capture=True)
+    write = [] if classes.exists() else ["--write-classes", classes]
+    report = json.loads(satseg("data", "inspect", DATA, "--names", "background,building", "--json", *write,
+                               capture=True))
     keep = ("layout", "images", "groups", "unlabelled_images", "unlabelled_groups", "class_notes", "class_share")
     return {**{k: report[k] for k in keep}, "files_not_images": [Path(f).name for f in report["skipped_files"]]}
 

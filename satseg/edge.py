@@ -277,19 +277,14 @@ def predict_scene(path, predict_fn: Callable[[np.ndarray], np.ndarray], spec: Mo
 def mark_no_data(reader: RowReader, ids: np.ndarray, strip_pixels: int = 4_000_000) -> np.ndarray:
     """``ids`` with the reader's pixels without data set to the ignore label, strip by strip."""
     from satseg.classes import IGNORE_LABEL
-    from satseg.imaging import nodata_mask
 
     if reader.alpha is None and reader.nodata is None:
-        return ids
+        return ids  # the file cannot mark a pixel empty: nothing to read again
     h, w = ids.shape
     rows = max(strip_pixels // w, 1)
     for y0 in range(0, h, rows):
-        pixels, alpha = reader.rows_and_alpha(y0, min(y0 + rows, h))
-        empty = nodata_mask(pixels, reader.nodata)
-        if alpha is not None:
-            empty = (alpha == 0) if empty is None else empty | (alpha == 0)
-        if empty is not None:
-            ids[y0:y0 + len(pixels)][empty] = IGNORE_LABEL
+        _, empty = reader.window_and_empty(y0, 0, rows, w)
+        ids[y0:y0 + rows][empty] = IGNORE_LABEL
     return ids
 
 

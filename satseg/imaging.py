@@ -85,18 +85,12 @@ class RowReader:
             if kind == "tiff":
                 self._arr = self._open_tiff()
             else:
-                pixels = self._within_budget(*self._pil_size())
-                png = _png_header(self.path) if kind == "png" else None
-                if png and png["bits"] == 16 and png["colour"] in (2, 4, 6):
-                    # Pillow has no 16-bit colour mode and would read 8 bits; GDAL reads all 16
-                    if not self._open_windowed(pixels, always=True):
-                        raise DataError(f"{self.path}: a 16-bit colour PNG, which Pillow reads as 8 bits; "
-                                        "install rasterio (the [train] extra) or convert it to TIFF")
-                else:
-                    # GDAL reads plain PNGs as Pillow does (palettes, grey + alpha and tRNS otherwise)
-                    plain_png = png is not None and png["colour"] in (0, 2, 6) and not png["trns"]
-                    if not ((plain_png or (kind == "jpeg" and not hold)) and self._open_windowed(pixels)):
-                        self._im = self._open_pil()
+                im = self._open_pil()  # the header only: pixels are decoded on the first read
+                try:
+                    self._choose_decoder(kind, im, hold)
+                finally:
+                    if self._im is not im:
+                        im.close()
             if self._ds is not None and kind == "png" and not _png_complete(self.path):
                 raise DataError(f"{self.path}: truncated (the PNG has no IEND chunk at its end)")
             if self._arr is not None:
@@ -112,12 +106,20 @@ class RowReader:
         if bands is not None and self.shape[-1] != bands:
             raise DataError(f"{self.path}: has {self.shape[-1]} bands, the model takes {bands}")
 
-    def _pil_size(self) -> tuple[int, int]:
-        from PIL import Image
-
-        Image.MAX_IMAGE_PIXELS = None
-        with Image.open(self.path) as im:  # reads the header only
-            return im.height, im.width
+    def _choose_decoder(self, kind: str, im, hold: bool):
+        """Keep Pillow's ``im``, or read through rasterio windows where GDAL gives the same pixels."""
+        pixels = self._within_budget(im.height, im.width)
+        png = _png_header(self.path) if kind == "png" else None
+        if png and png["bits"] == 16 and png["colour"] in (2, 4, 6):
+            # Pillow has no 16-bit colour mode and would read 8 bits; GDAL reads all 16
+            if not self._open_windowed(pixels, always=True):
+                raise DataError(f"{self.path}: a 16-bit colour PNG, which Pillow reads as 8 bits; "
+                                "install rasterio (the [train] extra) or convert it to TIFF")
+            return
+        # GDAL reads plain PNGs as Pillow does (palettes, grey + alpha and tRNS otherwise)
+        plain_png = png is not None and png["colour"] in (0, 2, 6) and not png["trns"]
+        if not ((plain_png or (kind == "jpeg" and not hold)) and self._open_windowed(pixels)):
+            self._im = im
 
     def _within_budget(self, h: int, w: int) -> int:
         import os
@@ -236,13 +238,18 @@ class RowReader:
         """Pixels of rows ``y0:y1`` (H, W, bands), without an alpha channel."""
         return self.window(y0, 0, y1 - y0, self.shape[1])
 
-    def rows_and_alpha(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(pixels, alpha (H, W) or None) of rows ``y0:y1``."""
-        return self.window_and_alpha(y0, 0, y1 - y0, self.shape[1])
-
     def window(self, y: int, x: int, h: int, w: int) -> np.ndarray:
         """Pixels of the window at (y, x) of h x w (h, w, bands), without an alpha channel."""
         return self.window_and_alpha(y, x, h, w)[0]
+
+    def window_and_empty(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(pixels, (h, w) bool of pixels without data, or None when the file has no way to say):
+        the raster's nodata value in every band, and the zeros of an alpha channel."""
+        pixels, alpha = self.window_and_alpha(y, x, h, w)
+        empty = nodata_mask(pixels, self.nodata)
+        if alpha is not None:
+            empty = (alpha == 0) if empty is None else empty | (alpha == 0)
+        return pixels, empty
 
     def window_and_alpha(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
         """(pixels, alpha (h, w) or None): the alpha channel apart, for the pixels it marks empty."""

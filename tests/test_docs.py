@@ -103,7 +103,10 @@ def test_readme_is_short():
 
 
 def test_no_file_holds_a_path_of_the_machine_it_was_made_on():
+    """No tracked text file names a machine's folders; shipped results (exported_models/, the
+    default model) name no temporary folder either: their paths are relative or placeholders."""
     machine = re.compile(rb"(?<![\w.])/(?:work|root|home|Users|check|mnt/data)/[\w.-]")
+    scratch = re.compile(rb"(?<![\w.])/(?:tmp|var/tmp|var/folders)/[\w.-]")
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
     if not files or files == [b""]:
         pytest.skip("not a git checkout")
@@ -115,7 +118,8 @@ def test_no_file_holds_a_path_of_the_machine_it_was_made_on():
         data = p.read_bytes()
         if b"\0" in data[:4096]:
             continue  # binary (models, images)
-        if machine.search(data):
+        shipped = name.startswith((b"exported_models/", b"satseg/default_model/"))
+        if machine.search(data) or (shipped and scratch.search(data)):
             bad.append(name.decode())
     assert not bad, f"absolute paths in {bad}"
 

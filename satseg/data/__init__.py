@@ -30,7 +30,6 @@ from satseg.imaging import (
     RowReader,
     crop_grid,
     cut_patches,
-    nodata_mask,
     normalize,
     pixel_type,
     read_mask,
@@ -98,11 +97,7 @@ def read_image_nodata(path, bands: int | None = None) -> tuple[np.ndarray, np.nd
     and the zeros of an alpha channel (transparent pixels hold no imagery)."""
     reader = RowReader(path, bands)
     try:
-        image, alpha = reader.rows_and_alpha(0, reader.shape[0])
-        nd = nodata_mask(image, reader.nodata)
-        if alpha is not None:
-            nd = (alpha == 0) if nd is None else nd | (alpha == 0)
-        return image, nd
+        return reader.window_and_empty(0, 0, *reader.shape[:2])
     finally:
         reader.close()
 

@@ -62,16 +62,13 @@ class WindowedImage:
 
     def window(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """(pixels (h, w, C), class ids (h, w) with nodata and unmatched values ignored)."""
-        image, alpha = self._img.window_and_alpha(y, x, h, w)
+        image, empty = self._img.window_and_empty(y, x, h, w)
         if self._mask is None:
             ids = np.full((h, w), TEACHER_ONLY, np.uint8)
         else:
             ids, _ = self.classes.decode(self._mask.window(y, x, h, w))
-        nd = nodata_mask(image, self._img.nodata)
-        if nd is not None:
-            ids[nd] = IGNORE_LABEL
-        if alpha is not None:
-            ids[alpha == 0] = IGNORE_LABEL  # transparent: no imagery
+        if empty is not None:
+            ids[empty] = IGNORE_LABEL  # nodata, or transparent: no imagery
         return image, ids
 
     def strips(self):
