@@ -48,6 +48,7 @@ STUDIES = {
         "score": "miou",
     },
 }
+SCORE_NAMES = {"foreground": "foreground IoU", "miou": "mIoU"}
 VARIANTS = {
     "scratch": ("from scratch (ImageNet encoder), labels only", []),
     "distilled": ("distilled on the labelled crops (alpha 0.5, T 2, offline cache)", ["--teacher", "TEACHER"]),
@@ -136,7 +137,7 @@ def table(doc: dict) -> str:
         by.setdefault(r["variant"], []).append(r)
     scratch = {r["seed"]: r["test"] for r in by.get("scratch", [])}
     lines = [f"**{doc['study']}**: {doc['what']}.", "",
-             f"| variant | seeds | test {doc['score']} mean | min - max | vs scratch, same seeds (points) | "
+             f"| variant | seeds | test {SCORE_NAMES[doc['score']]}, mean | min - max | vs scratch, same seeds (points) | "
              "every seed above every scratch seed | seeds above scratch's same seed | val mIoU mean |",
              "|---|---|---|---|---|---|---|---|"]
     for v, rows in by.items():
