@@ -104,11 +104,14 @@ def train(study: dict, variant: str, seed: int, runs: Path, teacher: str) -> Pat
 
 
 def score(study: dict, model: Path, path: Path) -> dict:
-    """``model`` on the test split its training recorded (``satseg evaluate``), once: kept in ``path``."""
-    if not path.exists():
+    """``model`` on the test split its training recorded (``satseg evaluate``), kept in ``path`` and
+    scored again only when ``path`` holds another model's score (a study rerun with another teacher)."""
+    result = json.loads(path.read_text()) if path.exists() else None
+    if result is None or Path(result["model"]).resolve() != model.resolve():
         subprocess.run(["satseg", "evaluate", "--model", str(model), "--data", str(study["data"]),
-                        "--split", "test", "--json", "--out", str(path)], check=True, stdout=subprocess.DEVNULL)
-    result = json.loads(path.read_text())
+                        "--split", "test", "--json", "--out", str(path), "--force"],
+                       check=True, stdout=subprocess.DEVNULL)
+        result = json.loads(path.read_text())
     if study["score"] == "foreground":
         return {"test": result["foreground"]["iou"], "test_miou": result["miou"]}
     return {"test": result["miou"], "test_miou": result["miou"]}
