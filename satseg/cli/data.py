@@ -84,6 +84,40 @@ def summary_lines(info: dict) -> list[str]:
     return out
 
 
+@command.command("rasterize")
+@verbosity_options
+@click.argument("images", type=click.Path(file_okay=False, exists=True))
+@click.option("--labels", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="GeoJSON polygons (EPSG:4326), such as the labels.geojson fAIr ships beside its chips.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Mask folder: one GeoTIFF per image, same relative path and stem (use it as --masks).")
+@click.option("--value", default=255, show_default=True, type=click.IntRange(1, 255),
+              help="Mask value inside a polygon (0 outside).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@force_option
+def rasterize_cmd(images, labels, out, value, as_json, force):
+    """Burn polygon labels onto each image's pixel grid: masks where only polygons were shipped.
+
+    Each image is placed by its own georeference, or, when it has none, by its name as a slippy-map
+    tile (OAM-<x>-<y>-<zoom>.png: the tile's bounds, EPSG:4326). A pixel is a label when its centre
+    lies in a polygon; holes are kept.
+    """
+    from satseg.cli.options import quiet
+    from satseg.geo.labels import rasterize_folder
+
+    progress = None
+    if not (as_json or quiet()):
+        from tqdm import tqdm
+
+        progress = lambda xs: tqdm(xs, desc="rasterize", unit="image")  # noqa: E731
+    info = rasterize_folder(images, labels, out, value=value, force=force, progress=progress)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"wrote {info['images']} masks to {info['out']} ({info['with_labels']} with a label; "
+               f"{info['polygons']} polygons; placed by {', '.join(info['placed_by'])})")
+
+
 @command.command("synth")
 @verbosity_options
 @click.argument("out", type=click.Path(file_okay=False))

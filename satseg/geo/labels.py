@@ -1,0 +1,116 @@
+"""Polygon labels (GeoJSON) burnt onto an image's pixel grid.
+
+hotosm ships building footprints as ``labels.geojson`` beside its chips; a mask raster made
+from them lets satseg train and score where no label raster was shipped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from satseg.errors import DataError
+
+
+def read_polygons(path: str | Path) -> list[dict]:
+    """The polygon geometries of a GeoJSON file (EPSG:4326 lon/lat, as GeoJSON requires)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not a readable GeoJSON file ({e})") from None
+    feats = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(feats, list):
+        raise DataError(f"{path}: not a GeoJSON FeatureCollection")
+    geoms = [f.get("geometry") for f in feats if isinstance(f, dict)]
+    return [g for g in geoms if isinstance(g, dict) and g.get("type") in ("Polygon", "MultiPolygon")]
+
+
+def burn(geoms: list[dict], bounds: tuple[float, float, float, float], shape: tuple[int, int],
+         value: int = 255) -> np.ndarray:
+    """A uint8 mask of ``shape`` over ``bounds`` (west, south, east, north, the geometries' CRS):
+    ``value`` inside any polygon (holes kept), 0 elsewhere; a pixel is inside when its centre is."""
+    from rasterio import features
+    from rasterio.transform import from_bounds
+
+    out = np.zeros(shape, np.uint8)
+    if geoms:
+        transform = from_bounds(*bounds, shape[1], shape[0])
+        features.rasterize(((g, value) for g in geoms), out=out, transform=transform)
+    return out
+
+
+def image_place(path: Path, shape_hw: tuple[int, int] | None = None):
+    """Where an image lies: ``(crs, bounds, (h, w), how)`` from its own georeference, or from a
+    slippy-map tile name (EPSG:4326 bounds of the tile, as fAIr's label rasters use), else None."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from satseg.geo.tiles import tile_from_name
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        ds = rasterio.open(path)
+    with ds:
+        h, w = ds.height, ds.width
+        if ds.crs is not None and not ds.transform.is_identity:
+            return ds.crs.to_string(), tuple(ds.bounds), (h, w), "its georeference"
+    tile = tile_from_name(path.stem)
+    if tile is None:
+        return None
+    return "EPSG:4326", tile.lonlat_bounds(), (h, w), f"its name (tile {tile.x}/{tile.y}/{tile.z})"
+
+
+def rasterize_folder(images: str | Path, labels: str | Path, out: str | Path, value: int = 255,
+                     force: bool = False, progress=None) -> dict:
+    """Write a mask GeoTIFF (uint8, 0 / ``value``) for each image in ``images`` (recursively) from
+    the polygons in ``labels``, under ``out`` with the image's relative path and stem.
+
+    Each image is placed by its own georeference, else by its slippy-map tile name; an image that
+    cannot be placed is an error naming it. Existing masks are refused unless ``force``.
+    """
+    import rasterio
+    from rasterio.crs import CRS
+    from rasterio.transform import from_bounds
+    from rasterio.warp import transform_geom
+
+    from satseg.atomic import atomic_write
+    from satseg.imaging import sniff
+
+    images, out = Path(images), Path(out)
+    if not images.is_dir():
+        raise DataError(f"{images}: not a folder of images")
+    geoms = read_polygons(labels)
+    files = sorted(p for p in images.rglob("*") if p.is_file() and not p.is_symlink() and sniff(p))
+    if not files:
+        raise DataError(f"{images}: no images found")
+    plan = []
+    for p in files:
+        place = image_place(p)
+        if place is None:
+            raise DataError(f"{p}: has no georeference and its name is not a slippy-map tile (...-X-Y-Z)")
+        target = out / p.relative_to(images).with_suffix(".tif")
+        if target.exists() and not force:
+            raise DataError(f"{target}: exists; pass --force to overwrite it")
+        plan.append((p, target, place))
+    hows, burnt = set(), 0
+    for p, target, (crs, bounds, (h, w), how) in (progress or (lambda x: x))(plan):
+        local = geoms if crs == "EPSG:4326" else [transform_geom("EPSG:4326", crs, g) for g in geoms]
+        mask = burn(local, bounds, (h, w), value)
+        burnt += int(mask.any())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs=CRS.from_string(crs),
+                       transform=from_bounds(*bounds, w, h), compress="deflate")
+
+        def write(tmp, mask=mask, profile=profile):
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write(mask, 1)
+
+        atomic_write(target, write)
+        hows.add(how.split(" (")[0])
+    return {"images": len(plan), "with_labels": burnt, "polygons": len(geoms), "placed_by": sorted(hows),
+            "out": str(out)}
