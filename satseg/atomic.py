@@ -55,14 +55,39 @@ def check_writable(folder, target=None):
         raise SatsegError(f"{target or folder}: cannot write there ({parent} is not a writable folder)")
 
 
+OWNER_TOKEN = ".satseg-temporary"  # inside every temporary folder satseg makes: the proof it is satseg's
+
+
+def _owner_text(path: Path) -> str:
+    return f"satseg temporary folder for {path.name}\n"
+
+
+def owned_temporary(folder, target) -> bool:
+    """Whether ``folder`` is a temporary folder that satseg made for ``target``: a real folder (not
+    a link) holding the token :func:`atomic_dir` writes first. A name alone proves nothing: a
+    user's folder may match any pattern."""
+    folder, token = Path(folder), Path(folder) / OWNER_TOKEN
+    if folder.is_symlink() or not folder.is_dir() or token.is_symlink() or not token.is_file():
+        return False
+    try:
+        with open(token, "rb") as f:
+            return f.read(4096).decode("utf-8", "replace") == _owner_text(Path(target))
+    except OSError:
+        return False
+
+
 def atomic_dir(path, write: Callable[[Path], object], prefix: str | None = None) -> Path:
     """Like :func:`atomic_write` for a folder: ``write(tmpdir)`` fills a fresh temporary folder
-    beside ``path``, which then replaces ``path`` (the old one is removed only after)."""
+    beside ``path``, which then replaces ``path`` (the old one is removed only after). The
+    temporary folder holds :data:`OWNER_TOKEN` until the rename, so a later clean-up after a kill
+    can tell it from a user's folder of a similar name (:func:`owned_temporary`)."""
     path = Path(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix or f".{path.name}.", suffix=".tmp"))
     old = None
     try:
+        (tmp / OWNER_TOKEN).write_text(_owner_text(path))
         write(tmp)
+        (tmp / OWNER_TOKEN).unlink()
         if path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
             os.rmdir(old)
@@ -146,10 +171,28 @@ class OutputLock:
         raise SatsegError(f"{self.path}: cannot take the lock (another writer keeps creating it)")
 
     def _holder(self) -> tuple[int, str] | None:
+        """The pid and command in an existing lock file, read without following a link or
+        blocking (a FIFO), regular files only, at most 4 KB; None when it holds no pid."""
+        import stat
+
+        from satseg.errors import SatsegError
+
         try:
-            pid, _, command = self.path.read_text().partition(" ")
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            return None
+        except OSError as e:  # ELOOP: a link planted where the lock goes
+            kind = "a link" if self.path.is_symlink() else f"unreadable ({e.strerror})"
+            raise SatsegError(f"{self.path}: is {kind}, not satseg's lock file; remove it") from None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SatsegError(f"{self.path}: is not a regular file (a FIFO or device?), not satseg's lock "
+                                  "file; remove it")
+            text = f.read(4096).decode("utf-8", "replace")
+        try:
+            pid, _, command = text.partition(" ")
             return int(pid), command.strip() or "satseg"
-        except (OSError, ValueError, UnicodeDecodeError):
+        except ValueError:
             return None
 
     def __exit__(self, *exc):

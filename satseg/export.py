@@ -186,13 +186,16 @@ def calibration_patches(model_path: Path, data: str | None, spec: ModelSpec, n_c
 
 def remove_stale_temporaries(out_dir: Path):
     """Remove the temporary folders of exports into ``out_dir`` that were killed (their
-    process is gone), so a kill -9 leaves no debris behind for good."""
+    process is gone), so a kill -9 leaves no debris behind for good. Only folders that hold
+    satseg's ownership token are touched, whatever their name."""
     import re
+
+    from satseg.atomic import owned_temporary
 
     own = re.compile(rf"\.{re.escape(out_dir.name)}\.export-(\d+)-[a-z0-9_]{{8}}\.tmp")  # atomic_dir's names only
     for tmp in out_dir.parent.iterdir():
         m = own.fullmatch(tmp.name)
-        if not m or not tmp.is_dir() or tmp.is_symlink():
+        if not m or not owned_temporary(tmp, out_dir):
             continue
         pid = int(m.group(1))
         if pid == os.getpid():

@@ -395,6 +395,7 @@ def prepare_data(cfg: TrainConfig, src, progress: bool = True, recorded: dict | 
         split = {"train": list(range(len(samples))), "val": [], "test": []}
     train = D.load_images([samples[i] for i in split["train"]], classes, progress=progress)
     val = D.load_images([samples[i] for i in split["val"]], classes, bands=train[0].bands, progress=progress)
+    check_training_classes(train, classes, root)
     norm = resolve_normalization(cfg, train)
     data = TrainData(root, samples, split, train, None, None, norm, train[0].bands, classes=classes,
                      class_notes=notes)
@@ -423,6 +424,16 @@ def prepare_data(cfg: TrainConfig, src, progress: bool = True, recorded: dict | 
         if not some:
             raise SatsegError(f"{root}: the {name} masks have no pixel of any class (all off-palette?)")
     return data
+
+
+def check_training_classes(train, classes, root):
+    """Refuse a class set that cannot describe the training masks; warn of classes they lack."""
+    from satseg.data.coverage import check_coverage
+
+    labelled = [li for li in train if li.sample.mask is not None]
+    counts = sum((li.class_counts(len(classes))[0] for li in labelled), np.zeros(len(classes), np.int64))
+    for w in check_coverage(classes, counts, [li.sample for li in labelled], root):
+        print(f"warning: {w}")
 
 
 def load_unlabelled(cfg: TrainConfig, samples, root: Path, classes, bands: int, progress: bool,

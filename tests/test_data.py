@@ -406,3 +406,21 @@ def test_balanced_class_weights_are_scikit_learns():
     labels = np.concatenate([m[m != IGNORE_LABEL] for m in masks])
     expected = compute_class_weight("balanced", classes=np.arange(3), y=labels)
     assert balanced_class_weights(masks, 4) == pytest.approx([*expected, 0.0], abs=1e-4)
+
+
+def test_a_class_absent_from_the_training_masks_is_named_in_a_warning(tmp_path):
+    from PIL import Image
+
+    from satseg.classes import ClassSet
+    from satseg.data.coverage import check_coverage
+    from satseg.data.layouts import Sample
+
+    Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).save(tmp_path / "m.png")
+    cs = ClassSet.from_dict({"classes": [{"id": 0, "name": "bg", "color": [0, 0, 0], "values": [0]},
+                                         {"id": 1, "name": "road", "color": [9, 9, 9], "values": [128]},
+                                         {"id": 2, "name": "roof", "color": [255, 0, 0], "values": [255]}]})
+    sample = Sample(tmp_path / "m.png", tmp_path / "m.png", "g")
+    warnings = check_coverage(cs, np.array([2, 0, 2]), [sample], tmp_path)
+    assert warnings == ["class 'road' (values [128]) has no pixel in the training masks (values seen: 0, 255); "
+                        "the model cannot learn it"]
+    assert check_coverage(cs, np.array([2, 1, 2]), [sample], tmp_path) == []

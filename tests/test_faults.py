@@ -287,6 +287,36 @@ def test_masks_with_no_class_pixel_are_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def _binary_dataset(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for t in ("1", "2"):
+        (root / "images" / t).mkdir(parents=True)
+        (root / "masks" / t).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)).save(root / "images" / t / f"{i}.png")
+            m = np.zeros((64, 64), np.uint8)
+            m[8:40, 8:40] = 255
+            Image.fromarray(m).save(root / "masks" / t / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("classes, message", [
+    ({"classes": [{"id": 0, "name": "bg", "color": [0, 0, 0], "values": [0]},
+                  {"id": 1, "name": "roof", "color": [255, 0, 0], "values": [300]}]},
+     "class 'roof' (values [300]) cannot occur in uint8 masks (values seen: 0, 255)"),
+    ("dubai", "matches only 'Building' of 6 classes in the training masks (values seen: 0, 255)"),
+])
+def test_a_class_set_that_cannot_describe_the_masks_is_refused(tmp_path, classes, message):
+    root = _binary_dataset(tmp_path / "data")
+    if isinstance(classes, dict):
+        (tmp_path / "classes.json").write_text(json.dumps(classes))
+        classes = tmp_path / "classes.json"
+    r = satseg("train", "--model", "student", "--data", root, "--classes", classes, "--out", tmp_path / "run",
+               "--patch-size", "32", "--epochs", "1")
+    assert_one_line_error(r, message)
+    assert not (tmp_path / "run").exists()
+
+
 def test_export_killed_leaves_no_temporary_folder_for_good(world, tmp_path):
     out = tmp_path / "exp"
     args = ["export", "--model", world["keras"], "--out", out, "--calibration-data", world["data"],
@@ -341,15 +371,31 @@ def test_edge_install_names_the_extra_to_install(cmd, tmp_path):
 # --- the second matrix: nothing deleted, nothing clobbered, nothing written outside --out --------------------
 
 def test_export_clean_up_never_touches_a_users_folder_of_a_similar_name(tmp_path):
+    from satseg.atomic import OWNER_TOKEN, atomic_dir, owned_temporary
     from satseg.export import remove_stale_temporaries
 
     mine = tmp_path / ".out.export-99999-mybackup"
     mine.mkdir()
     (mine / "precious.txt").write_text("keep")
-    dead = tmp_path / ".out.export-99999-abcd1234.tmp"  # an export's own temporary, its process gone
+    named_like_ours = tmp_path / ".out.export-99999-mybackup.tmp"  # the exact pattern, no token: a user's
+    named_like_ours.mkdir()
+    (named_like_ours / "precious.txt").write_text("keep")
+
+    seen = []
+
+    def write(folder):  # while an export writes, its temporary proves itself satseg's
+        seen.append(owned_temporary(folder, tmp_path / "out"))
+        (folder / "report.json").write_text("{}")
+
+    atomic_dir(tmp_path / "out", write, prefix=".out.export-99999-")
+    assert seen == [True] and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json"]
+    dead = tmp_path / ".out.export-99999-abcd1234.tmp"  # what a kill -9 during that write leaves
     dead.mkdir()
+    (dead / OWNER_TOKEN).write_text("satseg temporary folder for out\n")
     remove_stale_temporaries(tmp_path / "out")
-    assert (mine / "precious.txt").read_text() == "keep" and not dead.exists()
+    assert (mine / "precious.txt").read_text() == "keep"
+    assert (named_like_ours / "precious.txt").read_text() == "keep"
+    assert not dead.exists()
 
 
 def test_an_existing_colour_output_is_not_overwritten(world, tmp_path):
@@ -411,6 +457,25 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_taken_over(world, tmp_p
     r = satseg("predict", world["image"], "--model", world["tflite"], "--out", out)  # the holder is gone
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "a.png").exists() and not (tmp_path / ".out.lock").exists()
+
+
+@pytest.mark.parametrize("plant", ["link_to_dev_zero", "fifo", "huge"])
+def test_a_planted_lock_file_is_one_line_not_a_hang_or_memory_error(world, tmp_path, plant):
+    lock = tmp_path / ".out.lock"
+    if plant == "link_to_dev_zero":
+        lock.symlink_to("/dev/zero")
+    elif plant == "fifo":
+        os.mkfifo(lock)
+    else:  # a regular file far larger than any lock: read with a bound, holds no pid, taken over
+        lock.write_bytes(b"9" * (64 << 20))
+    r = satseg("predict", world["image"], "--model", world["tflite"], "--out", tmp_path / "out", timeout=60)
+    if plant == "huge":
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert not lock.exists()
+        return
+    assert_one_line_error(r, str(lock), "remove it")
+    assert lock.is_symlink() or lock.is_fifo()  # not deleted: satseg did not make it
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_killed_writers_temporaries_are_removed_by_the_next_run(world, tmp_path):

@@ -98,7 +98,7 @@ def rasterize_folder(images: str | Path, labels: str | Path, out: str | Path, va
             raise DataError(f"{target}: exists; pass --force to overwrite it")
         plan.append((p, target, place))
     hows, burnt = set(), 0
-    for p, target, (crs, bounds, (h, w), how) in (progress or (lambda x: x))(plan):
+    for _image, target, (crs, bounds, (h, w), how) in (progress or (lambda x: x))(plan):
         local = geoms if crs == "EPSG:4326" else [transform_geom("EPSG:4326", crs, g) for g in geoms]
         mask = burn(local, bounds, (h, w), value)
         burnt += int(mask.any())
