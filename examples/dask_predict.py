@@ -133,9 +133,28 @@ def plan(inputs, out_dir, force: bool = False, skip_existing: bool = False) -> l
                                                              skip_existing)]
 
 
+PROCESS_LOCAL = ("memory",)  # fsspec filesystems that live inside one process
+
+
+def check_reachable(planned, client):
+    """Refuse URLs on a filesystem that lives inside this process (``memory://``) when a worker
+    runs in another process: it would read nothing, or write files no one else can see and
+    report them written."""
+    from satseg.errors import SatsegError
+
+    urls = [u for src, outs in planned if not isinstance(outs, str) for u in (src, *outs)]
+    local = next((u for u in urls if u.split("://", 1)[0] in PROCESS_LOCAL), None)
+    if local is None:
+        return
+    if set(client.run(os.getpid).values()) - {os.getpid()}:
+        raise SatsegError(f"{local}: a filesystem inside this process; Dask workers in other processes cannot "
+                          "see it (use a shared one: a path, s3://, gs://, ...)")
+
+
 def run(model_path, planned, client):
     """Submit one task per planned scene to ``client`` (a ``distributed.Client``) and gather;
     returns (files written, [(scene, reason)] for scenes that failed, worker pids)."""
+    check_reachable(planned, client)
     task = predict_scene_file if planned and isinstance(planned[0][1], str) else predict_scene_url
     futures = [client.submit(task, str(model_path), src, dst, pure=False) for src, dst in planned]
     files, failed, pids = [], [], set()
@@ -185,7 +204,10 @@ def main(argv=None):
     else:
         client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True))
     with client:
-        files, failed, pids = run(args.model, planned, client)
+        try:
+            files, failed, pids = run(args.model, planned, client)
+        except SatsegError as e:
+            fail(str(e))
     print(f"wrote {len(files)} files to {args.out}/ from {len(pids)} worker processes")
     for _src, reason in failed:
         print(f"dask_predict.py: error: {reason}", file=sys.stderr)

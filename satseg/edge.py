@@ -522,13 +522,25 @@ def collect_inputs(inputs, out_dir=None) -> list[tuple[Path, Path]]:
         elif inp.is_dir():
             # the out folder is skipped only when strictly inside this input folder
             skip = out_real if out_real is not None and out_real != Path(os.path.realpath(inp)) else None
-            pairs += [(f, output_stem(f.relative_to(inp))) for f in images_in(inp)
+            found = images_in(inp) + broken_images_in(inp)
+            pairs += [(f, output_stem(f.relative_to(inp))) for f in sorted(found)
                       if skip is None or not Path(os.path.realpath(f)).is_relative_to(skip)]
         else:
             raise FileNotFoundError(f"{inp}: no such file or folder")
     if not pairs:
         raise FileNotFoundError(f"no images found in {', '.join(map(str, inputs))}")
     return pairs
+
+
+def broken_images_in(folder: Path) -> list[Path]:
+    """Files below ``folder`` named as images (``.jpg``, ``.png``, ``.tif``, ...) whose bytes are
+    no image (empty, truncated before the header, another format): they are inputs that fail
+    with a reason in the batch report, not files skipped without a word."""
+    from satseg.data.layouts import _walk, is_mask_path
+    from satseg.imaging import IMAGE_SUFFIXES, sniff
+
+    return [f for f in _walk(folder) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+            and not f.is_symlink() and not sniff(f) and not is_mask_path(f, folder)]
 
 
 def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False) -> list[Path]:
@@ -621,13 +633,36 @@ def plan_outputs(pairs, out_dir: Path, force: bool = False, skip_existing: bool 
                 raise FileExistsError(f"{p}: is an input image; predict into another --out")
         work.append((src, dst))
     if skip_existing:  # done inputs are left out; a killed run's partial outputs are written again
-        work = [(src, dst) for src, dst in work if not all(p.exists() for p in output_paths(src, dst))]
+        work = [(src, dst) for src, dst in work if not all(output_complete(p) for p in output_paths(src, dst))]
     elif not force:
         planned = {p for src, dst in work for p in output_paths(src, dst)}
         clash = [p for p in owner if p in planned and (p.exists() or p.is_symlink())]
         if clash:
             raise FileExistsError(f"{clash[0]}: output exists ({len(clash)} in all); pass --force to overwrite")
     return work
+
+
+def output_complete(path: Path) -> bool:
+    """Whether an earlier run finished ``path``: a regular file (not a link) that reads as a whole
+    image (a PNG up to its IEND chunk, a TIFF whose first page decodes); a zero-byte or cut file is
+    not done."""
+    from satseg.imaging import _png_complete, sniff
+
+    if path.is_symlink() or not path.is_file() or path.stat().st_size == 0:
+        return False
+    kind = sniff(path)
+    try:
+        if kind == "png":
+            return _png_complete(path)
+        if kind == "tiff":
+            import tifffile
+
+            with tifffile.TiffFile(path) as t:
+                t.pages[0].asarray()
+            return True
+    except Exception:  # noqa: BLE001 - any failure to decode means "not done": it is written again
+        return False
+    return False
 
 
 class BatchError(SatsegError):

@@ -6,6 +6,7 @@ Works with a ``.keras`` file, a SavedModel directory (as written by ``satseg exp
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -168,17 +169,45 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
               "interval": bootstrap_interval(per_image, spec.class_set.foreground, seed=seed)
               if len(per_image) >= MIN_INTERVAL_IMAGES else None}
     if plots_dir is not None:
-        from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
-
-        plots_dir = Path(plots_dir)
         title = f"{spec.architecture or predictor.path.stem} ({predictor.kind}), {split} split"
-        if pr_probs:  # whole-image files give ids only
-            result["average_precision"] = plot_pr_curves(np.concatenate(pr_labels), np.concatenate(pr_probs),
-                                                         plots_dir / "pr_curve.png", spec.seg_classes, title=title)
-        imgs, masks, preds, names = zip(*panels)
-        plot_predictions(imgs, masks, preds, plots_dir / "predictions.png", spec.seg_classes, titles=names, title=title)
-        plot_confusion(cm.matrix, plots_dir / "confusion.png", spec.seg_classes, title=title)
+        with made_folder(Path(plots_dir)):  # under --force, old plots are overwritten, never removed
+            write_plots(Path(plots_dir), result, spec, cm, panels, pr_labels, pr_probs, title)
     return result
+
+
+def write_plots(plots_dir: Path, result: dict, spec, cm, panels, pr_labels, pr_probs, title: str):
+    from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
+
+    if pr_probs:  # whole-image files give ids only
+        result["average_precision"] = plot_pr_curves(np.concatenate(pr_labels), np.concatenate(pr_probs),
+                                                     plots_dir / "pr_curve.png", spec.seg_classes, title=title)
+    imgs, masks, preds, names = zip(*panels)
+    plot_predictions(imgs, masks, preds, plots_dir / "predictions.png", spec.seg_classes, titles=names, title=title)
+    plot_confusion(cm.matrix, plots_dir / "confusion.png", spec.seg_classes, title=title)
+
+
+@contextmanager
+def made_folder(folder: Path, files=PLOT_FILES):
+    """Run the body; if it fails, remove what it made: those of ``files`` in ``folder`` that were
+    not there before, then the folders created on the way to ``folder`` once empty (a full disk
+    leaves no half set of plots, no empty plots/). What was there before stays."""
+    missing, p = [], folder
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    new = [folder / f for f in files if not (folder / f).exists() and not (folder / f).is_symlink()]
+    try:
+        yield
+    except BaseException:
+        for f in new:
+            if f.is_file() and not f.is_symlink():
+                f.unlink()
+        for d in missing:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def format_table(result: dict) -> str:

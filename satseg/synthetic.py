@@ -79,12 +79,17 @@ def make_scene(height: int = 512, width: int = 512, seed: int = 0) -> tuple[np.n
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
+MARKER = ".satseg-synthetic"  # in every folder write_dataset fills: what lets --force replace it
+
+
 def write_dataset(root, tiles: int = 2, images_per_tile: int = 4, size: tuple[int, int] = (512, 512),
                   seed: int = 0) -> Path:
     """Write ``root/Tile N/images/image_part_XXX.jpg`` + ``masks/*.png`` like the Dubai release."""
     from PIL import Image
 
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("a synthetic dataset written by satseg data synth; --force may replace it\n")
     for t in range(1, tiles + 1):
         (root / f"Tile {t}" / "images").mkdir(parents=True, exist_ok=True)
         (root / f"Tile {t}" / "masks").mkdir(parents=True, exist_ok=True)

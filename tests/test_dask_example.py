@@ -77,3 +77,31 @@ def test_dask_pipeline_reads_and_writes_fsspec_urls(tmp_path, pixel_tflite):
     assert [src for src, _ in failed] == ["memory:///in/bad.png"] and "memory:///in/bad.png" in failed[0][1]
     for r in ref:
         assert fs.cat(f"/in/out/{Path(r).relative_to(tmp_path / 'ref').as_posix()}") == Path(r).read_bytes()
+
+
+@pytest.mark.slow
+def test_a_process_local_filesystem_is_refused_for_workers_in_other_processes(tmp_path, pixel_tflite):
+    """memory:// outputs written by a worker process would live and die inside it: refused, not
+    reported written."""
+    import fsspec
+    from distributed import Client, LocalCluster
+
+    from satseg.errors import SatsegError
+
+    rng = np.random.default_rng(2)
+    fsspec.filesystem("memory").pipe("/procs/in/a.png", _png_bytes(rng))
+    example = _example()
+    planned = example.plan("memory://procs/in", "memory://procs/out")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        with pytest.raises(SatsegError, match="memory://.*inside this process"):
+            example.run(pixel_tflite, planned, client)
+    assert not fsspec.filesystem("memory").exists("/procs/out")
+
+
+def _png_bytes(rng) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -197,6 +197,46 @@ def test_inspect_plot_and_synth_are_not_overwritten(world, tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_synth_force_replaces_only_its_own_folder_and_never_through_a_link(tmp_path):
+    user = tmp_path / "user"
+    _existing(user, "keep.txt")
+    (tmp_path / "link").symlink_to(user, target_is_directory=True)
+    before = snapshot(tmp_path)
+    assert_one_line_error(satseg("data", "synth", tmp_path / "link", "--force", "--size", "32"), "link", "is a link")
+    assert_one_line_error(satseg("data", "synth", user, "--force", "--size", "32"), "user", "is not a synthetic")
+    assert snapshot(tmp_path) == before
+    mine = tmp_path / "mine"
+    for _ in range(2):  # its own folder: --force replaces it
+        r = satseg("data", "synth", mine, "--force", "--size", "32", "--tiles", "1", "--images-per-tile", "1")
+        assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_write_classes_into_a_missing_folder_makes_it(world, tmp_path):
+    r = satseg("data", "inspect", world["data"], "--write-classes", tmp_path / "new" / "deeper" / "classes.json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "new" / "deeper" / "classes.json").read_text())["classes"]
+
+
+def test_a_pairs_file_with_absolute_paths(world, tmp_path):
+    data = world["data"]
+    imgs = sorted(data.rglob("images/*.jpg"))
+    rows = [f"{i.absolute()},{(i.parent.parent / 'masks' / i.with_suffix('.png').name).absolute()}" for i in imgs]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    r = satseg("data", "inspect", data, "--pairs", tmp_path / "pairs.csv", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["images"] == len(imgs)
+    (tmp_path / "outside.csv").write_text(f"{world['image'].absolute()},{imgs[0].absolute()}\n")
+    r = satseg("data", "inspect", data, "--pairs", tmp_path / "outside.csv")
+    assert_one_line_error(r, "outside.csv", "line 1", "outside the data root")
+
+
+def test_named_groups_that_leave_nothing_to_train_on(world, tmp_path):
+    r = satseg("train", "--model", "student", "--data", world["data"], "--val-groups", "Tile 1",
+               "--test-groups", "Tile 2", "--epochs", "1", "--out", tmp_path / "run")
+    assert_one_line_error(r, "no image is left to train on")
+    assert not (tmp_path / "run").exists()
+
+
 def test_existing_predictions_are_not_overwritten(world, tmp_path):
     out = tmp_path / "o"
     _existing(out, "a.png")
@@ -620,6 +660,27 @@ def test_a_sidecar_with_other_classes_than_the_whole_image_model_is_refused(tmp_
                           "m.tflite", "predicts 6 classes, its spec lists 5")
 
 
+FULL_DISK_ON_PLOTS = """
+import errno, sys
+import satseg.plots
+def full(*a, **k):
+    raise OSError(errno.ENOSPC, "No space left on device", "plots/confusion.png")
+satseg.plots.plot_confusion = full
+from satseg.cli import main
+sys.argv = ["satseg", *sys.argv[1:]]
+main()
+"""
+
+
+def test_evaluate_onto_a_full_disk_leaves_no_empty_plots_folder(world, tmp_path):
+    plots = tmp_path / "new" / "plots"
+    r = subprocess.run([sys.executable, "-c", FULL_DISK_ON_PLOTS, "evaluate", "--model", str(world["tflite"]),
+                        "--data", str(world["data"]), "--split", "all", "--plots", str(plots)],
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert_one_line_error(r, "no space left")
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_refused_run_on_synthetic_data_leaves_nothing_and_keeps_the_old_run(tmp_path):
     out = tmp_path / "run"
     r = satseg("train", "--model", "student", "--patch-size", "4096", "--epochs", "1", "--out", out)
@@ -891,6 +952,29 @@ def test_skip_existing_writes_again_what_a_killed_run_left_half_done(world, tmp_
     (out / "a_color.png").unlink()
     r = satseg("predict", world["image"], "--model", world["tflite"], "--out", out, "--skip-existing")
     assert r.returncode == 0 and (out / "a_color.png").read_bytes() == full
+
+
+def test_a_zero_byte_image_in_a_folder_is_reported_not_skipped(world, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(world["image"], src / "good.jpg")
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "notes.txt").write_text("not an image, not named as one: not an input")
+    r = satseg("predict", src, "--model", world["tflite"], "--out", tmp_path / "out")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("satseg: error:")]
+    assert len(errors) == 2 and "empty.jpg" in errors[0] and "1 of 2 images failed" in errors[1], errors
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png", "good_color.png"]
+
+
+@pytest.mark.parametrize("damage", ["zero_bytes", "cut"])
+def test_skip_existing_does_not_take_a_broken_output_as_done(world, tmp_path, damage):
+    out = tmp_path / "out"
+    assert satseg("predict", world["image"], "--model", world["tflite"], "--out", out).returncode == 0
+    full = (out / "a.png").read_bytes()
+    (out / "a.png").write_bytes(b"" if damage == "zero_bytes" else full[: len(full) // 2])
+    r = satseg("predict", world["image"], "--model", world["tflite"], "--out", out, "--skip-existing")
+    assert r.returncode == 0 and (out / "a.png").read_bytes() == full, r.stderr[-2000:]
 
 
 def test_evaluate_with_nothing_to_score_is_one_line(world, tmp_path):

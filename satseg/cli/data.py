@@ -1,9 +1,11 @@
 import json
+from pathlib import Path
 
 import click
 
 from satseg.cli.common import check_outputs
 from satseg.cli.options import data_options, force_option, verbosity_options
+from satseg.errors import SatsegError
 
 
 @click.group("data")
@@ -33,6 +35,9 @@ def inspect_cmd(path, classes, masks, pairs, patch_size, write_classes, names, a
     from satseg.data import find_samples, inspect, load_sample
 
     check_outputs([plot, write_classes], force)
+    for f in (plot, write_classes):  # a folder named in the path is made, as --out folders are
+        if f:
+            Path(f).parent.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in names.split(",")] if names else None
     info = inspect(path, patch_size, classes, progress=not as_json, masks=masks, pairs=pairs, names=names)
     cs = ClassSet.from_dict(info["classes"])
@@ -129,12 +134,15 @@ def rasterize_cmd(images, labels, out, value, as_json, force):
 def synth_cmd(out, tiles, images_per_tile, size, seed, force):
     """Write a synthetic dataset in the Dubai layout (no download needed)."""
     import shutil
-    from pathlib import Path
 
-    from satseg.synthetic import write_dataset
+    from satseg.atomic import check_replaceable
+    from satseg.synthetic import MARKER, write_dataset
 
+    if Path(out).is_symlink():
+        raise SatsegError(f"{out}: is a link; satseg does not write through links (choose another folder)")
     if Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
         check_outputs([out], force)
+        check_replaceable(out, MARKER, "a synthetic dataset satseg wrote")
         shutil.rmtree(out)
     write_dataset(out, tiles, images_per_tile, (size, size), seed)
     click.echo(f"wrote {tiles * images_per_tile} synthetic images to {out}")

@@ -71,6 +71,10 @@ def split_samples(samples, how: str = "image", val: float = 0.15, test: float = 
         raise DataError(f"group(s) {', '.join(sorted(both))} named in both --val-groups and --test-groups")
     fixed = {"val": set(val_groups), "test": set(test_groups)}
     rest = [i for i, s in enumerate(samples) if s.group not in fixed["val"] | fixed["test"]]
+    if not rest:
+        named = ", ".join(sorted(fixed["val"] | fixed["test"]))
+        raise DataError(f"--val-groups / --test-groups name every group ({named}): no image is left to train on; "
+                        f"the groups are {', '.join(sorted(known))}")
     sub = [samples[i] for i in rest]
     fr = {"val": 0.0 if val_groups else val, "test": 0.0 if test_groups else test}
     part = group_split(sub, fr["val"], fr["test"], seed) if how == "group" else image_split(sub, fr["val"], fr["test"], seed)
