@@ -2,7 +2,7 @@
 satseg, no TensorFlow): what a client on a phone or a board does.
 
     pip install numpy pillow ai-edge-litert
-    python edge_inference.py model_int8.tflite image.jpg ids.png [--window-pixels 4000000] [--force]
+    python edge_inference.py model_int8.tflite image.jpg ids.png [--window-pixels N] [--force]
 
 The contract of a whole-image file (every file `satseg export` writes for a model that normalises
 inside its graph, such as satseg/default_model/model_int8.tflite):
@@ -10,11 +10,15 @@ inside its graph, such as satseg/default_model/model_int8.tflite):
   multiples of the model's stride: pad the right and bottom edges by repeating the last row and
   column, and crop the output back;
 - output (1, H, W) uint8 class ids;
-- stride, margin, bands, class names and colours: the ``X.satseg.json`` sidecar beside the file,
-  else the file's own metadata entry ``satseg.spec`` (JSON): the order satseg reads them in.
+- stride, margin, bands, class names and colours: the file's own metadata entry ``satseg.spec``
+  (JSON), else the ``X.satseg.json`` sidecar beside it; when both exist they must agree. The spec is
+  checked before use, as satseg checks it (one line naming the field, exit 2, never a traceback).
+- 8-bit pixels only for an 8-bit model (16-bit imagery is refused, never cut down); transparent
+  pixels (alpha 0) get the id 255, as `satseg predict` writes them.
 A large scene runs in windows that overlap by the margin; each keeps what lies at least that far
-from a cut, so the ids equal one whole-frame call. Writes ``ids.png``: a palette PNG whose values
-are the class ids and whose palette is the class colours.
+from a cut, so the ids equal one whole-frame call. The decoded image is the only full-size copy of
+the pixels (windows are cut from it), so a 12000 x 12000 scene stays under 1 GB. Writes ``ids.png``:
+a palette PNG whose values are the class ids and whose palette is the class colours.
 """
 
 from __future__ import annotations
@@ -30,47 +34,143 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
+Image.MAX_IMAGE_PIXELS = None  # scenes are large on purpose; memory is bounded by windows, not by refusing
+
 
 class ClientError(Exception):
     """Bad input: one line, exit 2."""
 
 
+NO_CLASS = 255  # the id of pixels that hold no imagery (transparent), as satseg writes them
+
+
+def embedded_spec(model_path: Path) -> dict | None:
+    """The file's satseg.spec metadata entry (JSON), or None when it has none."""
+    m = schema.Model.GetRootAs(model_path.read_bytes(), 0)
+    for i in range(m.MetadataLength()):
+        if m.Metadata(i).Name() == b"satseg.spec":
+            return json.loads(m.Buffers(m.Metadata(i).Buffer()).DataAsNumpy().tobytes())
+    return None
+
+
 def read_spec(model_path: Path) -> dict:
-    """The sidecar beside the file, else the file's satseg.spec metadata entry."""
+    """The spec inside the file, else the sidecar beside it; both present must say the same."""
     sidecar = model_path.with_suffix(".satseg.json")
     try:
-        if sidecar.exists():
-            return json.loads(sidecar.read_text())
-        m = schema.Model.GetRootAs(model_path.read_bytes(), 0)
-        for i in range(m.MetadataLength()):
-            if m.Metadata(i).Name() == b"satseg.spec":
-                return json.loads(m.Buffers(m.Metadata(i).Buffer()).DataAsNumpy().tobytes())
+        inside = embedded_spec(model_path)
     except Exception as e:  # not a flatbuffer, or damaged JSON
         raise ClientError(f"{model_path}: not a readable LiteRT model with a satseg spec ({type(e).__name__})") from None
-    raise ClientError(f"{model_path}: no {sidecar.name} beside it and no satseg.spec inside it")
+    beside = None
+    if sidecar.is_file():
+        try:
+            beside = json.loads(sidecar.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ClientError(f"{sidecar}: not valid JSON ({type(e).__name__})") from None
+    if inside is not None and beside is not None and not same_spec(inside, beside):
+        raise ClientError(f"{sidecar}: disagrees with the spec inside {model_path.name}; remove or fix the sidecar")
+    spec = inside if inside is not None else beside
+    if spec is None:
+        raise ClientError(f"{model_path}: no satseg.spec inside it and no {sidecar.name} beside it")
+    return check_spec(spec, sidecar if inside is None else model_path)
 
 
-def read_pixels(path: Path, bands: int) -> np.ndarray:
-    """8-bit pixels with the model's band count; anything else is refused, never converted."""
-    try:
-        with Image.open(path) as im:
+def same_spec(a, b) -> bool:
+    """Two spec documents say the same: equal fields, a field one lacks being empty in the other
+    (older writers left out empty fields)."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return a == b
+    return all(a.get(k) == b.get(k) or (a.get(k) in (None, "", {}, []) and b.get(k) in (None, "", {}, []))
+               for k in set(a) | set(b))
+
+
+def _whole(v, lo: int, hi: int) -> bool:
+    return type(v) is int and lo <= v <= hi
+
+
+def check_spec(spec, where) -> dict:
+    """The fields this client relies on, each checked (satseg's own rules, satseg.classes.spec_problem)."""
+    def bad(what):
+        raise ClientError(f"{where}: malformed model spec ({what})")
+
+    if not isinstance(spec, dict):
+        bad(f"a JSON object, not {type(spec).__name__}")
+    for key, lo, hi in (("stride", 1, 1024), ("margin", 0, 8192), ("bands", 1, 1024)):
+        if key not in spec:
+            bad(f"no {key}")
+        if not _whole(spec[key], lo, hi):
+            bad(f"{key} must be a whole number from {lo} to {hi}, not {spec[key]!r}")
+    classes = spec.get("classes")
+    if not isinstance(classes, list) or not classes or len(classes) > NO_CLASS:
+        bad(f"classes must be a list of 1 to {NO_CLASS} classes, not {classes!r:.60}")
+    for i, c in enumerate(classes):
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            bad(f"class {i} must have a name")
+        color = c.get("color")
+        if not isinstance(color, list) or len(color) != 3 or not all(_whole(v, 0, 255) for v in color):
+            bad(f"class {c['name']!r}: color must be 3 whole numbers from 0 to 255, not {color!r}")
+    if spec.get("dtype", "") not in ("", "uint8", "uint16", "float32"):
+        bad(f"dtype must be uint8, uint16 or float32, not {spec['dtype']!r}")
+    return spec
+
+
+def argmax_classes(model_path: Path) -> int | None:
+    """How many classes a whole-image file chooses among: the last axis of its ARG_MAX's input."""
+    m = schema.Model.GetRootAs(model_path.read_bytes(), 0)
+    codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(m.OperatorCodesLength())]
+    g = m.Subgraphs(0)
+    for i in range(g.OperatorsLength()):
+        op = g.Operators(i)
+        if codes[op.OpcodeIndex()] == schema.BuiltinOperator.ARG_MAX:
+            shape = g.Tensors(op.Inputs(0)).ShapeAsNumpy()
+            return int(shape[-1])
+    return None
+
+
+def eight_bit(path: Path, im) -> bool:
+    """Whether the file holds 8-bit samples (Pillow reads 16-bit RGB PNGs and TIFFs as 8-bit
+    without a word, so the header is asked)."""
+    if im.format == "PNG":
+        with open(path, "rb") as f:
+            return f.read(25)[24:25] in (b"\x08", b"\x01", b"\x02", b"\x04")
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, (8,))
+        return all(b <= 8 for b in (bits if isinstance(bits, tuple) else (bits,)))
+    return im.mode in ("RGB", "RGBA", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr")
+
+
+class Scene:
+    """An opened image: windows of 8-bit pixels with the model's band count, and where it is
+    transparent. The decoded image is kept once; each window is cut from it."""
+
+    def __init__(self, path: Path, bands: int):
+
+        try:
+            im = Image.open(path)
             im.load()
-            mode = im.mode
-            if mode in ("RGBA", "LA", "PA", "P"):
-                im = im.convert("RGBA" if mode != "LA" else "LA")
-                im = im.convert("RGB" if im.mode == "RGBA" else "L")  # alpha is not a band
-                mode = im.mode
-            if mode not in ("RGB", "L"):
-                raise ClientError(f"{path}: pixels of mode {mode} (not 8-bit); the model takes 8-bit {bands}-band images")
-            pixels = np.asarray(im)
-    except ClientError:
-        raise
-    except Exception as e:  # truncated, not an image
-        raise ClientError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
-    pixels = pixels.reshape(*pixels.shape[:2], -1)
-    if pixels.shape[-1] != bands:
-        raise ClientError(f"{path}: has {pixels.shape[-1]} bands, the model takes {bands}")
-    return pixels
+        except Exception as e:  # truncated, not an image
+            raise ClientError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+        if not eight_bit(path, im) or im.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA", "1"):
+            raise ClientError(f"{path}: pixels are not 8-bit (mode {im.mode}); the model takes 8-bit "
+                              f"{bands}-band images (satseg refuses them too, never cuts them down)")
+        if im.mode in ("P", "PA") or (im.mode in ("RGB", "L") and "transparency" in im.info):
+            im = im.convert("RGBA")
+        if im.mode == "1":
+            im = im.convert("L")
+        self.alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
+        self.image = im.convert("RGB" if im.mode == "RGBA" else "L") if self.alpha is not None else im
+        have = len(self.image.getbands())
+        if have != bands:
+            raise ClientError(f"{path}: has {have} bands, the model takes {bands}")
+        self.path, self.w, self.h = path, im.width, im.height
+
+    def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        a = np.asarray(self.image.crop((x0, y0, x1, y1)))
+        return a.reshape(*a.shape[:2], -1)
+
+    def empty(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        """(h, w) bool of transparent pixels in a window, or None when the image has no alpha."""
+        return None if self.alpha is None else np.asarray(self.alpha.crop((x0, y0, x1, y1))) == 0
 
 
 def run_whole(interpreter: Interpreter, pixels: np.ndarray, stride: int) -> np.ndarray:
@@ -100,17 +200,26 @@ def cuts(n: int, size: int, margin: int, stride: int):
         a = b
 
 
-def segment(interpreter: Interpreter, pixels: np.ndarray, stride: int, margin: int,
+def window_pixels(scene: Scene) -> int:
+    """4 Mpx windows (fewer cuts), but 1 Mpx once the decoded scene itself is large (over 16 Mpx):
+    the interpreter's buffers grow with the window, and the scene already holds the memory."""
+    return 4_000_000 if scene.w * scene.h <= 16_000_000 else 1_000_000
+
+
+def segment(interpreter: Interpreter, scene: Scene, stride: int, margin: int,
             window_pixels: int = 4_000_000) -> np.ndarray:
-    """Class ids (H, W): one call, or windows of about ``window_pixels`` for a large scene."""
+    """Class ids (H, W): one call, or windows of about ``window_pixels`` for a large scene;
+    transparent pixels get :data:`NO_CLASS`."""
     side = max(int(window_pixels ** 0.5) // stride * stride, 2 * margin + 2 * stride)
     side = -(-side // stride) * stride
-    h, w = pixels.shape[:2]
-    ids = np.empty((h, w), np.uint8)
-    for y0, y1, ya, yb in cuts(h, side, margin, stride):
-        for x0, x1, xa, xb in cuts(w, side, margin, stride):
-            part = run_whole(interpreter, pixels[y0:y1, x0:x1], stride)
+    ids = np.empty((scene.h, scene.w), np.uint8)
+    for y0, y1, ya, yb in cuts(scene.h, side, margin, stride):
+        for x0, x1, xa, xb in cuts(scene.w, side, margin, stride):
+            part = run_whole(interpreter, scene.window(y0, y1, x0, x1), stride)
             ids[ya:yb, xa:xb] = part[ya - y0:yb - y0, xa - x0:xb - x0]
+            empty = scene.empty(ya, yb, xa, xb)
+            if empty is not None:
+                ids[ya:yb, xa:xb][empty] = NO_CLASS
     return ids
 
 
@@ -145,16 +254,33 @@ def run(args) -> None:
         interpreter = Interpreter(str(args.model), num_threads=2)
     except Exception as e:
         raise ClientError(f"{args.model}: not a usable LiteRT model ({type(e).__name__})") from None
+    inp = interpreter.get_input_details()[0]
     if len(interpreter.get_output_details()[0]["shape_signature"]) != 3:
         raise ClientError(f"{args.model}: not a whole-image file (its output is not (1, H, W) class ids)")
-    pixels = read_pixels(args.image, spec.get("bands", 3))
-    ids = segment(interpreter, pixels, spec["stride"], spec["margin"], args.window_pixels)
-    out = Image.fromarray(ids, mode="P")
-    out.putpalette([v for c in spec["classes"] for v in c["color"]])
+    if int(inp["shape_signature"][-1]) != spec["bands"]:
+        raise ClientError(f"{args.model}: the model takes {inp['shape_signature'][-1]} bands, its spec says "
+                          f"{spec['bands']}")
+    k = argmax_classes(args.model)
+    if k is not None and k != len(spec["classes"]):
+        raise ClientError(f"{args.model}: the model predicts {k} classes, its spec lists {len(spec['classes'])}")
+    if inp["dtype"] != np.uint8 and spec.get("dtype", "uint8") != "uint8":
+        raise ClientError(f"{args.model}: takes {spec['dtype']} pixels; this client reads 8-bit images only")
+    scene = Scene(args.image, spec["bands"])
+    try:
+        ids = segment(interpreter, scene, spec["stride"], spec["margin"], args.window_pixels or window_pixels(scene))
+    except (RuntimeError, ValueError) as e:  # a stride the graph cannot take, and the like
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise ClientError(f"{args.model}: the model fails on this image with its spec's stride {spec['stride']} "
+                          f"and margin {spec['margin']} ({first})") from None
+    out = Image.fromarray(ids, mode="L")
+    colours = [v for c in spec["classes"] for v in c["color"]]
+    out.putpalette(colours + [0] * (768 - len(colours)))  # all 256 ids: 255 (no imagery) stays 255, black
     tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp.png")  # written whole, then renamed
     out.save(tmp)
     os.replace(tmp, args.out)
-    shares = np.bincount(ids.ravel(), minlength=len(spec["classes"])) / ids.size
+    counts = sum(np.bincount(ids[r:r + 256].ravel(), minlength=NO_CLASS + 1)  # in strips: bincount widens to int64
+                 for r in range(0, ids.shape[0], 256))
+    shares = counts[:len(spec["classes"])] / ids.size
     print(args.image.name, ", ".join(f"{c['name']} {100 * s:.1f} %" for c, s in zip(spec["classes"], shares)))
 
 
@@ -163,7 +289,8 @@ def main(argv=None):
     ap.add_argument("model", type=Path)
     ap.add_argument("image", type=Path)
     ap.add_argument("out", type=Path, help="the palette PNG of class ids to write")
-    ap.add_argument("--window-pixels", type=positive, default=4_000_000, help="largest window run in one call")
+    ap.add_argument("--window-pixels", type=positive,
+                    help="largest window run in one call [default: 4000000; 1000000 for scenes over 16 Mpx]")
     ap.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     args = ap.parse_args(argv)
     try:

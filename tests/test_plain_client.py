@@ -78,3 +78,133 @@ def test_plain_client_refuses_to_overwrite_and_says_why_in_one_line(tmp_path):
         assert r.returncode == 2, (args, r.stderr)
         assert "Traceback" not in r.stderr and why in r.stderr.strip().splitlines()[-1], (args, r.stderr)
     assert img.read_bytes() == before and (tmp_path / "old.png").read_bytes() == b"keep"
+
+
+def _lying(tmp_path, name, change):
+    """The shipped default model with ``change(spec)`` embedded instead of its own spec."""
+    import copy
+    import json
+
+    from satseg.tflite_metadata import embedded_spec, with_spec
+
+    spec = copy.deepcopy(embedded_spec(SHIPPED_MODEL))
+    doc = change(spec)
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(with_spec(SHIPPED_MODEL.read_bytes(), spec if doc is None else doc))
+    assert json.dumps(embedded_spec(path))  # embedded as given
+    return path
+
+
+def _drop(key):
+    return lambda s: s.pop(key) and None
+
+
+LYING_SPECS = {
+    "five_classes": (lambda s: s.update(classes=s["classes"][:5]), "predicts 6 classes, its spec lists 5"),
+    "seven_classes": (lambda s: s.update(classes=s["classes"] + [dict(s["classes"][0], name="extra")]),
+                      "predicts 6 classes, its spec lists 7"),
+    "two_value_colour": (lambda s: s["classes"][1].update(color=[1, 2]), "color must be 3 whole numbers"),
+    "no_stride": (_drop("stride"), "no stride"),
+    "stride_0": (lambda s: s.update(stride=0), "stride must be a whole number from 1"),
+    "stride_3": (lambda s: s.update(stride=3), "fails on this image with its spec's stride 3"),
+    "classes_a_string": (lambda s: s.update(classes="Building,Land"), "classes must be a list"),
+    "margin_negative": (lambda s: s.update(margin=-40), "margin must be a whole number from 0"),
+    "colour_300": (lambda s: s["classes"][2].update(color=[300, 0, 0]), "color must be 3 whole numbers"),
+    "bands_1": (lambda s: s.update(bands=1), "the model takes 3 bands, its spec says 1"),
+    "a_list": (lambda s: [s], "a JSON object, not list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LYING_SPECS))
+def test_plain_client_refuses_a_lying_or_malformed_spec_in_one_line(tmp_path, case):
+    change, why = LYING_SPECS[case]
+    model = _lying(tmp_path, case, change)
+    img = tmp_path / "scene.png"
+    Image.fromarray(photo(45, 61, seed=4)).save(img)
+    r = subprocess.run([sys.executable, "-c", WITHOUT_SATSEG, str(EXAMPLE), str(model), str(img), str(tmp_path / "o.png")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert why in r.stderr.strip().splitlines()[-1], r.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_plain_client_refuses_a_sidecar_that_disagrees_with_the_file(tmp_path):
+    import json
+    import shutil
+
+    from satseg.tflite_metadata import embedded_spec
+
+    model = tmp_path / "m.tflite"
+    shutil.copy(SHIPPED_MODEL, model)
+    spec = embedded_spec(model)
+    spec["classes"][0]["name"] = "Roof"
+    (tmp_path / "m.satseg.json").write_text(json.dumps(spec))
+    img = tmp_path / "scene.png"
+    Image.fromarray(photo(40, 56, seed=5)).save(img)
+    r = subprocess.run([sys.executable, str(EXAMPLE), str(model), str(img), str(tmp_path / "o.png")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "m.satseg.json: disagrees with the spec inside m.tflite" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("kind", ["tiff16", "png16"])
+def test_plain_client_refuses_16_bit_imagery(tmp_path, kind):
+    import tifffile
+
+    px = (photo(40, 56, seed=6).astype(np.uint16) * 257)
+    img = tmp_path / ("s.tif" if kind == "tiff16" else "s.png")
+    if kind == "tiff16":
+        tifffile.imwrite(img, px, photometric="rgb")
+    else:
+        _png16(img, px)
+    r = subprocess.run([sys.executable, str(EXAMPLE), str(SHIPPED_MODEL), str(img), str(tmp_path / "o.png")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not 8-bit" in r.stderr.strip().splitlines()[-1], r.stderr
+
+
+def _png16(path, px):
+    """A 16-bit RGB PNG, written by hand (Pillow writes no 16-bit RGB)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w = px.shape[:2]
+    raw = b"".join(b"\x00" + px[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_plain_client_gives_transparent_pixels_the_id_satseg_predict_gives(tmp_path):
+    rgba = np.dstack([photo(48, 64, seed=7), np.full((48, 64), 255, np.uint8)])
+    rgba[10:30, 5:40, 3] = 0
+    img = tmp_path / "s.png"
+    Image.fromarray(rgba, mode="RGBA").save(img)
+    r = subprocess.run([sys.executable, str(EXAMPLE), str(SHIPPED_MODEL), str(img), str(tmp_path / "o.png")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ids = np.asarray(Image.open(tmp_path / "o.png"))
+    r = subprocess.run([sys.executable, "-m", "satseg", "predict", str(img), "--out", str(tmp_path / "p")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    expected = np.asarray(Image.open(tmp_path / "p" / "s.png"))
+    assert (ids[10:30, 5:40] == 255).all() and np.array_equal(ids, expected)
+
+
+@pytest.mark.slow
+def test_plain_client_keeps_a_12000_pixel_scene_under_1_gb(tmp_path):
+    import resource
+
+    small = np.random.default_rng(8).integers(0, 256, (12000 // 40, 12000 // 40, 3)).astype(np.uint8)
+    img = tmp_path / "big.jpg"
+    Image.fromarray(small).resize((12000, 12000), Image.BILINEAR).save(img, quality=85)
+    del small
+    probe = ("import resource, runpy, sys; sys.argv = sys.argv[1:]\n"
+             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+             "finally:\n    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", probe, str(EXAMPLE), str(SHIPPED_MODEL), str(img), str(tmp_path / "o.png")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    peak_kb = int(r.stderr.split("PEAK")[-1].split()[0])
+    assert peak_kb < 1024 * 1024, f"peak {peak_kb / 1024:.0f} MB"
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss > 0
