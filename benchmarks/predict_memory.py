@@ -1,9 +1,9 @@
 """Peak memory of `satseg predict` on one large synthetic scene (default 12000 x 12000 RGB).
 
-    python benchmarks/predict_memory.py [--size 12000] [--model exported_models/.../model_int8.tflite]
+    python benchmarks/predict_memory.py [--size 12000] [--format jpeg|tiff] [--model exported_models/.../model_int8.tflite]
     python benchmarks/predict_memory.py --compare-installs     # the full install against the edge install
 
-Writes the scene as JPEG in a temporary folder, runs `satseg predict` on it in a child process and
+Writes the scene as JPEG (or uncompressed TIFF, ``--format tiff``) in a temporary folder, runs `satseg predict` on it in a child process and
 prints the child's peak resident memory (VmHWM) next to the decoded image's size. For a
 whole-image model it then checks the scene's output against one full-frame call on a 2048 px
 crop (with the model's margin around it): `crop_agreement` is the share of equal pixels.
@@ -24,20 +24,29 @@ from satseg.bench import scene_memory
 EDGE_INSTALL = ("rasterio", "tensorflow", "keras")
 
 
-def compare_installs(size: int, model) -> dict:
+def compare_installs(size: int, model, fmt: str = "jpeg") -> dict:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
     with tempfile.TemporaryDirectory() as d:
-        full = scene_memory(size, model, work=Path(d) / "full")
-        edge = scene_memory(size, model, without=EDGE_INSTALL, work=Path(d) / "edge")
-        a, b = (np.asarray(Image.open(Path(d) / k / "out" / "scene.png")) for k in ("full", "edge"))
+        full = scene_memory(size, model, work=Path(d) / "full", fmt=fmt)
+        edge = scene_memory(size, model, without=EDGE_INSTALL, work=Path(d) / "edge", fmt=fmt)
+        out = "scene.tif" if fmt == "tiff" else "scene.png"
+        a, b = (_ids(Path(d) / k / "out" / out) for k in ("full", "edge"))
         return {"full_install": full, "edge_install": edge, "ids_agreement": float((a == b).mean())}
+
+
+def _ids(path: Path) -> np.ndarray:
+    from satseg.imaging import read_image
+
+    return read_image(path)[..., 0]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=12000)
+    ap.add_argument("--format", dest="fmt", choices=("jpeg", "tiff"), default="jpeg",
+                    help="the scene's file: JPEG (Pillow holds it decoded) or uncompressed TIFF (read through a map)")
     ap.add_argument("--model", help="model file or shipped name [default: the shipped default model]")
     ap.add_argument("--compare-installs", action="store_true",
                     help="also run as the edge install (no rasterio, TensorFlow or Keras) and compare")
@@ -49,7 +58,8 @@ def main():
 
         args.model = default_model(args.model)
         EdgeModel(args.model)  # a missing or unusable model is named now, not after the scene is written
-    emit(args, compare_installs(args.size, args.model) if args.compare_installs else scene_memory(args.size, args.model))
+    emit(args, compare_installs(args.size, args.model, args.fmt) if args.compare_installs
+         else scene_memory(args.size, args.model, fmt=args.fmt))
 
 
 if __name__ == "__main__":

@@ -211,8 +211,10 @@ BLOCK_IMPORTS = (
 everything; the tests use it the same way."""
 
 
-def scene_memory(size: int, model=None, without: tuple[str, ...] = (), work: Path | None = None) -> dict:
-    """Peak resident memory of ``satseg predict`` on one synthetic ``size`` x ``size`` JPEG scene,
+def scene_memory(size: int, model=None, without: tuple[str, ...] = (), work: Path | None = None,
+                 fmt: str = "jpeg") -> dict:
+    """Peak resident memory of ``satseg predict`` on one synthetic ``size`` x ``size`` scene
+    (``fmt``: a JPEG, or an uncompressed ``tiff`` that predict reads through a map of the file),
     run in a child process (its VmHWM) that cannot import the modules ``without``, and for a
     whole-image model the agreement of the scene's ids with one full-frame call on a 2048 px crop
     with the model's margin around it. ``work``: keep the scene and its outputs there."""
@@ -220,12 +222,12 @@ def scene_memory(size: int, model=None, without: tuple[str, ...] = (), work: Pat
 
     if work is not None:
         Path(work).mkdir(parents=True, exist_ok=True)
-        return _scene_memory(size, model, without, Path(work))
+        return _scene_memory(size, model, without, Path(work), fmt)
     with tempfile.TemporaryDirectory() as d:
-        return _scene_memory(size, model, without, Path(d))
+        return _scene_memory(size, model, without, Path(d), fmt)
 
 
-def _scene_memory(size: int, model, without: tuple[str, ...], d: Path) -> dict:
+def _scene_memory(size: int, model, without: tuple[str, ...], d: Path, fmt: str = "jpeg") -> dict:
     import subprocess
     import sys
 
@@ -233,9 +235,17 @@ def _scene_memory(size: int, model, without: tuple[str, ...], d: Path) -> dict:
 
     Image.MAX_IMAGE_PIXELS = None
     small = np.random.default_rng(0).integers(0, 256, (size // 16, size // 16, 3)).astype(np.uint8)
-    Image.fromarray(small).resize((size, size), Image.BILINEAR).save(d / "scene.jpg", quality=90)
+    big = Image.fromarray(small).resize((size, size), Image.BILINEAR)
+    scene = d / ("scene.tif" if fmt == "tiff" else "scene.jpg")
+    if fmt == "tiff":
+        import tifffile
+
+        tifffile.imwrite(scene, np.asarray(big), photometric="rgb")  # uncompressed, contiguous
+    else:
+        big.save(scene, quality=90)
+    del big
     code = (BLOCK_IMPORTS.format(blocked=tuple(without)) if without else "") + _PEAK_REPORTER
-    cmd = [sys.executable, "-c", code, "predict", str(d / "scene.jpg"), "--out", str(d / "out"), "--force"]
+    cmd = [sys.executable, "-c", code, "predict", str(scene), "--out", str(d / "out"), "--force"]
     if model:
         cmd += ["--model", str(model)]
     t0 = time.perf_counter()
@@ -246,10 +256,10 @@ def _scene_memory(size: int, model, without: tuple[str, ...], d: Path) -> dict:
         raise RuntimeError(f"satseg predict failed: {lines[-2:] if lines else r.returncode}")
     peak = int(lines[-1].split()[1]) * 1024
     decoded = size * size * 3
-    result = {"size": size, "without": list(without), "peak_bytes": peak, "peak_gb": round(peak / 1e9, 3),
+    result = {"size": size, "format": fmt, "without": list(without), "peak_bytes": peak, "peak_gb": round(peak / 1e9, 3),
               "decoded_image_gb": round(decoded / 1e9, 3), "peak_over_image": round(peak / decoded, 2),
               "seconds": round(wall, 1)}
-    result.update(crop_check(d / "scene.jpg", d / "out" / "scene.png", model))
+    result.update(crop_check(scene, d / "out" / (scene.stem + (".tif" if fmt == "tiff" else ".png")), model))
     return result
 
 

@@ -75,7 +75,7 @@ class RowReader:
 
     def __init__(self, path, bands: int | None = None, hold: bool = True):
         self.path = Path(path)
-        self._im = self._arr = self._ds = None
+        self._im = self._arr = self._ds = self._mmap = None
         self.nodata = None
         self.alpha = None  # a picture's alpha channel: not a band; its zeros are pixels without data
         try:
@@ -201,9 +201,8 @@ class RowReader:
             planar = bool(series) and series.axes.startswith("S")
             if series is not None:  # pages read as one array (how tifffile writes (H, W, C) without photometric)
                 self._within_budget(int(np.prod(series.shape[:-1])), 1)
-        try:
-            arr = tifffile.memmap(self.path, mode="r")
-        except ValueError:  # compressed or tiled: not mappable
+        arr = self._map_tiff()
+        if arr is None:  # compressed or tiled: not mappable
             with tifffile.TiffFile(self.path) as tif:
                 page = tif.pages[0]
                 pixels = page.shape[0] * page.shape[1] if page.ndim >= 2 else 0
@@ -217,6 +216,36 @@ class RowReader:
         if planar or (arr.shape[0] < arr.shape[1] and arr.shape[0] < arr.shape[2] and arr.shape[0] <= 16):
             arr = np.moveaxis(arr, 0, -1)  # planar (bands, H, W)
         return arr
+
+    def _map_tiff(self) -> np.ndarray | None:
+        """An uncompressed, contiguous TIFF's pixels as a read-only map of the file (None when the
+        pixels are not stored that way). Pages a read touched are dropped from this process after
+        it (:meth:`_release`): the file is read window by window, never held."""
+        import mmap
+
+        import tifffile
+
+        with tifffile.TiffFile(self.path) as tif:
+            series = tif.series[0] if tif.series else None
+            offset = series.dataoffset if series is not None else None
+            if offset is None:
+                return None
+            shape, dtype = series.shape, series.dtype
+        count = int(np.prod(shape))
+        with open(self.path, "rb") as f:
+            self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if offset + count * dtype.itemsize > len(self._mmap):
+            self._mmap.close()
+            raise DataError(f"{self.path}: truncated (the TIFF's pixels run past the end of the file)")
+        return np.frombuffer(self._mmap, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+    def _release(self):
+        """Drop the mapped file's pages from this process's memory (they stay in the page cache
+        and are read again if needed): a mapped scene counts once, as the window being read."""
+        import mmap
+
+        if getattr(self, "_mmap", None) is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._mmap.madvise(mmap.MADV_DONTNEED)
 
     @property
     def dtype(self) -> str:
@@ -273,7 +302,8 @@ class RowReader:
         elif self._im is not None:
             arr = np.asarray(self._pil_pixels().crop((x, y, x + w, y + h)))
         else:
-            arr = np.asarray(self._arr[y:y + h, x:x + w])
+            arr = np.array(self._arr[y:y + h, x:x + w])  # a copy: the map's pages are dropped next
+            self._release()
         if arr.ndim == 2:
             arr = arr[..., None]
         return self._checked(arr)
@@ -296,6 +326,12 @@ class RowReader:
         if self._ds is not None:
             self._ds.close()
         self._im = self._arr = self._ds = None
+        if getattr(self, "_mmap", None) is not None:
+            try:
+                self._mmap.close()
+            except BufferError:  # a caller still holds a view of it: closed when that goes
+                pass
+            self._mmap = None
 
 
 def alpha_band(ds) -> int | None:

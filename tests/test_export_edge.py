@@ -343,3 +343,29 @@ def test_accelerator_files_use_only_their_targets_ops_and_predict(tmp_path, tiny
         np.testing.assert_allclose(probs.sum(-1), 1, atol=1e-2)  # logits of the Edge TPU file softmaxed on the host
     tpu = EdgeModel(tmp_path / "out" / "model_edgetpu.tflite")
     assert tpu._in["dtype"] == np.uint8 and tpu._out["dtype"] == np.int8
+
+
+@pytest.mark.slow
+def test_an_uncompressed_12000_pixel_tiff_is_predicted_under_1_gb(tmp_path):
+    """The map of an uncompressed TIFF is read window by window and its pages dropped after each
+    read, so the scene counts once, as its window (it counted whole, 1.09 GB, before)."""
+    from satseg.bench import scene_memory
+
+    r = scene_memory(12000, fmt="tiff", work=tmp_path)
+    assert r["peak_bytes"] < 1e9, r
+    assert r["crop_agreement"] == 1.0
+
+
+def test_a_mapped_tiff_reads_the_same_pixels_as_tifffile_and_a_cut_one_is_refused(tmp_path):
+    from satseg.errors import DataError
+    from satseg.imaging import RowReader, read_image
+
+    px = np.random.default_rng(3).integers(0, 65535, (37, 53, 4)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", px)
+    r = RowReader(tmp_path / "a.tif")
+    assert np.array_equal(r.window(5, 7, 11, 13), px[5:16, 7:20]) and np.array_equal(read_image(tmp_path / "a.tif"), px)
+    r.close()
+    data = (tmp_path / "a.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="cut.tif"):
+        read_image(tmp_path / "cut.tif")
