@@ -320,6 +320,9 @@ class ModelSpec:
     outputs: str = ""
     """What a fixed-size file returns per pixel: "" probabilities (or, for a whole-image file, class
     ids), "logits" (the Edge TPU file: its softmax runs on the host)."""
+    tiling: dict = field(default_factory=dict)
+    """Fixed-size files: how a scene is cut and blended (:func:`fixed_file_spec`); empty for
+    whole-image files, whose stride and margin say how they run."""
 
     @classmethod
     def for_classes(cls, class_set: ClassSet, **kw) -> ModelSpec:
@@ -348,6 +351,26 @@ class ModelSpec:
     def from_dict(cls, d: dict) -> ModelSpec:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
+
+
+TENT = "tent: w(i) = min(i + 0.5, P - i - 0.5) / (P / 2) along each axis, weight w(y) * w(x) + 0.001"
+
+
+def fixed_file_spec(spec: ModelSpec) -> ModelSpec:
+    """The spec a fixed-size (1, P, P, C) file carries, with all a plain client needs to run it:
+    patches of P pixels overlapping by P // 4, probabilities blended with tent weights
+    (:func:`satseg.edge.blend_weights`), scenes smaller than a patch padded by repeating their
+    edges; and for per-patch min-max normalisation, the rule itself."""
+    d = spec.to_dict()
+    p = spec.patch_size
+    d["tiling"] = {"patch": p, "overlap": p // 4, "blend": TENT, "pad": "edge",
+                   "starts": "0, P - overlap, 2 (P - overlap), ... along each axis; the last moved back to end at "
+                             "the border",
+                   "ids": "argmax over classes of the sum of weight * probabilities over the tiles, / the sum of weights"}
+    if spec.normalization.get("kind") == "minmax":
+        d["normalization"] = {"kind": "minmax", "scope": "each patch, each band", "range": [0.0, 1.0],
+                              "formula": "(x - min) / max(max - min, 1e-12)"}
+    return ModelSpec.from_dict(d)
 
 
 def spec_path_for(model_path) -> Path:
@@ -417,6 +440,11 @@ def spec_problem(spec: ModelSpec) -> str | None:
         return f"dtype must be uint8, uint16 or float32, not {spec.dtype!r}"
     if not isinstance(spec.architecture, str):
         return f"architecture must be a name, not {spec.architecture!r}"
+    if spec.tiling:
+        t = spec.tiling
+        if not isinstance(t, dict) or t.get("patch") != spec.patch_size or not whole(t.get("overlap"), 0) \
+                or t["overlap"] > spec.patch_size // 2:
+            return f"tiling must give patch {spec.patch_size} and an overlap from 0 to half of it, not {t!r}"
     norm = spec.normalization
     # "standard": the runtime normalises with these; "in_model": the graph does, they are a record
     if norm["kind"] == "standard" or (norm["kind"] == "in_model" and ("mean" in norm or "std" in norm)):

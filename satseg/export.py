@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from satseg.classes import ModelSpec, class_names, load_spec, save_spec
+from satseg.classes import ModelSpec, class_names, fixed_file_spec, load_spec, save_spec
 from satseg.errors import SatsegError
 
 DEFAULT_FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
@@ -336,8 +336,9 @@ def write_artifact(fmt: str, graphs: Graphs, spec: ModelSpec, folder: Path, pari
 
         tflite = convert_tflite(graph, fmt, parity.calib, int8_io and fmt.startswith("tflite_int8") and not pixels,
                                 uint8_pixels=pixels)
-        path.write_bytes(with_spec(tflite, (whole_spec or spec).to_dict()))  # the file describes itself
-        save_spec(whole_spec or spec, path.with_name(path.stem + ".satseg.json"))
+        file_spec = whole_spec or fixed_file_spec(spec)
+        path.write_bytes(with_spec(tflite, file_spec.to_dict()))  # the file describes itself
+        save_spec(file_spec, path.with_name(path.stem + ".satseg.json"))
     return measured(fmt, path, whole_spec or spec, whole_spec is not None, parity, t0)
 
 
@@ -369,6 +370,7 @@ def write_accelerator(fmt: str, graph, spec: ModelSpec, path: Path, parity: Pari
     if off:
         raise SatsegError(f"{path.name}: ops {', '.join(off)} are not on {target}'s list; this architecture "
                           "cannot be exported for it yet")
+    spec = fixed_file_spec(spec)
     path.write_bytes(with_spec(tflite, spec.to_dict()))
     save_spec(spec, path.with_name(path.stem + ".satseg.json"))
     return measured(fmt, path, spec, False, parity, t0, ops=ops)

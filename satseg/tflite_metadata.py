@@ -56,16 +56,25 @@ def embedded_spec(model) -> dict | None:
 def with_spec(tflite: bytes, spec: dict) -> bytes:
     """``tflite`` with ``spec`` embedded as the ``satseg.spec`` metadata entry (replacing an old one);
     the graph and its weights are unchanged."""
-    import flatbuffers
-
     schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
+    data = list(json.dumps(spec, sort_keys=True).encode())
+    old = next((m for m in (model.metadata or []) if m.name in (KEY, KEY.encode())), None)
+    if old is not None:  # the old entry's buffer takes the new spec: no dead bytes left behind
+        model.buffers[old.buffer].data = data
+        return _packed(model, len(tflite))
     buffer = schema.BufferT()
-    buffer.data = list(json.dumps(spec, sort_keys=True).encode())
+    buffer.data = data
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name, entry.buffer = KEY, len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if m.name not in (KEY, KEY.encode())] + [entry]
-    builder = flatbuffers.Builder(len(tflite) + 4096)
+    model.metadata = list(model.metadata or []) + [entry]
+    return _packed(model, len(tflite))
+
+
+def _packed(model, size_hint: int) -> bytes:
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

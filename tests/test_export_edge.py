@@ -36,6 +36,11 @@ def exported(tmp_path_factory, trained_student, tiny_dataset):
     return out, report
 
 
+needs_shipped_classic = pytest.mark.skipif(
+    not (ROOT / "exported_models" / "student_distilled" / "model_float32.tflite").exists(),
+    reason="the shipped classic student is not in this checkout")
+
+
 @pytest.mark.slow
 def test_export_round_trip_every_artifact_loads_and_agrees(exported):
     out, report = exported
@@ -369,3 +374,37 @@ def test_a_mapped_tiff_reads_the_same_pixels_as_tifffile_and_a_cut_one_is_refuse
     (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="cut.tif"):
         read_image(tmp_path / "cut.tif")
+
+
+@needs_shipped_classic
+def test_a_classic_fixed_size_file_runs_from_its_spec_alone():
+    """A client that knows only the file and its embedded spec (patch, overlap, tent blend, edge
+    padding, the min-max rule) gets satseg's ids: the spec says everything the tiling needs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from satseg.edge import EdgeModel
+    from satseg.tflite_metadata import embedded_spec
+
+    path = ROOT / "exported_models" / "student_distilled" / "model_float32.tflite"
+    spec = embedded_spec(path)
+    t = spec["tiling"]
+    assert spec["normalization"]["kind"] == "minmax" and spec["normalization"]["range"] == [0.0, 1.0]
+    img = np.random.default_rng(4).integers(0, 256, (300, 410, 3)).astype(np.uint8)
+    p, step = t["patch"], t["patch"] - t["overlap"]
+
+    def starts(n):
+        return [0] if n <= p else list(range(0, n - p, step)) + [n - p]
+
+    ramp = np.minimum(np.arange(p) + 0.5, p - np.arange(p) - 0.5) / (p / 2)
+    weight = (np.outer(ramp, ramp) + 1e-3)[..., None]
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    acc = np.zeros((*img.shape[:2], len(spec["classes"])))
+    for y in starts(img.shape[0]):
+        for x in starts(img.shape[1]):
+            tile = img[y:y + p, x:x + p].astype(np.float32)
+            lo, hi = tile.min((0, 1)), tile.max((0, 1))
+            it.set_tensor(it.get_input_details()[0]["index"], ((tile - lo) / np.maximum(hi - lo, 1e-12))[None])
+            it.invoke()
+            acc[y:y + p, x:x + p] += weight * it.get_tensor(it.get_output_details()[0]["index"])[0]
+    assert (acc.argmax(-1) == EdgeModel(path).predict(img)).mean() > 0.999
