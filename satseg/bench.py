@@ -107,11 +107,16 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
         tmp = tempfile.TemporaryDirectory()
         models = _quick_models(Path(tmp.name), 64)
         image_size, train_batch = (150, 200), 2
+    from satseg.roofline import machine_info, machine_line, memory_bandwidth
+
     threads = os.cpu_count()
+    machine = machine_info()
+    log(f"machine: {machine_line(machine)}")
     mac_rate = matmul_macs_per_second(512 if quick else 1024)
     int8_rate = litert_gemm_macs_per_second("tflite_int8", threads, size=48 if quick else 96)
+    bandwidth = memory_bandwidth(64 if quick else 256)
     log(f"matmul throughput: {mac_rate / 1e9:.1f} GMAC/s float32 (numpy), {int8_rate / 1e9:.1f} GMAC/s int8 "
-        f"(LiteRT GEMM) ({threads} threads)")
+        f"(LiteRT GEMM) ({threads} threads); memory {bandwidth / 1e9:.1f} GB/s (copy)")
     why = "--quick" if quick else f"no shipped models in {models_dir}"
     log(f"models: random-weight 64 px stand-ins ({why})" if tmp is not None else f"models: shipped, from {models_dir}")
     rows = []
@@ -129,8 +134,8 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
             if kind == "dynamic":
                 continue
             em = EdgeModel(f, num_threads=threads)
-            row = {"model": name, "runtime": f"litert_{kind}", "macs": stats["macs"], "bytes": f.stat().st_size,
-                   "whole_image": em.whole_image, "patch": p}
+            row = {"model": name, "runtime": f"litert_{kind}", "macs": served_macs(f, (p, p)), "keras_macs": stats["macs"],
+                   "bytes": f.stat().st_size, "whole_image": em.whole_image, "patch": p, "file": f}
             if em.whole_image:
                 xu = (255 * x[0]).astype(np.uint8)
                 sec = median_seconds(lambda em=em, xu=xu: em.run_window(xu), repeats)
@@ -139,6 +144,8 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
             row["ms_per_patch"] = 1e3 * sec
             if kind.startswith("int8") or quick:
                 row.update(whole_image_seconds(em, image_size, spec.bands, 1 if quick else 3))
+                row["image_macs"] = (served_macs(f, padded(image_size, em.spec.stride)) if em.whole_image
+                                     else row["macs"] * tile_count(image_size, p))
             rows.append(row)
         log(f"  {name}: " + ", ".join(f"{r['runtime']} {r['ms_per_patch']:.1f} ms" for r in rows if r["model"] == name))
     for r in rows:
@@ -146,10 +153,12 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
         r["limit"] = "int8 GEMM" if rate is int8_rate else "float32 matmul"
         r["limit_ms"] = 1e3 * r["macs"] / rate
         for key in ("whole_image_s", "tiled_s", "windowed_s"):
-            if key in r:
-                image_macs = r["macs"] * image_size[0] * image_size[1] / r["patch"] ** 2
-                r[key.replace("_s", "_x_limit")] = r[key] / (image_macs / rate)
+            if key in r:  # the served graph's MACs at the timed size (all tiles, for tiled files)
+                r[key.replace("_s", "_x_limit")] = r[key] / (r["image_macs"] / rate)
         r["x_limit"] = r["ms_per_patch"] / r["limit_ms"] if r["limit_ms"] else None
+    roof = rooflines(rows, image_size, int8_rate, bandwidth)
+    for r in rows:
+        r.pop("file", None)
     base_key = baseline or next((f"{r['model']}/{r['runtime']}" for r in rows if r["model"].startswith("teacher")
                                  and r["runtime"] == "keras"), f"{rows[0]['model']}/{rows[0]['runtime']}")
     base = next((r for r in rows if f"{r['model']}/{r['runtime']}" == base_key), rows[0])
@@ -163,9 +172,53 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
     training = bench_training(quick, train_batch, repeats=3 if quick else 5, log=log)
     if tmp is not None:
         tmp.cleanup()
-    return {"threads": threads, "matmul_gmacs": mac_rate / 1e9, "int8_gemm_gmacs": int8_rate / 1e9,
+    return {"machine": machine, "threads": threads, "matmul_gmacs": mac_rate / 1e9, "int8_gemm_gmacs": int8_rate / 1e9,
+            "memory_gbps": bandwidth / 1e9, "roofline": roof,
             "models": "random-weight stand-ins" if tmp is not None else "shipped", "baseline": base_key, "repeats": repeats,
             "image_size": list(image_size), "inference": rows, "folder": folder, "scene": scene, "training": training, "quick": quick}
+
+
+def served_macs(path, hw) -> int:
+    """Multiply-accumulates of the LiteRT graph itself at input size ``hw`` (a fixed-size file: its own)."""
+    from satseg.roofline import layer_costs
+
+    return sum(c["macs"] for c in layer_costs(path, hw))
+
+
+def padded(hw, stride: int) -> tuple[int, int]:
+    """The size a whole-image file runs an image at: each side padded up to the stride."""
+    return tuple(-(-v // stride) * stride for v in hw)
+
+
+def tile_count(image_size, patch: int) -> int:
+    from satseg.imaging import tile_starts
+
+    step = patch - patch // 4
+    return len(tile_starts(image_size[0], patch, step)) * len(tile_starts(image_size[1], patch, step))
+
+
+def rooflines(rows, image_size, int8_rate: float, bandwidth: float, top: int = 8) -> list[dict]:
+    """The per-layer roofline of the whole-image int8 files at ``image_size``: the packaged default
+    and the fastest one (compute roof: the measured int8 GEMM rate; memory roof: the measured copy
+    bandwidth), with the measured full-frame time against the sum of the layers' bounds."""
+    from satseg.edge import SHIPPED_MODEL
+    from satseg.roofline import layer_costs, roofline
+
+    whole = [r for r in rows if r["runtime"] == "litert_int8" and "whole_image_s" in r]
+    if not whole:
+        return []
+    default = next((r for r in whole if Path(r["file"]).read_bytes() == SHIPPED_MODEL.read_bytes()), None)
+    picks = [r for r in (default, min(whole, key=lambda r: r["whole_image_s"])) if r is not None]
+    out = []
+    for r in {id(r): r for r in picks}.values():
+        from satseg.classes import load_spec
+
+        hw = padded(image_size, load_spec(r["file"]).stride)
+        rl = roofline(layer_costs(r["file"], hw), int8_rate, bandwidth, r["whole_image_s"])
+        layers = sorted(rl.pop("layers"), key=lambda x: -x["bound_ms"])
+        out.append({"model": r["model"], "default": r is default, "image_size": list(hw), **rl,
+                    "top_layers": layers[:top], "layers_counted": len(layers)})
+    return out
 
 
 def whole_image_seconds(em, image_size, bands: int, repeats: int) -> dict:
@@ -354,8 +407,11 @@ def bench_training(quick: bool, batch: int, repeats: int, log=print) -> list[dic
 
 
 def format_bench(r: dict) -> str:
+    from satseg.roofline import machine_line
+
     int8 = f", int8 GEMM limit {r['int8_gemm_gmacs']:.1f} GMAC/s (int8 rows)" if "int8_gemm_gmacs" in r else ""
-    lines = [f"matmul limit: {r['matmul_gmacs']:.1f} GMAC/s float32{int8} on {r['threads']} threads; "
+    lines = ([f"machine: {machine_line(r['machine'])}; memory {r['memory_gbps']:.1f} GB/s (copy)"] if "machine" in r else [])
+    lines += [f"matmul limit: {r['matmul_gmacs']:.1f} GMAC/s float32{int8} on {r['threads']} threads; "
              f"models: {r.get('models', 'shipped')}; baseline {r['baseline']}; "
              f"medians of {r['repeats']} after warm-up; whole image {r['image_size'][0]}x{r['image_size'][1]}: "
              "full frame / ~1 Mpx windows (whole-image files) or tiles (fixed-size files), s and x limit", "",
@@ -370,6 +426,12 @@ def format_bench(r: dict) -> str:
         lines.append(f"{x['model']:<22}{x['runtime']:<20}{x['ms_per_patch']:>9.2f}{x['speedup_vs_baseline']:>10.1f}x"
                      f"{x['limit_ms']:>10.2f}{x['x_limit'] or 0:>8.1f}x{cell(x, 'whole_image_s', 9)}"
                      f"{cell(x, 'windowed_s', 10)}{cell(x, 'tiled_s', 9)}" + (f"{lim:>8.1f}x" if lim else ""))
+    below = [x for x in r["inference"] if (x["x_limit"] or 1) < 1 or min(
+        (x[k] for k in ("whole_image_x_limit", "tiled_x_limit") if k in x), default=1) < 1]
+    if below:
+        lines += ["", f"note: {len(below)} rows run faster than their limit (x limit under 1x): the limit was "
+                  "measured lower than these kernels reach (a busy machine, or a kernel faster than the "
+                  "reference GEMM); compare such ratios only on an idle machine"]
     f = r.get("folder")
     if f:
         lines += ["", f"folder of {f['images']} images {f['image_size'][0]}x{f['image_size'][1]} ({f['model']}): "
@@ -381,6 +443,14 @@ def format_bench(r: dict) -> str:
                   f"{sc['peak_gb']} GB ({sc['peak_over_image']}x the decoded image), {sc['seconds']} s"
                   + (f"; equal to one full-frame call on a {sc['crop'][2]} px crop: {100 * sc['crop_agreement']:.2f} %"
                      if "crop" in sc else "")]
+    for rl in r.get("roofline", []):
+        lines += ["", f"roofline of {rl['model']} (int8, {rl['image_size'][1]}x{rl['image_size'][0]}): "
+                  f"{rl['macs'] / 1e9:.2f} G MACs, {rl['bytes'] / 1e9:.2f} GB moved; layers' bounds sum to "
+                  f"{rl['bound_ms']:.1f} ms, measured {rl['measured_ms']:.1f} ms = {rl['x_roofline']:.1f}x",
+                  f"  {'op':<20}{'out shape':<22}{'G MACs':>8}{'MB':>8}{'bound ms':>10}  bound"]
+        for x in rl["top_layers"]:
+            lines.append(f"  {x['op']:<20}{'x'.join(map(str, x['out_shape'][1:])):<22}{x['macs'] / 1e9:>8.3f}"
+                         f"{x['bytes'] / 1e6:>8.1f}{x['bound_ms']:>10.2f}  {x['bound']}")
     lines += ["", f"{'train step':<26}{'s/step':>8}{'x scratch':>10}"]
     for t in r["training"]:
         lines.append(f"{t['step']:<26}{t['seconds_per_step']:>8.3f}{t['x_student_scratch']:>9.2f}x")

@@ -128,6 +128,20 @@ def test_plain_client_refuses_a_lying_or_malformed_spec_in_one_line(tmp_path, ca
     assert not (tmp_path / "o.png").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(LYING_SPECS))
+def test_satseg_predict_refuses_what_the_plain_client_refuses(tmp_path, case):
+    """One contract, two readers: whatever spec the plain client refuses, satseg refuses too."""
+    change, _ = LYING_SPECS[case]
+    model = _lying(tmp_path, case, change)
+    img = tmp_path / "scene.png"
+    Image.fromarray(photo(45, 61, seed=4)).save(img)
+    r = subprocess.run([sys.executable, "-m", "satseg", "predict", str(img), "--model", str(model), "--out",
+                        str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("satseg: error: "), r.stderr
+
+
 def test_plain_client_refuses_a_sidecar_that_disagrees_with_the_file(tmp_path):
     import json
     import shutil
