@@ -13,8 +13,9 @@ inside its graph, such as satseg/default_model/model_int8.tflite):
 - stride, margin, bands, class names and colours: the file's own metadata entry ``satseg.spec``
   (JSON), else the ``X.satseg.json`` sidecar beside it; when both exist they must agree. The spec is
   checked before use, as satseg checks it (one line naming the field, exit 2, never a traceback).
-- 8-bit pixels only for an 8-bit model (16-bit imagery is refused, never cut down); transparent
-  pixels (alpha 0) get the id 255, as `satseg predict` writes them.
+- 8-bit pixels only for an 8-bit model (16-bit imagery is refused, never cut down); images are
+  read by satseg's rules (palette, 1-bit and CMYK as RGB, grey + alpha as RGBA), and pixels whose
+  alpha is 0 get the id 255, as `satseg predict` writes them.
 A large scene runs in windows that overlap by the margin; each keeps what lies at least that far
 from a cut, so the ids equal one whole-frame call. The decoded image is the only full-size copy of
 the pixels (windows are cut from it), so a 12000 x 12000 scene stays under 1 GB. Writes ``ids.png``:
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -75,12 +77,25 @@ def read_spec(model_path: Path) -> dict:
 
 
 def same_spec(a, b) -> bool:
-    """Two spec documents say the same: equal fields, a field one lacks being empty in the other
-    (older writers left out empty fields)."""
+    """Two spec documents say the same: equal fields of equal JSON types (8.0 is not 8, true is
+    not 1), a field one lacks being empty in the other (older writers left out empty fields)."""
     if not (isinstance(a, dict) and isinstance(b, dict)):
-        return a == b
-    return all(a.get(k) == b.get(k) or (a.get(k) in (None, "", {}, []) and b.get(k) in (None, "", {}, []))
-               for k in set(a) | set(b))
+        return _same(a, b)
+    return all(_same(a.get(k), b.get(k)) or (_empty(a.get(k)) and _empty(b.get(k))) for k in set(a) | set(b))
+
+
+def _empty(v) -> bool:
+    return v is None or (type(v) in (str, dict, list) and not v)
+
+
+def _same(a, b) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _whole(v, lo: int, hi: int) -> bool:
@@ -136,7 +151,7 @@ def eight_bit(path: Path, im) -> bool:
     if im.format == "TIFF":
         bits = im.tag_v2.get(258, (8,))
         return all(b <= 8 for b in (bits if isinstance(bits, tuple) else (bits,)))
-    return im.mode in ("RGB", "RGBA", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr")
+    return im.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 class Scene:
@@ -150,15 +165,15 @@ class Scene:
             im.load()
         except Exception as e:  # truncated, not an image
             raise ClientError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
-        if not eight_bit(path, im) or im.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA", "1"):
+        if not eight_bit(path, im) or im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
             raise ClientError(f"{path}: pixels are not 8-bit (mode {im.mode}); the model takes 8-bit "
                               f"{bands}-band images (satseg refuses them too, never cuts them down)")
-        if im.mode in ("P", "PA") or (im.mode in ("RGB", "L") and "transparency" in im.info):
-            im = im.convert("RGBA")
-        if im.mode == "1":
-            im = im.convert("L")
-        self.alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
-        self.image = im.convert("RGB" if im.mode == "RGBA" else "L") if self.alpha is not None else im
+        # satseg's rules (satseg.imaging.RowReader): RGB, grey and RGBA as they are, grey + alpha as
+        # RGBA, anything else (palette, 1-bit, CMYK, ...) as RGB; alpha is no band, its zeros hold no imagery
+        if im.mode not in ("RGB", "L", "RGBA"):
+            im = im.convert("RGBA" if im.mode == "LA" else "RGB")
+        self.alpha = im.getchannel("A") if im.mode == "RGBA" else None
+        self.image = im.convert("RGB") if self.alpha is not None else im
         have = len(self.image.getbands())
         if have != bands:
             raise ClientError(f"{path}: has {have} bands, the model takes {bands}")
@@ -263,8 +278,8 @@ def run(args) -> None:
     k = argmax_classes(args.model)
     if k is not None and k != len(spec["classes"]):
         raise ClientError(f"{args.model}: the model predicts {k} classes, its spec lists {len(spec['classes'])}")
-    if inp["dtype"] != np.uint8 and spec.get("dtype", "uint8") != "uint8":
-        raise ClientError(f"{args.model}: takes {spec['dtype']} pixels; this client reads 8-bit images only")
+    if spec.get("dtype") not in ("", None, "uint8"):  # satseg refuses other imagery than the model's too
+        raise ClientError(f"{args.model}: the model takes {spec['dtype']} imagery; this client reads 8-bit images only")
     scene = Scene(args.image, spec["bands"])
     try:
         ids = segment(interpreter, scene, spec["stride"], spec["margin"], args.window_pixels or window_pixels(scene))
@@ -275,9 +290,15 @@ def run(args) -> None:
     out = Image.fromarray(ids, mode="L")
     colours = [v for c in spec["classes"] for v in c["color"]]
     out.putpalette(colours + [0] * (768 - len(colours)))  # all 256 ids: 255 (no imagery) stays 255, black
-    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp.png")  # written whole, then renamed
-    out.save(tmp)
-    os.replace(tmp, args.out)
+    # written whole into a file created exclusively (never through a planted link), then renamed
+    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.", suffix=".tmp.png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            out.save(f, format="PNG")
+        os.replace(tmp, args.out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     counts = sum(np.bincount(ids[r:r + 256].ravel(), minlength=NO_CLASS + 1)  # in strips: bincount widens to int64
                  for r in range(0, ids.shape[0], 256))
     shares = counts[:len(spec["classes"])] / ids.size

@@ -116,13 +116,26 @@ def check_inside(root, path) -> Path:
     return path
 
 
+def temporary_name(name: str, target_name: str | None = None) -> bool:
+    """Whether ``name`` has exactly the shape of a temporary :func:`atomic_write` makes
+    (``.NAME.XXXXXXXX.tmpSUFFIX``, eight characters of ``mkstemp``), for ``target_name`` if given:
+    a user's ``.a.png.backup.tmp`` is not one."""
+    import re
+
+    m = re.fullmatch(r"\.(.+)\.[a-z0-9_]{8}\.tmp((?:\.[A-Za-z0-9]+){0,2})", name)
+    if m is None:
+        return False
+    return target_name is None or (m.group(1) == target_name and m.group(2) == _suffix(Path(target_name)))
+
+
 def remove_temporaries(path):
     """The temporaries :func:`atomic_write` left beside ``path`` when a writer was killed (call it
-    only while holding the folder's :class:`OutputLock`, when no other writer can be running)."""
+    only while holding the folder's :class:`OutputLock`, when no other writer can be running).
+    Only regular files of exactly the temporary's name shape for ``path`` are removed."""
     path = Path(path)
     if path.parent.is_dir():
         for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp*"):
-            if tmp.is_file() and not tmp.is_symlink():
+            if temporary_name(tmp.name, path.name) and tmp.is_file() and not tmp.is_symlink():
                 tmp.unlink(missing_ok=True)
 
 
@@ -159,7 +172,7 @@ class OutputLock:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder is not None and _alive(holder[0]):
+                if holder is not None and pid_alive(holder[0]):
                     raise SatsegError(f"{self.target}: in use by process {holder[0]} ({holder[1]}); wait for it "
                                       f"to finish (or remove {self.path} if it is gone)") from None
                 self.path.unlink(missing_ok=True)  # a dead writer's lock
@@ -172,7 +185,9 @@ class OutputLock:
 
     def _holder(self) -> tuple[int, str] | None:
         """The pid and command in an existing lock file, read without following a link or
-        blocking (a FIFO), regular files only, at most 4 KB; None when it holds no pid."""
+        blocking (a FIFO), regular files only, at most 4 KB; None when it is gone. Anything but
+        satseg's own ``PID command`` line is refused, never taken over: satseg deletes only what
+        it provably wrote."""
         import stat
 
         from satseg.errors import SatsegError
@@ -189,11 +204,13 @@ class OutputLock:
                 raise SatsegError(f"{self.path}: is not a regular file (a FIFO or device?), not satseg's lock "
                                   "file; remove it")
             text = f.read(4096).decode("utf-8", "replace")
-        try:
-            pid, _, command = text.partition(" ")
-            return int(pid), command.strip() or "satseg"
-        except ValueError:
-            return None
+        import re
+
+        m = re.fullmatch(r"(\d{1,19}) (\S[^\n]*)\n?", text)  # what __enter__ writes, and nothing else
+        if m is None:
+            raise SatsegError(f"{self.path}: is not satseg's lock file (no 'PID command' line); remove it if no "
+                              "satseg command is writing there")
+        return int(m.group(1)), m.group(2).strip()
 
     def __exit__(self, *exc):
         if self.held:
@@ -206,7 +223,7 @@ class OutputLock:
                 break
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
     if pid <= 0:  # not a process id (kill(0) and kill(-1) address process groups)
@@ -220,10 +237,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def check_replaceable(folder, marker: str, what: str, keep=()):
-    """``--force`` may replace ``folder`` only when it is satseg's own (it holds ``marker``) or
-    empty, is not a link, and holds neither the working directory nor any path in ``keep`` (the
-    data a run reads): a mistyped ``--out`` must not delete a user's folder."""
+def check_replaceable(folder, marker: str, what: str, keep=(), keys=()):
+    """``--force`` may replace ``folder`` only when it is satseg's own or empty, is not a link, and
+    holds neither the working directory nor any path in ``keep`` (the data a run reads): a mistyped
+    ``--out`` must not delete a user's folder. Satseg's own: it holds ``marker`` as a regular file
+    (not a link) and, with ``keys``, that file is a JSON object holding all of them (a
+    ``config.json`` or ``report.json`` of satseg's shape; a name alone proves nothing)."""
     from satseg.errors import SatsegError
 
     folder = Path(folder)
@@ -235,6 +254,24 @@ def check_replaceable(folder, marker: str, what: str, keep=()):
     for inside in (Path.cwd(), *map(Path, keep)):
         if Path(os.path.realpath(inside)).is_relative_to(real):
             raise SatsegError(f"{folder}: holds {inside}; --force would delete it (choose another --out)")
-    if not (folder / marker).is_file():
-        raise SatsegError(f"{folder}: exists and is not {what} (no {marker}); --force replaces only satseg's own "
-                          "results: choose a new or empty --out")
+    if not _satsegs(folder / marker, keys):
+        raise SatsegError(f"{folder}: exists and is not {what} (no {marker} that satseg wrote); --force replaces only "
+                          "satseg's own results: choose a new or empty --out")
+
+
+def _satsegs(marker: Path, keys) -> bool:
+    """Whether ``marker`` is a regular file satseg wrote: not a link, and with ``keys`` a JSON
+    object (at most 64 MB) holding all of them."""
+    import json
+
+    if marker.is_symlink() or not marker.is_file():
+        return False
+    if not keys:
+        return True
+    try:
+        if marker.stat().st_size > 64 << 20:
+            return False
+        doc = json.loads(marker.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(doc, dict) and all(k in doc for k in keys)

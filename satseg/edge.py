@@ -653,7 +653,13 @@ def output_complete(path: Path) -> bool:
     kind = sniff(path)
     try:
         if kind == "png":
-            return _png_complete(path)
+            from PIL import Image
+
+            if not _png_complete(path):
+                return False
+            with Image.open(path) as im:  # the pixels decode too (a damaged IDAT keeps the chunk shape)
+                im.load()
+            return True
         if kind == "tiff":
             import tifffile
 

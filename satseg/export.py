@@ -190,7 +190,7 @@ def remove_stale_temporaries(out_dir: Path):
     satseg's ownership token are touched, whatever their name."""
     import re
 
-    from satseg.atomic import owned_temporary
+    from satseg.atomic import owned_temporary, pid_alive
 
     own = re.compile(rf"\.{re.escape(out_dir.name)}\.export-(\d+)-[a-z0-9_]{{8}}\.tmp")  # atomic_dir's names only
     for tmp in out_dir.parent.iterdir():
@@ -198,14 +198,8 @@ def remove_stale_temporaries(out_dir: Path):
         if not m or not owned_temporary(tmp, out_dir):
             continue
         pid = int(m.group(1))
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(pid):  # a pid no process can have counts as gone
             shutil.rmtree(tmp, ignore_errors=True)
-        except PermissionError:
-            pass
 
 
 def _miou_and_iou(masks, preds, k):
@@ -236,8 +230,11 @@ def check_output_folder(out_dir: Path, force: bool):
     check_writable(out_dir.parent, out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
         raise SatsegError(f"{out_dir}: output exists; pass --force to overwrite it")
+    if Path.cwd().is_relative_to(Path(os.path.realpath(out_dir))):
+        raise SatsegError(f"{out_dir}: is the working folder or holds it; the export replaces its --out whole "
+                          "(choose another --out)")
     if force:
-        check_replaceable(out_dir, "report.json", "an export folder")
+        check_replaceable(out_dir, "report.json", "an export folder", keys=("artifacts", "spec", "parity"))
 
 
 def load_for_export(model_path: Path):

@@ -15,8 +15,17 @@ import shutil
 import time
 from pathlib import Path
 
-from satseg.atomic import atomic_write, atomic_write_text, check_replaceable, check_writable
+from satseg.atomic import (
+    atomic_write,
+    atomic_write_text,
+    check_replaceable,
+    check_writable,
+    temporary_name,
+)
 from satseg.errors import SatsegError
+
+RUN_KEYS = ("config", "versions", "spec", "split")
+"""What every run's ``config.json`` holds: how ``--force`` tells a run folder from a user's."""
 
 
 def _finite(obj):
@@ -70,7 +79,7 @@ class RunDir:
             raise SatsegError(f"{self.path}: run directory exists; pass --force to overwrite it "
                               f"or --resume {self.path} to continue it")
         if force:
-            check_replaceable(self.path, "config.json", "a run folder", self.keep)
+            check_replaceable(self.path, "config.json", "a run folder", self.keep, keys=RUN_KEYS)
         check_writable(self.path)
 
     def check_resumable(self):
@@ -87,7 +96,7 @@ class RunDir:
         for folder in (self.path, self.checkpoint_dir):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp*"):
-                    if tmp.is_file() and not tmp.is_symlink():
+                    if temporary_name(tmp.name) and tmp.is_file() and not tmp.is_symlink():
                         tmp.unlink(missing_ok=True)
 
     def create(self, force: bool):

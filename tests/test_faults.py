@@ -499,22 +499,27 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_taken_over(world, tmp_p
     assert (out / "a.png").exists() and not (tmp_path / ".out.lock").exists()
 
 
-@pytest.mark.parametrize("plant", ["link_to_dev_zero", "fifo", "huge"])
+@pytest.mark.parametrize("plant", ["link_to_dev_zero", "fifo", "huge", "garbage", "empty", "live_pid_spaced"])
 def test_a_planted_lock_file_is_one_line_not_a_hang_or_memory_error(world, tmp_path, plant):
     lock = tmp_path / ".out.lock"
     if plant == "link_to_dev_zero":
         lock.symlink_to("/dev/zero")
     elif plant == "fifo":
         os.mkfifo(lock)
-    else:  # a regular file far larger than any lock: read with a bound, holds no pid, taken over
+    elif plant == "huge":  # read with a bound
         lock.write_bytes(b"9" * (64 << 20))
+    elif plant == "garbage":
+        lock.write_bytes(os.urandom(300))
+    elif plant == "empty":
+        lock.write_bytes(b"")
+    else:  # not satseg's format, though it names a live process
+        lock.write_text(f" {os.getpid()} something\n")
+    before = lock.read_bytes() if plant in ("garbage", "empty", "live_pid_spaced") else None
     r = satseg("predict", world["image"], "--model", world["tflite"], "--out", tmp_path / "out", timeout=60)
-    if plant == "huge":
-        assert r.returncode == 0, r.stderr[-2000:]
-        assert not lock.exists()
-        return
     assert_one_line_error(r, str(lock), "remove it")
-    assert lock.is_symlink() or lock.is_fifo()  # not deleted: satseg did not make it
+    assert lock.is_symlink() or lock.is_fifo() or lock.is_file()  # not deleted: satseg did not make it
+    if before is not None:
+        assert lock.read_bytes() == before
     assert not (tmp_path / "out").exists()
 
 
@@ -686,10 +691,10 @@ def test_a_refused_run_on_synthetic_data_leaves_nothing_and_keeps_the_old_run(tm
     r = satseg("train", "--model", "student", "--patch-size", "4096", "--epochs", "1", "--out", out)
     assert_one_line_error(r, "patch fits")
     assert not out.exists()
-    old = _existing(out, "config.json", b"an earlier run")
+    old = _existing(out, "config.json", b'{"config": {}, "versions": {}, "spec": {}, "split": {}}')  # a run's shape
     r = satseg("train", "--model", "student", "--patch-size", "4096", "--epochs", "1", "--out", out, "--force")
     assert_one_line_error(r, "patch fits")
-    assert old.read_bytes() == b"an earlier run"
+    assert old.read_bytes() == b'{"config": {}, "versions": {}, "spec": {}, "split": {}}'
 
 
 def test_a_teacher_that_fails_a_check_on_the_data_leaves_no_run_folder(world, tmp_path):
@@ -855,6 +860,28 @@ def test_force_replaces_only_satsegs_own_folders(world, tmp_path):
     r = satseg("train", "--model", "student", "--data", data, "--epochs", "1", "--out", data, "--force")
     assert_one_line_error(r, "holds", "--force would delete it")
     assert (user / "thesis.txt").read_text() == "years of work" and any(data.rglob("*.png"))
+
+
+@pytest.mark.parametrize("marker", ["config.json", "report.json"])
+def test_force_does_not_take_a_common_file_name_as_proof_of_ownership(world, tmp_path, marker):
+    user = tmp_path / "proj"
+    _existing(user, marker, b"{}")
+    _existing(user, "src/important.py", b"years of work")
+    before = snapshot(tmp_path)
+    args = (["train", "--model", "student", "--data", world["data"], "--epochs", "1", "--patch-size", "32",
+             "--crops-per-epoch", "16"] if marker == "config.json"
+            else ["export", "--model", world["keras"], "--formats", "tflite_float32"])
+    assert_one_line_error(satseg(*args, "--out", user, "--force"), "proj", "is not a")
+    assert snapshot(tmp_path) == before
+
+
+def test_export_into_the_working_folder_is_refused_before_any_work(world, tmp_path):
+    here = tmp_path / "here"
+    here.mkdir()
+    r = subprocess.run([sys.executable, "-m", "satseg", "export", "--model", str(world["keras"]), "--out", ".",
+                        "--formats", "tflite_float32"], capture_output=True, text=True, env=ENV, timeout=300, cwd=here)
+    assert_one_line_error(r, "is the working folder")
+    assert not any(tmp_path.glob(".*"))
 
 
 def test_resume_through_a_linked_checkpoint_folder_is_refused(trained_student, tmp_path):

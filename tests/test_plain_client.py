@@ -1,5 +1,6 @@
 """The plain client (examples/edge_inference.py) needs nothing of satseg and gives its ids."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,7 @@ LYING_SPECS = {
     "colour_300": (lambda s: s["classes"][2].update(color=[300, 0, 0]), "color must be 3 whole numbers"),
     "bands_1": (lambda s: s.update(bands=1), "the model takes 3 bands, its spec says 1"),
     "a_list": (lambda s: [s], "a JSON object, not list"),
+    "dtype_uint16": (lambda s: s.update(dtype="uint16"), "takes uint16 imagery"),
 }
 
 
@@ -142,7 +144,8 @@ def test_satseg_predict_refuses_what_the_plain_client_refuses(tmp_path, case):
     assert r.stderr.strip().splitlines()[-1].startswith("satseg: error: "), r.stderr
 
 
-def test_plain_client_refuses_a_sidecar_that_disagrees_with_the_file(tmp_path):
+@pytest.mark.parametrize("lie", ["name", "float_stride", "bool_bands"])
+def test_plain_client_refuses_a_sidecar_that_disagrees_with_the_file(tmp_path, lie):
     import json
     import shutil
 
@@ -151,7 +154,12 @@ def test_plain_client_refuses_a_sidecar_that_disagrees_with_the_file(tmp_path):
     model = tmp_path / "m.tflite"
     shutil.copy(SHIPPED_MODEL, model)
     spec = embedded_spec(model)
-    spec["classes"][0]["name"] = "Roof"
+    if lie == "name":
+        spec["classes"][0]["name"] = "Roof"
+    elif lie == "float_stride":  # 8.0 == 8 in Python, not in the contract
+        spec["stride"] = float(spec["stride"])
+    else:
+        spec["bands"] = True if spec["bands"] == 1 else spec["bands"] == 3
     (tmp_path / "m.satseg.json").write_text(json.dumps(spec))
     img = tmp_path / "scene.png"
     Image.fromarray(photo(40, 56, seed=5)).save(img)
@@ -221,3 +229,49 @@ def test_plain_client_keeps_a_12000_pixel_scene_under_1_gb(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     peak_kb = int(r.stderr.split("PEAK")[-1].split()[0])
     assert peak_kb < 1024 * 1024, f"peak {peak_kb / 1024:.0f} MB"
+
+
+def _modes(tmp_path):
+    rng = np.random.default_rng(9)
+    rgb = photo(40, 56, seed=9)
+    out = {}
+    pal = Image.fromarray(rgb).quantize(16)
+    pal.info["transparency"] = 3
+    pal.save(tmp_path / "palette.png", transparency=3)
+    out["palette"] = tmp_path / "palette.png"
+    la = np.dstack([rgb[..., 0], np.where(rng.random((40, 56)) < 0.2, 0, 255).astype(np.uint8)])
+    Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    out["grey_alpha"] = tmp_path / "la.png"
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    out["cmyk"] = tmp_path / "cmyk.jpg"
+    Image.fromarray(rgb[..., 0] > 128).save(tmp_path / "bits.png")
+    out["one_bit"] = tmp_path / "bits.png"
+    return out
+
+
+@pytest.mark.parametrize("kind", ["palette", "grey_alpha", "cmyk", "one_bit"])
+def test_plain_client_reads_images_by_satsegs_rules(tmp_path, kind):
+    img = _modes(tmp_path)[kind]
+    r = subprocess.run([sys.executable, str(EXAMPLE), str(SHIPPED_MODEL), str(img), str(tmp_path / "o.png")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "satseg", "predict", str(img), "--out", str(tmp_path / "p")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    expected = np.asarray(Image.open(tmp_path / "p" / (img.stem + ".png")))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), expected)
+
+
+def test_plain_client_never_writes_through_a_planted_temporary_link(tmp_path):
+    img = tmp_path / "scene.png"
+    Image.fromarray(photo(40, 56, seed=10)).save(img)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    out_dir = tmp_path / "T"
+    out_dir.mkdir()
+    for pid in range(os.getpid(), os.getpid() + 2000):  # the old name was predictable: .ids.png.<pid>.tmp.png
+        (out_dir / f".ids.png.{pid}.tmp.png").symlink_to(victim)
+    r = subprocess.run([sys.executable, str(EXAMPLE), str(SHIPPED_MODEL), str(img), str(out_dir / "ids.png")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert victim.read_text() == "keep" and not (out_dir / "ids.png").is_symlink()

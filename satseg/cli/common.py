@@ -14,7 +14,7 @@ def check_outputs(paths, force: bool):
         if path is None:
             continue
         path = Path(path)
-        if path.exists() and not force:
+        if (path.exists() or path.is_symlink()) and not force:  # a dangling link is there too
             raise SatsegError(f"{path}: exists; pass --force to overwrite it")
         check_writable(path.parent, path)
 

@@ -35,12 +35,12 @@ def inspect_cmd(path, classes, masks, pairs, patch_size, write_classes, names, a
     from satseg.data import find_samples, inspect, load_sample
 
     check_outputs([plot, write_classes], force)
-    for f in (plot, write_classes):  # a folder named in the path is made, as --out folders are
-        if f:
-            Path(f).parent.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in names.split(",")] if names else None
     info = inspect(path, patch_size, classes, progress=not as_json, masks=masks, pairs=pairs, names=names)
     cs = ClassSet.from_dict(info["classes"])
+    for f in (plot, write_classes):  # a folder named in the path is made, once the data has been read
+        if f:
+            Path(f).parent.mkdir(parents=True, exist_ok=True)
     if write_classes:
         cs.save(write_classes)
     if plot:
@@ -135,11 +135,12 @@ def synth_cmd(out, tiles, images_per_tile, size, seed, force):
     """Write a synthetic dataset in the Dubai layout (no download needed)."""
     import shutil
 
-    from satseg.atomic import check_replaceable
+    from satseg.atomic import check_replaceable, check_writable
     from satseg.synthetic import MARKER, write_dataset
 
     if Path(out).is_symlink():
         raise SatsegError(f"{out}: is a link; satseg does not write through links (choose another folder)")
+    check_writable(Path(out).parent, out)
     if Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
         check_outputs([out], force)
         check_replaceable(out, MARKER, "a synthetic dataset satseg wrote")

@@ -32,23 +32,26 @@ def values_seen(samples, limit: int = 12) -> tuple[str, list]:
 
 
 def _encoding(c) -> str:
+    import json
+
     if c.values:
-        return f"values {list(c.values)}"
+        return f"values {json.dumps(list(c.values))}"
     if c.range is not None:
-        return f"range {list(c.range)}"
+        return f"range {json.dumps(list(c.range))}"
     return f"colour {tuple(c.color)} / id {c.id}"
 
 
 def _unreachable(c, dtype: str) -> bool:
-    """Whether no value of ``dtype`` can encode class ``c`` (its values and range lie outside it)."""
+    """Whether no value of ``dtype`` can encode class ``c``: integer masks hold whole numbers in
+    their type's range, so values outside it or between whole numbers, and ranges holding none, never occur."""
     if not np.issubdtype(np.dtype(dtype), np.integer):
         return False
     info = np.iinfo(np.dtype(dtype))
-    vals = [v for v in c.values if info.min <= v <= info.max]
+    vals = [v for v in c.values if info.min <= v <= info.max and float(v).is_integer()]
     if c.range is not None:
-        lo = -np.inf if c.range[0] is None else c.range[0]
-        hi = np.inf if c.range[1] is None else c.range[1]
-        return not vals and (lo > info.max or hi <= info.min)
+        lo = max(info.min, -np.inf if c.range[0] is None else np.ceil(c.range[0]))
+        hi = min(info.max + 1, np.inf if c.range[1] is None else c.range[1])
+        return not vals and not lo < hi
     return bool(c.values) and not vals
 
 
