@@ -77,6 +77,7 @@ def grid_rows(args):
     from satseg.inference import predict_logits
     from satseg.losses import get_loss
     from satseg.models import build_model
+    from satseg.train import TrainConfig
     from satseg.trainer import SegmentationTrainer
 
     args.batch_size = args.batch_size or 16
@@ -90,7 +91,9 @@ def grid_rows(args):
 
     def run(name, make, cached=None, jit=False):
         tr = make()
-        tr.compile(keras.optimizers.Adam(1e-3), student_loss=get_loss("dice_focal"), jit_compile=jit)
+        recipe = TrainConfig()
+        kw = {"alpha": recipe.alpha, "temperature": recipe.temperature} if isinstance(tr, Distiller) else {}
+        tr.compile(keras.optimizers.Adam(1e-3), student_loss=get_loss("dice_focal"), jit_compile=jit, **kw)
         return time_epochs(name + (" (jit)" if jit else ""), tr, D.EpochSampler(x, y, cached, seed=0),
                            args.batch_size, args.epochs, len(x))
 

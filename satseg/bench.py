@@ -392,9 +392,13 @@ def bench_training(quick: bool, batch: int, repeats: int, log=print) -> list[dic
              ("student_scratch", lambda: SegmentationTrainer(build_model("student", (p, p, 3), seed=0)), False),
              ("student_distill_online", lambda: Distiller(build_model("student", (p, p, 3), seed=0), teacher), False),
              ("student_distill_offline", lambda: Distiller(build_model("student", (p, p, 3), seed=0)), True)]
+    from satseg.train import TrainConfig
+
+    recipe = TrainConfig()
     for name, make, offline in cases:
         tr = make()
-        tr.compile(keras.optimizers.Adam(), student_loss=CrossEntropy())
+        kw = {"alpha": recipe.alpha, "temperature": recipe.temperature} if isinstance(tr, Distiller) else {}
+        tr.compile(keras.optimizers.Adam(), student_loss=CrossEntropy(), **kw)
         step = tf.function(tr.train_step)
         data = (x, {"labels": y, "teacher_logits": t_logits}) if offline else (x, y)
         sec = median_seconds(lambda step=step, data=data: step(data)["loss"].numpy(), repeats)

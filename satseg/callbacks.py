@@ -38,8 +38,9 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     After each epoch: ``best.keras`` when ``monitor`` improved, then the weights with the
     optimizer state, then ``checkpoint/state.json`` (epoch, best score, random-generator states),
-    the commit point: a run killed at any moment resumes from the last committed epoch. At
-    train begin, a committed checkpoint is loaded and fit continues after its epoch.
+    the commit point: a run killed at any moment resumes from the last committed epoch. Before
+    ``fit``, :meth:`restore` loads a committed checkpoint and returns the epoch to pass as
+    ``fit(initial_epoch=...)``.
     """
 
     def __init__(self, run, monitor: str = "val_miou"):
@@ -48,9 +49,10 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.best, self.best_epoch = None, None
         self.restored = False
 
-    def restore(self, model):
+    def restore(self, model) -> int:
         """Load the last committed checkpoint into ``model`` (weights, optimizer, random states,
-        best score); a damaged one is a one-line error. The run folder is not touched."""
+        best score) and return its epoch, where ``fit`` goes on (0 without one); a damaged one is
+        a one-line error. The run folder is not touched."""
         import numpy as np
 
         from satseg.errors import SatsegError
@@ -58,7 +60,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         ck = self.run.checkpoint()
         self.restored = True
         if not ck:
-            return
+            return 0
         path = self.run.checkpoint_dir / ck["weights"]
         try:
             model.load_weights(path)
@@ -74,11 +76,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         for v, state in zip(seeds, states):
             v.assign(np.asarray(state, dtype=v.dtype))
         self.best, self.best_epoch = ck.get("best"), ck.get("best_epoch")
-        model._initial_epoch = int(ck["epoch"])
+        return int(ck["epoch"])
 
     def on_train_begin(self, logs=None):
         if not self.restored:
-            self.restore(self.model)
+            raise RuntimeError("RunCheckpoint: call restore(model) before fit and pass the epoch it returns as "
+                               "fit(initial_epoch=...)")
 
     def on_epoch_end(self, epoch, logs=None):
         import numpy as np

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from satseg.classes import TEACHER_ONLY, check_model_classes, load_spec
 from satseg.errors import SatsegError
 from satseg.inference import predict_logits, whole_image_logits
-from satseg.losses import distillation_loss, valid_mask
+from satseg.losses import distillation_loss, num_replicas, valid_mask
 from satseg.models import load_model_file, stride_of
-from satseg.trainer import SegmentationTrainer, _unpack
+from satseg.trainer import SegmentationTrainer, unpack_targets
 
 if TYPE_CHECKING:
     from satseg.train import TrainConfig, TrainData
@@ -90,13 +90,15 @@ def mean_logits(logits: list[np.ndarray]) -> np.ndarray:
 
 
 class Distiller(SegmentationTrainer):
-    """Knowledge distillation (Hinton et al. 2015) for segmentation.
+    """Knowledge distillation (Hinton et al. 2015) for segmentation, on Keras' own step.
 
     total = alpha * student_loss(labels) + (1 - alpha) * KL(teacher/T || student/T) * T^2: the
     student loss averaged over the labelled pixels of the global batch, the KL over every pixel that
     holds imagery, labelled or not (:meth:`distillation_mask`), so unlabelled images and mixed views
-    are learnt from the teacher alone. The teacher runs in inference mode with
-    no gradient; when the data carries ``teacher_logits`` (offline distillation) it is not run.
+    are learnt from the teacher alone. The teacher runs in inference mode with no gradient; when the
+    targets carry ``teacher_logits`` (offline distillation) it is not run. Validation scores the
+    student on the labels alone. alpha, T and the confidence have no defaults here: the recipe
+    (:class:`satseg.train.TrainConfig`) is their one source.
     """
 
     def __init__(self, student: keras.Model, teacher: keras.Model | None = None, **kw):
@@ -107,42 +109,35 @@ class Distiller(SegmentationTrainer):
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
 
-    def compile(self, optimizer="adam", student_loss=None, distillation_loss=distillation_loss,
-                alpha: float = 0.1, temperature: float = 3.0, confidence: float = 0.0, metrics=None, **kw):
+    def compile(self, optimizer, student_loss, alpha: float, temperature: float, confidence: float = 0.0,
+                distillation_loss=distillation_loss, metrics=None, **kw):
         super().compile(optimizer=optimizer, student_loss=student_loss, metrics=metrics, **kw)
         self.distillation_loss_fn = distillation_loss
         self.alpha, self.temperature, self.confidence = float(alpha), float(temperature), float(confidence)
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker,
-                *self.seg_metrics]
-
     def teacher_logits(self, x):
         if self.teacher is None:
             raise ValueError("Distiller has no teacher: pass teacher= or feed teacher_logits")
-        return tf.stop_gradient(self.teacher(x, training=False))
+        return ops.stop_gradient(self.teacher(x, training=False))
 
-    def _step_losses(self, x, labels, cached, training):
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels, cached = unpack_targets(y)
+        s_loss = self.student_loss(labels, y_pred)
+        if not training:
+            return s_loss
         t_logits = cached if cached is not None else self.teacher_logits(x)
-        logits = self.student(x, training=training)
-        s_loss = self.student_loss(labels, logits)
-        d_loss = self.distillation_loss_fn(t_logits, logits, self.distillation_mask(labels, t_logits), self.temperature)
-        total = self.alpha * s_loss + (1.0 - self.alpha) * d_loss
-        return logits, {"loss": total, "student_loss": s_loss, "distillation_loss": d_loss}
+        d_loss = self.distillation_loss_fn(t_logits, y_pred, self.distillation_mask(labels, t_logits), self.temperature)
+        n = num_replicas()  # the losses are each replica's share of the global batch's: report the whole
+        self.student_loss_tracker.update_state(s_loss * n)
+        self.distillation_loss_tracker.update_state(d_loss * n)
+        return self.alpha * s_loss + (1.0 - self.alpha) * d_loss
 
     def distillation_mask(self, labels, t_logits):
         """Every pixel that holds imagery, labelled or not; with a ``confidence``, pixels without a
         label only where the teacher's top probability reaches it."""
         mask = valid_mask(labels)
         if self.confidence > 0:
-            sure = tf.reduce_max(tf.nn.softmax(tf.cast(t_logits, tf.float32)), -1) >= self.confidence
-            labelled = tf.not_equal(tf.cast(labels, tf.int32), TEACHER_ONLY)
-            mask *= tf.cast(tf.logical_or(labelled, sure), tf.float32)
+            sure = ops.max(ops.softmax(ops.cast(t_logits, "float32"), axis=-1), axis=-1) >= self.confidence
+            labelled = ops.not_equal(ops.cast(labels, "int32"), TEACHER_ONLY)
+            mask = mask * ops.cast(ops.logical_or(labelled, sure), "float32")
         return mask
-
-    def test_step(self, data):
-        x, labels, _ = _unpack(data)
-        logits = self.student(x, training=False)
-        # Validation scores the student on the labels only (no teacher pass).
-        return self._report(labels, logits, {"loss": self.student_loss(labels, logits)})

@@ -343,15 +343,14 @@ class EdgeModel:
             self.spec.patch_size = int(self._in["shape"][1])
 
     def _argmax_classes(self) -> int | None:
-        """Classes a whole-image file chooses among: the last axis of its ARG_MAX's input."""
+        """Classes a whole-image file chooses among: the last axis of its ARG_MAX's input, read
+        off the flatbuffer (the interpreter lists its operators only through a private call)."""
+        from satseg.tflite_metadata import argmax_classes
+
         try:
-            tensors = {t["index"]: t for t in self.interpreter.get_tensor_details()}
-            for op in self.interpreter._get_ops_details():
-                if op["op_name"] == "ARG_MAX":
-                    return int(tensors[op["inputs"][0]]["shape_signature"][-1])
-        except (AttributeError, KeyError, IndexError):  # an interpreter without the op listing
+            return argmax_classes(self.path)
+        except Exception:  # noqa: BLE001 - a graph this reader cannot parse: the spec is trusted
             return None
-        return None
 
     @property
     def takes_raw_uint8(self) -> bool:

@@ -22,14 +22,21 @@ def whole_image_logits(model, stride: int, dtype=np.float16):
     eagerly, Keras keeps every layer's output for the whole frame alive until the call ends
     (``benchmarks/logit_cache_memory.py --eager``: 11.5 GB at peak for ``lite0_unet`` on four
     2062 x 1817 images, 2.4 GB as a graph), where the graph frees each one as soon as it is used."""
-    import tensorflow as tf
+    import keras
 
-    graph = tf.function(lambda x: model(x, training=False),
-                        input_signature=[tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)])
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        graph = tf.function(lambda x: model(x, training=False),
+                            input_signature=[tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)])
+    else:  # JAX and PyTorch free each layer's output when it is no longer needed
+        def graph(x):
+            return model(x, training=False)
 
     def run(image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        return graph(pad_to_stride(image, stride)[None]).numpy()[0, :h, :w].astype(dtype)
+        out = keras.ops.convert_to_numpy(graph(pad_to_stride(image, stride)[None]))
+        return out[0, :h, :w].astype(dtype)
 
     return run
 

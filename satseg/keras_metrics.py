@@ -20,18 +20,21 @@ class SegMetrics(keras.metrics.Metric):
         self.class_names = list(class_names)
         self.ignore_label = ignore_label
         n = len(self.class_names)
-        self.cm = self.add_variable(shape=(n, n), initializer="zeros", dtype="float64", name="cm")
+        # float64 counts where the backend has them (JAX has no float64 unless asked to)
+        dtype = "float32" if keras.backend.backend() == "jax" else "float64"
+        self.cm = self.add_variable(shape=(n, n), initializer="zeros", dtype=dtype, name="cm")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        import tensorflow as tf
+        from keras import ops
 
         n = len(self.class_names)
-        t = tf.reshape(tf.cast(y_true, tf.int32), [-1])
-        p = tf.reshape(tf.argmax(y_pred, -1, output_type=tf.int32), [-1])
-        keep = tf.logical_and(tf.not_equal(t, self.ignore_label), t < n)
-        idx = tf.boolean_mask(t, keep) * n + tf.boolean_mask(p, keep)
-        counts = tf.math.bincount(idx, minlength=n * n, maxlength=n * n, dtype=tf.float64)
-        self.cm.assign_add(tf.reshape(counts, (n, n)))
+        t = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        p = ops.reshape(ops.cast(ops.argmax(y_pred, -1), "int32"), (-1,))
+        keep = ops.logical_and(ops.not_equal(t, self.ignore_label), t < n)
+        # one-hot rows (ignored pixels all zero) multiplied out: static shapes, so it compiles on any backend
+        truth = ops.one_hot(ops.where(keep, t, 0), n) * ops.cast(keep, "float32")[:, None]
+        counts = ops.matmul(ops.transpose(truth), ops.one_hot(p, n))
+        self.cm.assign_add(ops.cast(counts, self.cm.dtype))
 
     def result(self):
         from keras import ops

@@ -1,4 +1,5 @@
-"""Segmentation losses on logits with an ignore label, correct under ``tf.distribute``.
+"""Segmentation losses on logits with an ignore label, in ``keras.ops`` (any backend), correct
+under ``tf.distribute``.
 
 Every loss is a ratio of sums over pixels (or classes). Under a distribution strategy the sums
 are all-reduced across replicas and the result divided by the replica count, so the gradients
@@ -10,13 +11,20 @@ from __future__ import annotations
 
 import difflib
 
-import tensorflow as tf
+import keras
+from keras import ops
 
 from satseg.classes import IGNORE_LABEL
 from satseg.errors import SatsegError
 
 
 def _replica_ctx():
+    """The TensorFlow replica context of a distributed step with several replicas, else None
+    (other backends distribute through Keras' distribution API, which sees the global batch)."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
     ctx = tf.distribute.get_replica_context()
     return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
 
@@ -24,7 +32,11 @@ def _replica_ctx():
 def global_sum(x):
     """Sum of ``x`` over all replicas (differentiable); ``x`` itself outside a strategy."""
     ctx = _replica_ctx()
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, x) if ctx else x
+    if ctx is None:
+        return x
+    import tensorflow as tf
+
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, x)
 
 
 def num_replicas() -> int:
@@ -34,35 +46,34 @@ def num_replicas() -> int:
 
 def global_mean(values, weights):
     """Weighted mean of per-pixel ``values`` over the global batch, scaled for replica sums."""
-    num = global_sum(tf.reduce_sum(values * weights))
-    den = global_sum(tf.stop_gradient(tf.reduce_sum(weights)))
-    return tf.math.divide_no_nan(num, den) / num_replicas()
+    num = global_sum(ops.sum(values * weights))
+    den = global_sum(ops.stop_gradient(ops.sum(weights)))
+    return ops.divide_no_nan(num, den) / num_replicas()
 
 
 def valid_mask(labels, ignore_label: int = IGNORE_LABEL):
     """1 where a pixel holds imagery (labelled or ``satseg.classes.TEACHER_ONLY``), 0 where it is ignored."""
-    labels = tf.cast(labels, tf.int32)
-    return tf.cast(tf.not_equal(labels, ignore_label), tf.float32)
+    return ops.cast(ops.not_equal(ops.cast(labels, "int32"), ignore_label), "float32")
 
 
 def labelled_mask(labels, num_classes: int, ignore_label: int = IGNORE_LABEL):
     """1 where a pixel has a class label (not ignored, not ``satseg.classes.TEACHER_ONLY``)."""
-    labels = tf.cast(labels, tf.int32)
-    return tf.cast(tf.logical_and(tf.not_equal(labels, ignore_label), labels < num_classes), tf.float32)
+    labels = ops.cast(labels, "int32")
+    return ops.cast(ops.logical_and(ops.not_equal(labels, ignore_label), labels < num_classes), "float32")
 
 
 def _prepare(labels, logits, ignore_label, class_weights):
     """-> (safe integer labels, valid mask, per-pixel weights, one-hot labels)."""
-    labels = tf.cast(labels, tf.int32)
-    if labels.shape.rank == logits.shape.rank:
-        labels = tf.squeeze(labels, -1)
+    labels = ops.cast(labels, "int32")
+    if len(labels.shape) == len(logits.shape):
+        labels = ops.squeeze(labels, -1)
     n = logits.shape[-1]
     valid = labelled_mask(labels, n, ignore_label)
-    safe = tf.where(valid > 0, labels, tf.zeros_like(labels))
-    onehot = tf.one_hot(safe, n) * valid[..., None]
+    safe = ops.where(valid > 0, labels, ops.zeros_like(labels))
+    onehot = ops.one_hot(safe, n) * valid[..., None]
     weights = valid
     if class_weights is not None:
-        weights = valid * tf.gather(tf.constant(class_weights, tf.float32), safe)
+        weights = valid * ops.take(ops.convert_to_tensor(class_weights, "float32"), safe)
     return safe, valid, weights, onehot
 
 
@@ -76,7 +87,7 @@ class SegLoss:
         self.ignore_label = ignore_label
 
     def __call__(self, labels, logits):
-        logits = tf.cast(logits, tf.float32)
+        logits = ops.cast(logits, "float32")
         return self.compute(logits, *_prepare(labels, logits, self.ignore_label, self.class_weights))
 
     def get_config(self):
@@ -89,7 +100,7 @@ class CrossEntropy(SegLoss):
     name = "ce"
 
     def compute(self, logits, safe, valid, weights, onehot):
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=logits)
+        ce = ops.sparse_categorical_crossentropy(safe, logits, from_logits=True)
         return global_mean(ce, weights)
 
 
@@ -103,10 +114,10 @@ class Focal(SegLoss):
         self.gamma, self.alpha = gamma, alpha
 
     def compute(self, logits, safe, valid, weights, onehot):
-        logp = tf.nn.log_softmax(logits)
-        logp_t = tf.reduce_sum(logp * onehot, -1)
-        p_t = tf.exp(logp_t)
-        fl = -self.alpha * tf.pow(1.0 - p_t, self.gamma) * logp_t
+        logp = ops.log_softmax(logits, axis=-1)
+        logp_t = ops.sum(logp * onehot, -1)
+        p_t = ops.exp(logp_t)
+        fl = -self.alpha * ops.power(1.0 - p_t, self.gamma) * logp_t
         return global_mean(fl, weights)
 
 
@@ -120,13 +131,13 @@ class Dice(SegLoss):
         self.smooth = smooth
 
     def compute(self, logits, safe, valid, weights, onehot):
-        probs = tf.nn.softmax(logits) * valid[..., None]
-        axes = tf.range(tf.rank(probs) - 1)
-        inter = global_sum(tf.reduce_sum(probs * onehot, axes))
-        total = global_sum(tf.reduce_sum(probs + onehot, axes))
+        probs = ops.softmax(logits, axis=-1) * valid[..., None]
+        axes = tuple(range(len(probs.shape) - 1))
+        inter = global_sum(ops.sum(probs * onehot, axes))
+        total = global_sum(ops.sum(probs + onehot, axes))
         dice = (2.0 * inter + self.smooth) / (total + self.smooth)
-        cw = tf.ones_like(dice) if self.class_weights is None else tf.constant(self.class_weights, tf.float32)
-        return (1.0 - tf.reduce_sum(dice * cw) / tf.reduce_sum(cw)) / num_replicas()
+        cw = ops.ones_like(dice) if self.class_weights is None else ops.convert_to_tensor(self.class_weights, "float32")
+        return (1.0 - ops.sum(dice * cw) / ops.sum(cw)) / num_replicas()
 
 
 class SumLoss(SegLoss):
@@ -139,7 +150,7 @@ class SumLoss(SegLoss):
         self.terms = [part(**kw) for part in self.parts]
 
     def compute(self, *args):
-        return tf.add_n([t.compute(*args) for t in self.terms])
+        return sum(t.compute(*args) for t in self.terms)
 
 
 class DiceFocal(SumLoss):
@@ -165,28 +176,28 @@ class Lovasz(SegLoss):
 
     def compute(self, logits, safe, valid, weights, onehot):
         n = logits.shape[-1]
-        probs = tf.reshape(tf.nn.softmax(logits), [-1, n])
-        fg = tf.reshape(onehot, [-1, n])
-        keep = tf.reshape(valid, [-1]) > 0
+        probs = ops.reshape(ops.softmax(logits, axis=-1), (-1, n))
+        fg = ops.reshape(onehot, (-1, n))
+        keep = ops.reshape(valid, (-1,)) > 0
         losses, present = [], []
         for c in range(n):
-            err = tf.where(keep, tf.abs(fg[:, c] - probs[:, c]), -1.0)  # ignored pixels sort last
-            order = tf.argsort(err, direction="DESCENDING")
-            err_sorted = tf.maximum(tf.gather(err, order), 0.0)
-            losses.append(tf.tensordot(err_sorted, tf.stop_gradient(lovasz_grad(tf.gather(fg[:, c], order))), 1))
-            present.append(tf.cast(tf.reduce_sum(fg[:, c]) > 0, tf.float32))
-        losses, present = tf.stack(losses), tf.stack(present)
-        cw = tf.ones_like(losses) if self.class_weights is None else tf.constant(self.class_weights, tf.float32)
-        return tf.reduce_sum(losses * present * cw) / tf.maximum(tf.reduce_sum(present * cw), 1e-6) / num_replicas()
+            err = ops.where(keep, ops.abs(fg[:, c] - probs[:, c]), -1.0)  # ignored pixels sort last
+            order = ops.flip(ops.argsort(err), 0)  # descending
+            err_sorted = ops.maximum(ops.take(err, order), 0.0)
+            losses.append(ops.sum(err_sorted * ops.stop_gradient(lovasz_grad(ops.take(fg[:, c], order)))))
+            present.append(ops.cast(ops.sum(fg[:, c]) > 0, "float32"))
+        losses, present = ops.stack(losses), ops.stack(present)
+        cw = ops.ones_like(losses) if self.class_weights is None else ops.convert_to_tensor(self.class_weights, "float32")
+        return ops.sum(losses * present * cw) / ops.maximum(ops.sum(present * cw), 1e-6) / num_replicas()
 
 
 def lovasz_grad(fg_sorted):
     """Gradient of the Lovász extension of the Jaccard loss for errors sorted in decreasing order."""
-    gts = tf.reduce_sum(fg_sorted)
-    intersection = gts - tf.cumsum(fg_sorted)
-    union = gts + tf.cumsum(1.0 - fg_sorted)
-    jaccard = 1.0 - intersection / tf.maximum(union, 1e-6)
-    return tf.concat([jaccard[:1], jaccard[1:] - jaccard[:-1]], 0)
+    gts = ops.sum(fg_sorted)
+    intersection = gts - ops.cumsum(fg_sorted)
+    union = gts + ops.cumsum(1.0 - fg_sorted)
+    jaccard = 1.0 - intersection / ops.maximum(union, 1e-6)
+    return ops.concatenate([jaccard[:1], jaccard[1:] - jaccard[:-1]], 0)
 
 
 class CeLovasz(SumLoss):
@@ -212,8 +223,8 @@ def distillation_loss(teacher_logits, student_logits, valid, temperature: float)
 
     ``valid`` is a (B, H, W) float mask: ignore pixels contribute nothing.
     """
-    t = tf.cast(teacher_logits, tf.float32) / temperature
-    s = tf.cast(student_logits, tf.float32) / temperature
-    p_t = tf.nn.softmax(t)
-    kl = tf.reduce_sum(p_t * (tf.nn.log_softmax(t) - tf.nn.log_softmax(s)), -1)
+    t = ops.cast(teacher_logits, "float32") / temperature
+    s = ops.cast(student_logits, "float32") / temperature
+    p_t = ops.softmax(t, axis=-1)
+    kl = ops.sum(p_t * (ops.log_softmax(t, axis=-1) - ops.log_softmax(s, axis=-1)), -1)
     return global_mean(kl, valid) * temperature**2

@@ -22,10 +22,13 @@ def _schema():
     return schema
 
 
+def _bytes(model) -> bytes:
+    return Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+
+
 def read_metadata(model) -> dict[str, bytes]:
     """Every metadata entry of a ``.tflite`` file (path or bytes): name -> bytes."""
-    buf = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
-    m = _schema().Model.GetRootAs(buf, 0)
+    m = _schema().Model.GetRootAs(_bytes(model), 0)
     out = {}
     for i in range(m.MetadataLength()):
         md = m.Metadata(i)
@@ -36,10 +39,9 @@ def read_metadata(model) -> dict[str, bytes]:
 
 def op_names(model) -> list[str]:
     """The builtin operators a ``.tflite`` file (path or bytes) uses, by name (its op inventory)."""
-    buf = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
     schema = _schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    m = schema.Model.GetRootAs(buf, 0)
+    m = schema.Model.GetRootAs(_bytes(model), 0)
     out = []
     for i in range(m.OperatorCodesLength()):
         code = m.OperatorCodes(i)
@@ -78,3 +80,18 @@ def _packed(model, size_hint: int) -> bytes:
     builder = flatbuffers.Builder(size_hint + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def argmax_classes(model) -> int | None:
+    """How many classes a whole-image file chooses among: the last axis of its ARG_MAX's input
+    (None when the graph has no ARG_MAX)."""
+    schema = _schema()
+    m = schema.Model.GetRootAs(_bytes(model), 0)
+    codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(m.OperatorCodesLength())]
+    g = m.Subgraphs(0)
+    for i in range(g.OperatorsLength()):
+        op = g.Operators(i)
+        if codes[op.OpcodeIndex()] == schema.BuiltinOperator.ARG_MAX:
+            return int(g.Tensors(op.Inputs(0)).ShapeAsNumpy()[-1])
+    return None

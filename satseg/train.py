@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -39,6 +40,7 @@ CHOICES = {
     "split": ("image", "group", "patch"),
     "strategy": ("default", "mirrored", "multiworker"),
     "lr_schedule": ("cosine", "constant"),
+    "precision": ("float32", "mixed_float16", "mixed_bfloat16"),
     "patch_mode": ("crop", "pad"),
 }
 
@@ -95,6 +97,7 @@ class TrainConfig:
     split_seed: int | None = None  # None: the seed; set it to vary the training seed over one split
     augment: bool = True
     strategy: str = "default"  # default | mirrored | multiworker
+    precision: str = "float32"  # mixed_float16 | mixed_bfloat16: Keras' mixed precision (loss scaling for float16)
     patience: int | None = None  # early stopping on val mIoU
     synthetic_images: int = 8
     extra: dict = field(default_factory=dict)
@@ -227,11 +230,27 @@ def versions() -> dict:
 
     import satseg
 
-    return {"satseg": satseg.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
+    out = {"satseg": satseg.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+           "backend": keras.backend.backend(), "numpy": np.__version__, "python": platform.python_version()}
+    if out["backend"] == "jax":
+        import jax
+
+        out["jax"] = jax.__version__
+    return out
 
 
 def make_strategy(name: str):
+    """TensorFlow's distribution strategy of that name; other backends train on their default
+    device (Keras' distribution API is theirs), so only ``default`` is theirs here."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        if name != "default":
+            raise SatsegError(f"--strategy {name} is TensorFlow's; with KERAS_BACKEND={keras.backend.backend()} "
+                              "use --strategy default")
+        import contextlib
+
+        return _NoStrategy(contextlib.nullcontext)
     import tensorflow as tf
 
     if name == "default":
@@ -243,6 +262,13 @@ def make_strategy(name: str):
             raise SatsegError("--strategy multiworker needs TF_CONFIG set on every worker (see README)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise SatsegError(f"unknown strategy '{name}'; valid: default, mirrored, multiworker")
+
+
+class _NoStrategy:
+    """What a run asks of a strategy (``scope()``), on a backend without TensorFlow's."""
+
+    def __init__(self, scope):
+        self.scope = scope
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -522,7 +548,7 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
     from satseg.trainer import SegmentationTrainer
 
     norm = spec.normalization if spec.normalization.get("kind") == "in_model" else None
-    with strategy.scope():
+    with strategy.scope(), precision_policy(cfg.precision):
         model = build_model(cfg.model, (None, None, spec.bands), spec.num_classes, seed=cfg.seed, normalization=norm)
         if init is not None:
             set_init_weights(model, init, cfg.init)
@@ -537,6 +563,35 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
             trainer = SegmentationTrainer(model)
             trainer.compile(opt, student_loss=loss, metrics=metrics)
     return trainer
+
+
+@contextmanager
+def precision_policy(name: str):
+    """Keras' global dtype policy set to ``name`` while a model and its trainer are built (layers
+    keep the policy they were made with; ``compile`` wraps the optimizer for loss scaling under
+    mixed_float16), then set back, so nothing later in the process inherits it."""
+    import keras
+
+    old = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+
+
+def float32_model(model, cfg: TrainConfig, spec: ModelSpec):
+    """The same network in float32 with ``model``'s weights: what a run ships, so that export,
+    evaluation and LiteRT conversion never see a mixed-precision graph."""
+    from satseg.models import build_model
+
+    if cfg.precision == "float32":
+        return model
+    norm = spec.normalization if spec.normalization.get("kind") == "in_model" else None
+    with precision_policy("float32"):
+        out = build_model(cfg.model, (None, None, spec.bands), spec.num_classes, seed=cfg.seed, normalization=norm)
+    out.set_weights(model.get_weights())
+    return out
 
 
 def load_init(cfg: TrainConfig, classes=None):
@@ -651,7 +706,7 @@ def _train(cfg: TrainConfig, run: RunDir, force: bool, resume: bool, verbose: in
     teacher = teachers[0][0] if teachers else None  # online distillation has exactly one
     trainer = build_trainer(cfg, spec, teacher, cached is not None, steps, strategy, weights, init)
     checkpoint = RunCheckpoint(run)
-    checkpoint.restore(trainer)  # a damaged checkpoint stops the resume here, before anything is written
+    start = checkpoint.restore(trainer)  # a damaged checkpoint stops the resume here, before anything is written
     if change is not None:
         run.record_change(*change)
     # history first: a kill before the checkpoint commits leaves a row that the resume drops
@@ -661,8 +716,8 @@ def _train(cfg: TrainConfig, run: RunDir, force: bool, resume: bool, verbose: in
     if cfg.patience:
         cbs.append(keras.callbacks.EarlyStopping("val_miou", mode="max", patience=cfg.patience))
     t0 = time.perf_counter()
-    trainer.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=cbs + list(callbacks),
-                shuffle=False, verbose=0)
+    trainer.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start,
+                callbacks=cbs + list(callbacks), shuffle=False, verbose=0)
     return finish(run, trainer, data, time.perf_counter() - t0)
 
 
@@ -708,6 +763,7 @@ def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:
 
     best_path = run / "best.keras"
     best = load_model_file(best_path) if best_path.exists() else trainer.student
+    best = float32_model(best, load_config(run.path), run.spec())
     run.save_model(best)
     save_spec(run.spec(), run / "model.satseg.json")
     spec = run.spec()

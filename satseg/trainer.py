@@ -1,23 +1,27 @@
-"""Supervised segmentation training: one model, an ignore-aware loss, segmentation metrics.
+"""Supervised segmentation training on Keras' own training step.
 
-:class:`SegmentationTrainer` reports its losses and :class:`~satseg.metrics.SegMetrics` in the
-progress bar and history; ``save`` writes only the trained model, a plain Keras model that loads
-without satseg. :class:`satseg.distill.Distiller` extends it with a teacher.
+:class:`SegmentationTrainer` says what the loss is (``compute_loss``: an ignore-aware loss on the
+labels) and what it reports (``compute_metrics``: :class:`~satseg.keras_metrics.SegMetrics`); Keras
+runs the step around them (gradients, loss scaling under mixed precision, the distribution
+strategy) on whichever backend it runs, as Keras 3's own ``keras.distillation.Distiller`` does.
+``save`` writes only the trained model, a plain Keras model that loads without satseg.
+:class:`satseg.distill.Distiller` extends it with a teacher.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from satseg.losses import CrossEntropy, num_replicas
+from satseg.losses import CrossEntropy
 
 
-def _unpack(data):
-    x, y = data[0], data[1]
+def unpack_targets(y):
+    """(labels, cached teacher logits or None) of a batch's targets: the labels alone, or
+    ``{"labels": ..., "teacher_logits": ...}`` for offline distillation."""
     if isinstance(y, dict):
-        return x, y["labels"], y.get("teacher_logits")
-    return x, y, None
+        return y["labels"], y.get("teacher_logits")
+    return y, None
 
 
 class SegmentationTrainer(keras.Model):
@@ -26,64 +30,46 @@ class SegmentationTrainer(keras.Model):
     def __init__(self, model: keras.Model, **kw):
         super().__init__(name=kw.pop("name", f"{model.name}_trainer"), **kw)
         self.student = model
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.built = model.built
+        self.seg_metrics = []
 
     def compile(self, optimizer="adam", student_loss=None, metrics=None, **kw):
+        """``student_loss``: a :mod:`satseg.losses` loss; ``metrics``: Keras metrics over (labels,
+        logits), reported as their own results. Keras' ``loss`` and ``metrics`` arguments are not
+        used: the targets may carry teacher logits beside the labels."""
         super().compile(optimizer=optimizer, **kw)
         self.student_loss = student_loss or CrossEntropy()
         self.seg_metrics = list(metrics or [])
         # Optimizer slots exist before fit, so a checkpoint can restore them on resume.
         self.optimizer.build(self.student.trainable_variables)
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, *self.seg_metrics]
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Everything is built in __init__/compile. Keras 3.15's symbolic build reduces a
-        # distributed batch with strategy.reduce, which fails under MultiWorkerMirroredStrategy.
-        return
-
     def call(self, x, training=False):
         return self.student(x, training=training)
 
-    def _step_losses(self, x, labels, cached, training):
-        logits = self.student(x, training=training)
-        return logits, {"loss": self.student_loss(labels, logits)}
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels, _ = unpack_targets(y)
+        return self.student_loss(labels, y_pred)
 
-    def _report(self, labels, logits, parts):
-        # Loss values are each replica's share of the global-batch loss; the trackers average
-        # over replicas, so scale back up to report the global value.
-        n = num_replicas()
-        out = {}
-        for name, value in parts.items():
-            tracker = getattr(self, f"{name}_tracker")
-            tracker.update_state(value * n)
-            out[name] = tracker.result()
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        labels, _ = unpack_targets(y)
         for m in self.seg_metrics:
-            m.update_state(labels, logits)
-            out.update(m.result())
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras 3 reduces logs across workers with reduce(MEAN, axis=0), which fails on
-            # scalars (tensorflow/tensorflow#72388): hand it shape-(1,) values.
-            out = {k: tf.reshape(v, [1]) for k, v in out.items()}
-        return out
-
-    def train_step(self, data):
-        x, labels, cached = _unpack(data)
-        with tf.GradientTape() as tape:
-            logits, parts = self._step_losses(x, labels, cached, training=True)
-        weights = self.student.trainable_weights
-        grads = tape.gradient(parts["loss"], weights)
-        self.optimizer.apply_gradients(zip(grads, weights))
-        return self._report(labels, logits, parts)
-
-    def test_step(self, data):
-        x, labels, _ = _unpack(data)
-        logits = self.student(x, training=False)
-        return self._report(labels, logits, {"loss": self.student_loss(labels, logits)})
+            m.update_state(labels, y_pred)
+        return worker_safe(self.get_metrics_result())
 
     def save(self, filepath, *args, **kwargs):
         """Save the trained model alone (a plain Keras model)."""
         return self.student.save(filepath, *args, **kwargs)
+
+
+def multiworker() -> bool:
+    """Whether a TensorFlow ``MultiWorkerMirroredStrategy`` is in force."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def worker_safe(logs: dict) -> dict:
+    """Keras reduces logs across workers with ``reduce(MEAN, axis=0)``, which fails on scalars
+    (tensorflow/tensorflow#72388): under several workers, hand it shape-(1,) values."""
+    return {k: ops.reshape(v, (1,)) for k, v in logs.items()} if multiworker() else logs

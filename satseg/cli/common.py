@@ -52,3 +52,19 @@ def require_tensorflow(command: str):
         import tensorflow as tf
 
         tf.constant(0)  # the first op probes devices, which logs too (cuInit on machines without a GPU)
+
+
+def on_tensorflow():
+    """Run this command under Keras' TensorFlow backend: when ``KERAS_BACKEND`` names another, the
+    process replaces itself with the same command under TensorFlow (a ``.keras`` file loads on any
+    backend; SavedModel and LiteRT conversion need TensorFlow's)."""
+    import os
+    import sys
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow":
+        return
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "satseg", *sys.argv[1:]], env)

@@ -31,9 +31,10 @@ def command(model_path, out, formats, calibration_data, teacher, int8_io, force)
                             LiteRT GPU delegate's list
     Each is refused, naming the ops, if an architecture needs an op off its list.
     """
-    from satseg.cli.common import require_file, require_tensorflow
+    from satseg.cli.common import on_tensorflow, require_file, require_tensorflow
 
     require_file(model_path, "model file")
+    on_tensorflow()  # LiteRT conversion is TensorFlow's: a model trained on JAX is exported under it
     require_tensorflow("export")
     from satseg.export import export_model
 

@@ -86,6 +86,8 @@ def _weights(value):
 @click.option("--patience", type=click.IntRange(min=1), help="Stop early after N epochs without a better val mIoU.")
 @click.option("--no-augment", is_flag=True, help="Disable flips, rotations, scale and photometric jitter.")
 @_opt("--strategy", key="strategy", help="mirrored: all local GPUs; multiworker: across machines (TF_CONFIG).")
+@_opt("--precision", key="precision", help="mixed_float16 (GPUs; Keras scales the loss) or mixed_bfloat16: "
+      "layers compute in 16 bits, weights stay float32; the saved model is float32.")
 @_opt("--seed", key="seed", type=int, help="Random seed (recorded in config.json).")
 @_opt("--split-seed", key="split_seed", type=int,
       help="Seed of the train/val/test split [default: --seed]; keep it to compare training seeds on one split.")
