@@ -106,11 +106,12 @@ class Distiller(SegmentationTrainer):
         self.teacher = teacher
         if teacher is not None:
             teacher.trainable = False
-        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
-        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
 
     def compile(self, optimizer, student_loss, alpha: float, temperature: float, confidence: float = 0.0,
                 distillation_loss=distillation_loss, metrics=None, **kw):
+        # the trackers are made here, in the scope compile runs in (a distribution strategy's)
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         super().compile(optimizer=optimizer, student_loss=student_loss, metrics=metrics, **kw)
         self.distillation_loss_fn = distillation_loss
         self.alpha, self.temperature, self.confidence = float(alpha), float(temperature), float(confidence)

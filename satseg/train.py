@@ -548,20 +548,23 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
     from satseg.trainer import SegmentationTrainer
 
     norm = spec.normalization if spec.normalization.get("kind") == "in_model" else None
-    with strategy.scope(), precision_policy(cfg.precision):
-        model = build_model(cfg.model, (None, None, spec.bands), spec.num_classes, seed=cfg.seed, normalization=norm)
-        if init is not None:
-            set_init_weights(model, init, cfg.init)
-        loss = get_loss(cfg.loss, class_weights)
-        metrics = [SegMetrics(class_names(spec.seg_classes))]
-        opt = make_optimizer(cfg, steps_per_epoch)
-        if teacher is not None:
-            trainer = Distiller(model, None if cached else teacher)
-            trainer.compile(opt, student_loss=loss, alpha=cfg.alpha, temperature=cfg.temperature,
-                            confidence=cfg.confidence, metrics=metrics)
-        else:
-            trainer = SegmentationTrainer(model)
-            trainer.compile(opt, student_loss=loss, metrics=metrics)
+    with precision_policy(cfg.precision):
+        with strategy.scope():  # every variable: the network's, the optimizer's, the metrics'
+            model = build_model(cfg.model, (None, None, spec.bands), spec.num_classes, seed=cfg.seed,
+                                normalization=norm)
+            if init is not None:
+                set_init_weights(model, init, cfg.init)
+            loss = get_loss(cfg.loss, class_weights)
+            metrics = [SegMetrics(class_names(spec.seg_classes))]
+            opt = make_optimizer(cfg, steps_per_epoch)
+        # The wrapper, which holds no variable of its own, is made outside the scope and trained inside
+        # it (fit in ``strategy.scope()``: Keras takes the strategy in force). Made inside, Keras 3.15
+        # builds it symbolically from a batch reduced across workers, which MultiWorkerMirroredStrategy
+        # cannot do; this way it builds when the step is traced, on every strategy.
+        trainer = Distiller(model, None if cached else teacher) if teacher is not None else SegmentationTrainer(model)
+        with strategy.scope():
+            kw = dict(alpha=cfg.alpha, temperature=cfg.temperature, confidence=cfg.confidence) if teacher is not None else {}
+            trainer.compile(opt, student_loss=loss, metrics=metrics, jit_compile=False, **kw)
     return trainer
 
 
@@ -716,8 +719,9 @@ def _train(cfg: TrainConfig, run: RunDir, force: bool, resume: bool, verbose: in
     if cfg.patience:
         cbs.append(keras.callbacks.EarlyStopping("val_miou", mode="max", patience=cfg.patience))
     t0 = time.perf_counter()
-    trainer.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start,
-                callbacks=cbs + list(callbacks), shuffle=False, verbose=0)
+    with strategy.scope():
+        trainer.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start,
+                    callbacks=cbs + list(callbacks), shuffle=False, verbose=0)
     return finish(run, trainer, data, time.perf_counter() - t0)
 
 

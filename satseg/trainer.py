@@ -31,6 +31,7 @@ class SegmentationTrainer(keras.Model):
         super().__init__(name=kw.pop("name", f"{model.name}_trainer"), **kw)
         self.student = model
         self.seg_metrics = []
+        self.built = model.built  # a checkpoint loads into it before fit calls it
 
     def compile(self, optimizer="adam", student_loss=None, metrics=None, **kw):
         """``student_loss``: a :mod:`satseg.losses` loss; ``metrics``: Keras metrics over (labels,
