@@ -10,8 +10,8 @@ tile borders, so there are no seams), and applies the normalisation recorded wit
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -486,8 +486,14 @@ def _write_tiff_like(ids: np.ndarray, path: Path, source, spec: ModelSpec):
 
 
 def _write_with_rasterio(rasterio, ids: np.ndarray, path: Path, source, spec: ModelSpec):
-    with rasterio.open(source) as src:
-        crs, transform = src.crs, src.transform
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():  # a plain TIFF in gives a plain TIFF out, as expected: no notice
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(source) as src:
+            crs, transform = src.crs, src.transform
     profile = {"driver": "GTiff", "height": ids.shape[0], "width": ids.shape[1], "count": 1, "dtype": "uint8",
                "crs": crs, "transform": transform, "nodata": 255, "compress": "deflate",
                "tiled": min(ids.shape) >= 256, "photometric": "palette"}
@@ -496,9 +502,11 @@ def _write_with_rasterio(rasterio, ids: np.ndarray, path: Path, source, spec: Mo
     cmap = {i: (*map(int, c), 255) for i, c in enumerate(color_table(spec.seg_classes))}
 
     def write(p):
-        with rasterio.open(p, "w", **profile) as dst:
-            dst.write(ids, 1)
-            dst.write_colormap(1, cmap)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(p, "w", **profile) as dst:
+                dst.write(ids, 1)
+                dst.write_colormap(1, cmap)
     atomic_write(path, write)
 
 
@@ -552,11 +560,26 @@ def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool 
 _WORKER: dict = {}
 
 
-@functools.lru_cache(maxsize=4)
+_MODELS = threading.local()
+_LOADS = {"count": 0}
+
+
+def models_loaded() -> int:
+    """How many interpreters :func:`cached_model` has made in this process (one per thread and model)."""
+    return _LOADS["count"]
+
+
 def cached_model(path: str, threads: int = 1) -> EdgeModel:
-    """One interpreter per (model, threads) per process: what a long-lived worker (a predict
-    --jobs process, a Dask worker, a server) keeps between scenes."""
-    return EdgeModel(path, num_threads=threads)
+    """One interpreter per (model, threads) per thread: what a long-lived worker (a predict
+    --jobs process, a Dask worker, a server) keeps between scenes. Per thread, as an interpreter
+    runs one call at a time and a threaded worker (Dask's) runs tasks side by side."""
+    cache = getattr(_MODELS, "cache", None)
+    if cache is None:
+        cache = _MODELS.cache = {}
+    if (path, threads) not in cache:
+        cache[(path, threads)] = EdgeModel(path, num_threads=threads)
+        _LOADS["count"] += 1
+    return cache[(path, threads)]
 
 
 def _init_worker(path: str, threads: int, parent: int):

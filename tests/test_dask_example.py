@@ -35,7 +35,7 @@ def test_dask_pipeline_matches_predict(tmp_path, pixel_tflite):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         files, failed, pids = example.run(pixel_tflite, example.plan(scenes, tmp_path / "dask"), client)
-        models = client.run(lambda: __import__("satseg.edge").edge.cached_model.cache_info().misses)
+        models = client.run(lambda: __import__("satseg.edge").edge.models_loaded())
         again, _, _ = example.run(pixel_tflite, example.plan(scenes, tmp_path / "dask", skip_existing=True), client)
     assert len(files) == len(ref) == 12 and again == []  # the bad scene is retried, the rest skipped
     assert [Path(src).name for src, _ in failed] == ["bad.png"] and "bad.png" in failed[0][1]

@@ -296,9 +296,9 @@ def _from_pairs_file(root: Path, path: Path) -> Pairing:
         for f in (img, mask):
             if f is not None and not f.is_file():
                 raise DataError(f"{path}: line {n}: {f}: file not found")
-            if f is not None and not f.resolve().is_relative_to(root.resolve()):  # '..' and links resolved
-                raise DataError(f"{path}: line {n}: {f}: is outside the data root {root}; a pairs file lists "
-                                "files below it (relative paths, or absolute ones under it)")
+        if not img.resolve().is_relative_to(root.resolve()):  # '..' and links resolved; masks may live anywhere
+            raise DataError(f"{path}: line {n}: {img}: is outside the data root {root}; a pairs file lists "
+                            "images below it (relative paths, or absolute ones under it)")
         group = r[2].strip() if len(r) == 3 else _group(str(img.resolve().parent.relative_to(root.resolve())))
         out.samples.append(Sample(img, mask, group))
     if not out.samples:
