@@ -74,20 +74,14 @@ def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
     return 2 * a.nbytes / float(np.median(times[1:]))
 
 
-def _ops():
-    from ai_edge_litert import schema_py_generated as schema
-
-    b = schema.BuiltinOperator
-    return schema, {v: k for k, v in vars(b).items() if not k.startswith("_")}
-
-
 def layer_costs(path, hw: tuple[int, int] | None = None) -> list[dict]:
     """Every operator of a LiteRT file at input height and width ``hw`` (whole-image files take
     any; None: the file's own shape): its name, MACs, and bytes read and written (its inputs,
     weights included, and outputs, at their stored types)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    schema, names = _ops()
+    from satseg.tflite_metadata import operators
+
     path = Path(path)
     # without the XNNPACK delegate, whose tensors keep placeholder shapes until a call
     it = Interpreter(model_path=str(path), num_threads=1,
@@ -97,18 +91,11 @@ def layer_costs(path, hw: tuple[int, int] | None = None) -> list[dict]:
         it.resize_tensor_input(inp["index"], [1, *hw, int(inp["shape"][-1])])
     it.allocate_tensors()
     tensors = {t["index"]: t for t in it.get_tensor_details()}
-    m = schema.Model.GetRootAs(path.read_bytes(), 0)
-    codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
-             for i in range(m.OperatorCodesLength())]
-    g = m.Subgraphs(0)
     out = []
-    for i in range(g.OperatorsLength()):
-        op = g.Operators(i)
-        name = names.get(codes[op.OpcodeIndex()], str(codes[op.OpcodeIndex()]))
+    for name, op, _ in operators(path):
         ins = [tensors[j] for j in op.InputsAsNumpy() if j >= 0 and j in tensors]
         outs = [tensors[j] for j in op.OutputsAsNumpy() if j in tensors]
-        nbytes = sum(_bytes(t) for t in ins + outs)
-        out.append({"op": name, "macs": _macs(name, ins, outs), "bytes": nbytes,
+        out.append({"op": name, "macs": _macs(name, ins, outs), "bytes": sum(_bytes(t) for t in ins + outs),
                     "out_shape": [int(v) for v in outs[0]["shape"]] if outs else []})
     return out
 

@@ -37,16 +37,25 @@ def read_metadata(model) -> dict[str, bytes]:
     return out
 
 
+def _code_names(m) -> list[str]:
+    """The name of each operator code of a parsed model, in its table's order ("CUSTOM" if unnamed)."""
+    names = {v: k for k, v in vars(_schema().BuiltinOperator).items() if not k.startswith("_")}
+    return [names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), "CUSTOM")
+            for c in (m.OperatorCodes(i) for i in range(m.OperatorCodesLength()))]
+
+
 def op_names(model) -> list[str]:
     """The builtin operators a ``.tflite`` file (path or bytes) uses, by name (its op inventory)."""
-    schema = _schema()
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    m = schema.Model.GetRootAs(_bytes(model), 0)
-    out = []
-    for i in range(m.OperatorCodesLength()):
-        code = m.OperatorCodes(i)
-        out.append(names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"))
-    return out
+    return _code_names(_schema().Model.GetRootAs(_bytes(model), 0))
+
+
+def operators(model):
+    """``(op name, operator, subgraph)`` of every operator of the main graph, in order."""
+    m = _schema().Model.GetRootAs(_bytes(model), 0)
+    names, g = _code_names(m), m.Subgraphs(0)
+    for i in range(g.OperatorsLength()):
+        op = g.Operators(i)
+        yield names[op.OpcodeIndex()], op, g
 
 
 def embedded_spec(model) -> dict | None:
@@ -85,13 +94,7 @@ def _packed(model, size_hint: int) -> bytes:
 def argmax_classes(model) -> int | None:
     """How many classes a whole-image file chooses among: the last axis of its ARG_MAX's input
     (None when the graph has no ARG_MAX)."""
-    schema = _schema()
-    m = schema.Model.GetRootAs(_bytes(model), 0)
-    codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
-             for i in range(m.OperatorCodesLength())]
-    g = m.Subgraphs(0)
-    for i in range(g.OperatorsLength()):
-        op = g.Operators(i)
-        if codes[op.OpcodeIndex()] == schema.BuiltinOperator.ARG_MAX:
+    for name, op, g in operators(model):
+        if name == "ARG_MAX":
             return int(g.Tensors(op.Inputs(0)).ShapeAsNumpy()[-1])
     return None
