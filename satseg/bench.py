@@ -4,6 +4,7 @@ latency is also given as a ratio to a named baseline and to its physical lower b
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -178,11 +179,17 @@ def run_bench(models_dir="exported_models", quick: bool = False, repeats: int | 
             "image_size": list(image_size), "inference": rows, "folder": folder, "scene": scene, "training": training, "quick": quick}
 
 
-def served_macs(path, hw) -> int:
-    """Multiply-accumulates of the LiteRT graph itself at input size ``hw`` (a fixed-size file: its own)."""
+@functools.lru_cache(maxsize=64)
+def _layer_costs(path: str, hw: tuple) -> tuple:
+    """Each file's layer costs at a size, read once per bench (the limit and the roofline both need them)."""
     from satseg.roofline import layer_costs
 
-    return sum(c["macs"] for c in layer_costs(path, hw))
+    return tuple(layer_costs(path, hw))
+
+
+def served_macs(path, hw) -> int:
+    """Multiply-accumulates of the LiteRT graph itself at input size ``hw`` (a fixed-size file: its own)."""
+    return sum(c["macs"] for c in _layer_costs(str(path), tuple(hw)))
 
 
 def padded(hw, stride: int) -> tuple[int, int]:
@@ -202,7 +209,7 @@ def rooflines(rows, image_size, int8_rate: float, bandwidth: float, top: int = 8
     and the fastest one (compute roof: the measured int8 GEMM rate; memory roof: the measured copy
     bandwidth), with the measured full-frame time against the sum of the layers' bounds."""
     from satseg.edge import SHIPPED_MODEL
-    from satseg.roofline import layer_costs, roofline
+    from satseg.roofline import roofline
 
     whole = [r for r in rows if r["runtime"] == "litert_int8" and "whole_image_s" in r]
     if not whole:
@@ -214,7 +221,7 @@ def rooflines(rows, image_size, int8_rate: float, bandwidth: float, top: int = 8
         from satseg.classes import load_spec
 
         hw = padded(image_size, load_spec(r["file"]).stride)
-        rl = roofline(layer_costs(r["file"], hw), int8_rate, bandwidth, r["whole_image_s"])
+        rl = roofline(list(_layer_costs(str(r["file"]), tuple(hw))), int8_rate, bandwidth, r["whole_image_s"])
         layers = sorted(rl.pop("layers"), key=lambda x: -x["bound_ms"])
         out.append({"model": r["model"], "default": r is default, "image_size": list(hw), **rl,
                     "top_layers": layers[:top], "layers_counted": len(layers)})
