@@ -39,7 +39,7 @@ def predict_scene_file(model_path: str, src: str, dst: str, threads: int = 1) ->
     from satseg.edge import cached_model, predict_or_reason
 
     result = predict_or_reason(cached_model(model_path, threads), Path(src), Path(dst))
-    return result if isinstance(result, str) else [str(p) for p in result] + [f"pid:{os.getpid()}"]
+    return result if isinstance(result, str) else [str(p) for p in result.paths] + [f"pid:{os.getpid()}"]
 
 
 def is_url(where) -> bool:
@@ -112,7 +112,7 @@ def predict_scene_url(model_path: str, src: str, outs: list[str], threads: int =
         if isinstance(result, str):
             return result.replace(str(local), src)
         try:
-            for written, url in zip(result, outs):
+            for written, url in zip(result.paths, outs):
                 fs, path = fsspec.core.url_to_fs(url)
                 fs.makedirs(path.rpartition("/")[0], exist_ok=True)
                 fs.put_file(str(written), path)

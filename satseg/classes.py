@@ -45,6 +45,8 @@ class SegClass:
     values: tuple = ()
     range: tuple | None = None
     """``(lo, hi)``: values ``lo <= v < hi``; None for an open end."""
+    objects: bool = False
+    """Countable things (buildings, trees): ``satseg evaluate`` also scores them object by object."""
 
     @property
     def hex(self) -> str:
@@ -56,6 +58,8 @@ class SegClass:
             d["values"] = list(self.values)
         if self.range is not None:
             d["range"] = list(self.range)
+        if self.objects:
+            d["objects"] = True
         return d
 
 
@@ -140,8 +144,11 @@ class ClassSet:
                 rng = _numbers([v for v in rng if v is not None], f"{w} range") and tuple(rng)
                 if None not in rng and not rng[0] < rng[1]:
                     raise _error(f"{w}: range [lo, hi) needs lo < hi (got {list(rng)})")
+            objects = c.get("objects", False)
+            if not isinstance(objects, bool):
+                raise _error(f"{w}: 'objects' must be true or false (got {objects!r})")
             out.append(SegClass(i, name, parse_color(c["color"], f"{w} ({name})"),
-                                _numbers(c.get("values", []), f"{w} values"), rng))
+                                _numbers(c.get("values", []), f"{w} values"), rng, objects))
         if not 2 <= len(out) <= MAX_CLASSES - 1:
             raise _error(f"{where}: needs 2 to {MAX_CLASSES - 1} classes (got {len(out)})")
         names = [c.name for c in out]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -550,11 +551,55 @@ def broken_images_in(folder: Path) -> list[Path]:
             and not f.is_symlink() and not sniff(f) and not is_mask_path(f, folder)]
 
 
-def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False) -> list[Path]:
-    """One scene, one pure function of (model, scene): read strip by strip, predict, write."""
+@dataclass
+class Scene:
+    """What predicting one scene wrote (``paths``) and found (``summary``: pixels per class, and,
+    when the scene is placed on the Earth, hectares per class; polygons written)."""
+
+    paths: list[Path]
+    summary: dict
+
+
+def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False, vector=None) -> Scene:
+    """One scene, one pure function of (model, scene): read strip by strip, predict, write the
+    rasters and, with ``vector`` (:class:`satseg.geo.vectors.VectorOptions`), its polygons."""
     fn = with_flip_tta(model.predict_patches) if tta else model.predict_patches
     ids = predict_scene(src, fn, model.spec, overlap, model=None if tta else model)
-    return write_prediction(ids, dst, model.spec, source=src)
+    paths = write_prediction(ids, dst, model.spec, source=src)
+    names = list(model.spec.seg_classes.names)
+    counts = row_class_counts(ids, len(names))
+    summary = {"input": str(src), "pixels": dict(zip(names, map(int, counts.sum(0))))}
+    place = None
+    from satseg.geo.vectors import missing_geo
+
+    if vector is not None or not missing_geo(("rasterio", "shapely", "pyproj")):
+        from satseg.geo.vectors import class_hectares, scene_place
+
+        place = scene_place(src, ids.shape)
+        summary["placed_by"] = place.how
+        summary["hectares"] = class_hectares(counts, place, names)
+    if vector is not None:
+        from satseg.geo.vectors import scene_polygons, write_layer
+
+        layer = scene_polygons(ids, place, names, vector)
+        paths.append(write_layer(output_paths(src, dst, vector)[-1], layer, vector.format, dst.name))
+        summary["polygons"] = len(layer)
+    summary["outputs"] = [str(p) for p in paths]
+    return Scene(paths, summary)
+
+
+def row_class_counts(ids: np.ndarray, num_classes: int, strip_pixels: int = 4_000_000) -> np.ndarray:
+    """(h, num_classes) pixels of each class in each row, strip by strip (a bincount of a whole
+    12000 x 12000 scene would widen 144 M ids to int64); the ignore label is not counted."""
+    h, w = ids.shape
+    out = np.zeros((h, num_classes), np.int64)
+    rows = max(strip_pixels // max(w, 1), 1)
+    for y0 in range(0, h, rows):
+        strip = ids[y0:y0 + rows]
+        r = strip.shape[0]
+        keys = (np.arange(r, dtype=np.int64)[:, None] * 256 + strip).ravel()
+        out[y0:y0 + r] = np.bincount(keys, minlength=r * 256).reshape(r, 256)[:, :num_classes]
+    return out
 
 
 _WORKER: dict = {}
@@ -606,10 +651,11 @@ def _work(job):
     return predict_or_reason(_WORKER["model"], *job)
 
 
-def predict_or_reason(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False) -> list[Path] | str:
-    """The files written for one scene, or why it could not be read (the batch goes on)."""
+def predict_or_reason(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False,
+                      vector=None) -> Scene | str:
+    """What one scene wrote and found, or why it could not be read (the batch goes on)."""
     try:
-        return predict_one(model, src, dst, overlap, tta)
+        return predict_one(model, src, dst, overlap, tta, vector)
     except DataError as e:
         return str(e)
     except OSError as e:  # a reader's I/O error on a damaged file (rasterio, Pillow); not a full disk
@@ -618,11 +664,13 @@ def predict_or_reason(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta:
         return f"{src}: cannot read image ({e})"
 
 
-def output_paths(src: Path, dst: Path) -> list[Path]:
-    """The files :func:`write_prediction` writes for ``src`` at ``dst`` (an output stem: its name
-    is extended, never cut, so ``x.jpg.png`` and ``x.jpg`` keep apart): ids, then colours."""
+def output_paths(src: Path, dst: Path, vector=None) -> list[Path]:
+    """The files :func:`predict_one` writes for ``src`` at ``dst`` (an output stem: its name is
+    extended, never cut, so ``x.jpg.png`` and ``x.jpg`` keep apart): ids, colours, then polygons
+    with ``vector``."""
     ids = dst.with_name(dst.name + (".tif" if src.suffix.lower() in TIFF_SUFFIXES else ".png"))
-    return [ids, dst.with_name(dst.name + "_color.png")]
+    out = [ids, dst.with_name(dst.name + "_color.png")]
+    return out + [dst.with_name(dst.name + vector.suffix)] if vector is not None else out
 
 
 def output_stem(path: Path) -> Path:
@@ -632,7 +680,8 @@ def output_stem(path: Path) -> Path:
     return path.with_name(stem if stem not in ("", ".", "..") else path.name)
 
 
-def plan_outputs(pairs, out_dir: Path, force: bool = False, skip_existing: bool = False) -> list[tuple[Path, Path]]:
+def plan_outputs(pairs, out_dir: Path, force: bool = False, skip_existing: bool = False,
+                 vector=None) -> list[tuple[Path, Path]]:
     """Every output path before anything is written: two inputs that would write one file are
     refused naming both, no output may pass through a link, and existing files need ``force``
     (with ``skip_existing``, inputs whose outputs all exist are left out instead: a resumed batch)."""
@@ -643,7 +692,7 @@ def plan_outputs(pairs, out_dir: Path, force: bool = False, skip_existing: bool 
     work = []
     for src, rel in pairs:
         dst = out_dir / rel
-        for p in output_paths(src, dst):
+        for p in output_paths(src, dst, vector):
             if p in owner:
                 raise FileExistsError(f"{owner[p]} and {src} would both write {p}; predict them into separate "
                                       "--out folders (or pass their folder: its layout is mirrored)")
@@ -655,9 +704,10 @@ def plan_outputs(pairs, out_dir: Path, force: bool = False, skip_existing: bool 
                 raise FileExistsError(f"{p}: is an input image; predict into another --out")
         work.append((src, dst))
     if skip_existing:  # done inputs are left out; a killed run's partial outputs are written again
-        work = [(src, dst) for src, dst in work if not all(output_complete(p) for p in output_paths(src, dst))]
+        work = [(src, dst) for src, dst in work
+                if not all(output_complete(p) for p in output_paths(src, dst, vector))]
     elif not force:
-        planned = {p for src, dst in work for p in output_paths(src, dst)}
+        planned = {p for src, dst in work for p in output_paths(src, dst, vector)}
         clash = [p for p in owner if p in planned and (p.exists() or p.is_symlink())]
         if clash:
             raise FileExistsError(f"{clash[0]}: output exists ({len(clash)} in all); pass --force to overwrite")
@@ -672,6 +722,14 @@ def output_complete(path: Path) -> bool:
 
     if path.is_symlink() or not path.is_file() or path.stat().st_size == 0:
         return False
+    if path.suffix in (".gpkg", ".geojson"):
+        try:
+            import pyogrio
+
+            pyogrio.read_info(str(path))
+            return True
+        except Exception:  # noqa: BLE001 - unreadable: written again
+            return False
     kind = sniff(path)
     try:
         if kind == "png":
@@ -703,8 +761,12 @@ class BatchError(SatsegError):
 
 
 def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP, force: bool = False,
-                  progress: bool = True, tta: bool = False, jobs: int = 1, skip_existing: bool = False) -> list[Path]:
+                  progress: bool = True, tta: bool = False, jobs: int = 1, skip_existing: bool = False,
+                  vector=None, on_scene: Callable[[dict], None] | None = None) -> list[Path]:
     """Predict every image under ``inputs`` into ``out_dir``; returns the files written.
+
+    ``vector`` (:class:`satseg.geo.vectors.VectorOptions`) adds each scene's polygons;
+    ``on_scene`` receives each scene's summary (:class:`Scene`) as it is done.
 
     A scene that cannot be read is reported and the others are done: :class:`BatchError` at the
     end lists the failures. ``skip_existing`` leaves out scenes whose outputs all exist.
@@ -721,19 +783,21 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     check_overlap(overlap, model.spec.patch_size)
     pairs = collect_inputs(inputs, out_dir)
     with OutputLock(out_dir, "satseg predict"):
-        planned = plan_outputs(pairs, out_dir, force, skip_existing)
+        planned = plan_outputs(pairs, out_dir, force, skip_existing, vector)
         for src, dst in planned:
-            for p in output_paths(src, dst):
+            for p in output_paths(src, dst, vector):
                 remove_temporaries(p)  # a killed run's; no other writer holds the folder
         jobs = max(1, min(jobs, len(planned))) if isinstance(model, EdgeModel) else 1
-        work = [(src, dst, overlap, tta) for src, dst in planned]
+        work = [(src, dst, overlap, tta, vector) for src, dst in planned]
         written, failed = [], []
 
         def done(src, result):
             if isinstance(result, str):
                 failed.append((src, result))
             else:
-                written.extend(result)
+                written.extend(result.paths)
+                if on_scene is not None:
+                    on_scene(result.summary)
             bar.update(1)
 
         with bar_for(total=len(planned), enabled=progress, unit="img", desc="predicting") as bar:

@@ -112,18 +112,34 @@ MIN_INTERVAL_IMAGES = 5
 
 def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, overlap: int | None = None,
              plots_dir=None, progress: bool = True, keep_panels: int = 10, tta: bool = False,
-             masks=None, pairs=None) -> dict:
+             masks=None, pairs=None, objects: list[str] | None = None, labels=None, labels_class: str | None = None,
+             ) -> dict:
     """Score whole images; returns the JSON-ready result (and writes plots if asked). ``tta``
-    averages the model over four flips of every tile (reported as such in the result)."""
-    from satseg.data import load_sample
+    averages the model over four flips of every tile (reported as such in the result).
+
+    ``objects`` (class names; default: the classes the model's class set marks ``objects``) adds
+    object-by-object precision, recall and F1 at IoU >= 0.5 and the area error of those classes.
+    ``labels`` (a GeoJSON file, or a folder of them) scores every image under ``data`` against
+    polygons burnt onto its grid instead of masks: one class (``labels_class``, default the
+    model's foreground) against the rest, its objects included."""
     from satseg.edge import check_pixel_type, predict_tiled, with_flip_tta
-    from satseg.metrics import ConfusionMatrix
+    from satseg.metrics import ConfusionMatrix, ObjectCounts
 
     spec = predictor.spec
-    samples = select_images(data, split, seed, recorded=recorded_data(predictor.path), masks=masks, pairs=pairs)
+    if labels is not None:
+        from satseg.geo.labels import PolygonScoring
+
+        scoring = PolygonScoring(data, labels, spec.seg_classes, labels_class, spec.bands)
+        split = "all"
+    else:
+        scoring = MaskScoring(select_images(data, split, seed, recorded=recorded_data(predictor.path), masks=masks,
+                                            pairs=pairs), spec)
+    samples, classes = scoring.samples, scoring.classes
     if not samples:
         raise SatsegError(f"{data}: no images in the {split} split to score (--split all scores every image)")
-    cm = ConfusionMatrix(spec.num_classes)
+    names = class_names(classes)
+    counters = {i: ObjectCounts(i) for i in object_classes(classes, objects, scoring.objects)}
+    cm = ConfusionMatrix(len(names))
     per_image = []
     pixels = 0
     pr_labels, pr_probs, panels = [], [], []
@@ -139,14 +155,17 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     fn = with_flip_tta(predictor.predict_patches) if tta else predictor.predict_patches
     with bar(samples, progress, unit="img", desc="evaluating") as it:
         for s in it:
-            li = load_sample(s, spec.seg_classes, spec.bands)
+            li = scoring.load(s)
             check_pixel_type(s.image, li.dtype, spec, predictor.takes_raw_uint8)
             if predictor.predict_ids is not None:
                 probs, pred = None, predictor.predict_ids(li.image)
             else:
                 probs = predict_tiled(li.image, fn, spec, overlap, batch_size=1 if predictor.kind == "tflite" else 8)
                 pred = probs.argmax(-1)
-            per_image.append(ConfusionMatrix(spec.num_classes).update(li.mask, pred).matrix)
+            probs, pred = scoring.scored(probs, pred)
+            for c in counters.values():
+                c.update(li.mask, pred)
+            per_image.append(ConfusionMatrix(len(names)).update(li.mask, pred).matrix)
             cm.matrix += per_image[-1]
             pixels += li.mask.size
             if plots_dir is not None:
@@ -158,32 +177,65 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
                     panels.append((li.image, li.mask, pred.astype(np.uint8), f"{s.group}/{s.image.name}"))
     if cm.matrix.sum() == 0:
         raise SatsegError(f"{data}: no mask pixel of {len(samples)} images matches a class of the model "
-                          f"({', '.join(class_names(spec.seg_classes))}); wrong --data, or masks in another encoding?")
+                          f"({', '.join(names)}); wrong --data, or masks in another encoding?")
     result = {"model": str(predictor.path), "kind": predictor.kind, "data": str(data), "split": split,
+              **({"labels": str(labels), "placed_by": scoring.placed_by} if labels is not None else {}),
               "seed": seed, "images": len(samples), "pixels": int(pixels),
               "ignored_pixels": int(pixels - cm.matrix.sum()), "tta": bool(tta),
               "path": "whole image (windows)" if predictor.predict_ids is not None else f"tiles (overlap {overlap})",
               "overlap": overlap,
-              **cm.report(class_names(spec.seg_classes), spec.class_set.foreground),
+              **cm.report(names, classes.foreground),
               # a bootstrap over fewer images says nothing: no interval then
-              "interval": bootstrap_interval(per_image, spec.class_set.foreground, seed=seed)
+              "interval": bootstrap_interval(per_image, classes.foreground, seed=seed)
               if len(per_image) >= MIN_INTERVAL_IMAGES else None}
+    if counters:
+        result["objects"] = {names[i]: c.report() for i, c in counters.items()}
     if plots_dir is not None:
         title = f"{spec.architecture or predictor.path.stem} ({predictor.kind}), {split} split"
         with made_folder(Path(plots_dir)):  # under --force, old plots are overwritten, never removed
-            write_plots(Path(plots_dir), result, spec, cm, panels, pr_labels, pr_probs, title)
+            write_plots(Path(plots_dir), result, classes, cm, panels, pr_labels, pr_probs, title)
     return result
 
 
-def write_plots(plots_dir: Path, result: dict, spec, cm, panels, pr_labels, pr_probs, title: str):
+class MaskScoring:
+    """Images scored against their masks, in the model's classes."""
+
+    objects = ()
+
+    def __init__(self, samples, spec: ModelSpec):
+        self.samples, self.spec, self.classes = samples, spec, spec.seg_classes
+
+    def load(self, sample):
+        from satseg.data import load_sample
+
+        return load_sample(sample, self.classes, self.spec.bands)
+
+    def scored(self, probs, pred):
+        return probs, pred
+
+
+def object_classes(classes, asked: list[str] | None, default=()) -> list[int]:
+    """Ids of the classes scored object by object: those asked for by name, else those the class
+    set marks ``objects`` (and ``default``, the class outlined by polygon labels)."""
+    if asked:
+        lower = {n.lower(): i for i, n in enumerate(classes.names)}
+        unknown = [a for a in asked if a.lower() not in lower]
+        if unknown:
+            raise SatsegError(f"--objects: no class {', '.join(map(repr, unknown))} (classes: "
+                              f"{', '.join(classes.names)})")
+        return sorted({lower[a.lower()] for a in asked})
+    return sorted({c.id for c in classes if c.objects} | set(default))
+
+
+def write_plots(plots_dir: Path, result: dict, classes, cm, panels, pr_labels, pr_probs, title: str):
     from satseg.plots import plot_confusion, plot_pr_curves, plot_predictions
 
     if pr_probs:  # whole-image files give ids only
         result["average_precision"] = plot_pr_curves(np.concatenate(pr_labels), np.concatenate(pr_probs),
-                                                     plots_dir / "pr_curve.png", spec.seg_classes, title=title)
+                                                     plots_dir / "pr_curve.png", classes, title=title)
     imgs, masks, preds, names = zip(*panels)
-    plot_predictions(imgs, masks, preds, plots_dir / "predictions.png", spec.seg_classes, titles=names, title=title)
-    plot_confusion(cm.matrix, plots_dir / "confusion.png", spec.seg_classes, title=title)
+    plot_predictions(imgs, masks, preds, plots_dir / "predictions.png", classes, titles=names, title=title)
+    plot_confusion(cm.matrix, plots_dir / "confusion.png", classes, title=title)
 
 
 @contextmanager
@@ -226,6 +278,11 @@ def format_table(result: dict) -> str:
     fg = result.get("foreground")
     if fg:
         lines.append(f"foreground IoU ({fg['class']}) {fg['iou']:.4f}" + sure("foreground_iou"))
+    for name, o in (result.get("objects") or {}).items():
+        err = "n/a" if o["area_error"] is None else f"{100 * o['area_error']:+.1f} %"
+        lines.append(f"{name} objects at IoU >= {o['iou_threshold']}: precision {o['precision']:.4f} recall "
+                     f"{o['recall']:.4f} F1 {o['f1']:.4f} ({o['matched']} of {o['true_objects']} true, "
+                     f"{o['predicted_objects']} predicted); area error {err}")
     m5 = result.get("miou_without_unlabeled")
     lines.append(f"mean IoU {result['miou']:.4f}" + (f" (without Unlabeled {m5:.4f})" if m5 is not None else "")
                  + f"   pixel accuracy {result['pixel_accuracy']:.4f}   "

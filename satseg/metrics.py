@@ -112,6 +112,60 @@ def bootstrap_interval(per_image: np.ndarray, foreground: int | None = None, lev
     return out
 
 
+class ObjectCounts:
+    """Object-by-object scores of one class (SpaceNet's matching): each connected region
+    (4-connected, as the polygons ``predict --vector`` writes) of the truth and of the prediction
+    is an object; a predicted object matches a true one when their IoU reaches ``threshold``
+    (0.5: each object matches at most one), greedily by IoU. Pixels the truth ignores are left
+    out of both. Also the class's area in both, for the area error."""
+
+    def __init__(self, class_id: int, threshold: float = 0.5, ignore_label: int = IGNORE_LABEL):
+        self.class_id, self.threshold, self.ignore_label = class_id, threshold, ignore_label
+        self.tp = self.true = self.pred = 0
+        self.true_area = self.pred_area = 0
+
+    def update(self, y_true: np.ndarray, y_pred: np.ndarray) -> ObjectCounts:
+        from scipy import ndimage
+
+        valid = y_true != self.ignore_label
+        t, nt = ndimage.label((y_true == self.class_id) & valid)
+        p, np_ = ndimage.label((y_pred == self.class_id) & valid)
+        self.true, self.pred = self.true + nt, self.pred + np_
+        self.true_area += int((t > 0).sum())
+        self.pred_area += int((p > 0).sum())
+        if nt and np_:
+            self.tp += len(match_objects(t, nt, p, np_, self.threshold))
+        return self
+
+    def report(self) -> dict:
+        precision = self.tp / self.pred if self.pred else 0.0
+        recall = self.tp / self.true if self.true else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"iou_threshold": self.threshold, "true_objects": self.true, "predicted_objects": self.pred,
+                "matched": self.tp, "precision": precision, "recall": recall, "f1": f1,
+                "area_error": (self.pred_area - self.true_area) / self.true_area if self.true_area else None}
+
+
+def match_objects(t: np.ndarray, nt: int, p: np.ndarray, np_: int, threshold: float) -> list[tuple[int, int, float]]:
+    """(true, predicted, IoU) pairs at IoU >= ``threshold``, each object used once, best IoU first."""
+    both = (t > 0) & (p > 0)
+    pairs = t[both].astype(np.int64) * (np_ + 1) + p[both]
+    keys, inter = np.unique(pairs, return_counts=True)
+    ti, pi = keys // (np_ + 1), keys % (np_ + 1)
+    area_t = np.bincount(t.ravel(), minlength=nt + 1)
+    area_p = np.bincount(p.ravel(), minlength=np_ + 1)
+    iou = inter / (area_t[ti] + area_p[pi] - inter)
+    out, used_t, used_p = [], set(), set()
+    for k in np.argsort(-iou, kind="stable"):
+        if iou[k] < threshold:
+            break
+        if ti[k] not in used_t and pi[k] not in used_p:
+            used_t.add(ti[k])
+            used_p.add(pi[k])
+            out.append((int(ti[k]), int(pi[k]), float(iou[k])))
+    return out
+
+
 def __getattr__(name):
     # SegMetrics needs Keras; the numpy part of this module must import without it (edge install).
     if name == "SegMetrics":

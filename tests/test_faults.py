@@ -18,6 +18,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from satseg.bench import BLOCK_IMPORTS
 from satseg.classes import save_spec
 
 from .helpers import WITHOUT_TENSORFLOW, pixel_model, pixel_spec
@@ -1029,3 +1030,62 @@ def test_an_out_folder_inside_the_input_folder_is_not_read_as_input(world, tmp_p
     r = satseg("predict", src, "--model", world["tflite"], "--out", out, "--skip-existing")
     assert r.returncode == 0, r.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["a.png", "a_color.png"]
+
+
+MAP_PREDICT_CASES = [
+    (["--min-area", "20"], "--min-area needs --vector"),
+    (["--merge-vectors"], "--merge-vectors needs --vector"),
+    (["--vector", "gpkg", "--min-area", "20km"], "not a number with an optional unit (px or m2)"),
+    (["--vector", "gpkg", "--simplify", "-1"], "not a number with an optional unit (px or m)"),
+    (["--vector", "gpkg", "--vector-classes", "roof"], "no class 'roof'"),
+    (["--vector", "gpkg", "--min-area", "20m2"], "no georeference; give it in pixels"),
+]
+
+
+@pytest.mark.parametrize("args,message", MAP_PREDICT_CASES)
+def test_bad_vector_requests_are_one_line(world, tmp_path, args, message):
+    pytest.importorskip("pyogrio")
+    r = satseg("predict", world["image"], "--model", world["tflite"], "--out", tmp_path / "out", *args)
+    assert_one_line_error(r, message)
+    assert not list((tmp_path / "out").glob("*.gpkg")) if (tmp_path / "out").exists() else True
+
+
+def test_vectors_without_the_geo_extra_say_what_to_install(world, tmp_path):
+    prog = BLOCK_IMPORTS.format(blocked=("shapely", "pyogrio")) + "from satseg.cli import main\nmain(sys.argv[1:])\n"
+    r = subprocess.run([sys.executable, "-c", prog, "predict", str(world["image"]), "--model", str(world["tflite"]),
+                        "--out", str(tmp_path / "out"), "--vector", "gpkg"], capture_output=True, text=True, env=ENV)
+    assert_one_line_error(r, "--vector needs shapely, pyogrio", "pip install 'satseg-zoo[geo]'")
+    assert not (tmp_path / "out").exists()
+
+
+def _labels(tmp_path, text):
+    (tmp_path / "labels.geojson").write_text(text)
+    return tmp_path / "labels.geojson"
+
+
+MAP_EVALUATE_CASES = [
+    (lambda t, w: ["--labels", t / "missing.geojson"], "labels file or folder not found"),
+    (lambda t, w: ["--labels", _labels(t, "{}"), "--masks", t], "replaces --masks"),
+    (lambda t, w: ["--labels", _labels(t, "{}"), "--split", "val"], "--split needs masks"),
+    (lambda t, w: ["--labels-class", "Building"], "--labels-class needs --labels"),
+    (lambda t, w: ["--labels", _labels(t, "{not json"), "--labels-class", "Building"], "not a readable GeoJSON file"),
+    (lambda t, w: ["--labels", _labels(t, '{"type": "FeatureCollection", "features": []}'), "--labels-class",
+                   "Building"], "cannot be placed"),
+    (lambda t, w: ["--labels", _labels(t, "{}")], "which class do these polygons outline"),
+    (lambda t, w: ["--labels", _labels(t, '{"type": "FeatureCollection", "features": []}'), "--labels-class", "roof"],
+     "no class 'roof'"),
+    (lambda t, w: ["--objects", "roof"], "--objects: no class 'roof'"),
+]
+
+
+@pytest.mark.parametrize("case,message", MAP_EVALUATE_CASES)
+def test_bad_label_and_object_requests_are_one_line(world, tmp_path, case, message):
+    pytest.importorskip("rasterio")
+    data = tmp_path / "imgs"
+    data.mkdir()
+    shutil.copy(world["image"], data / "a.jpg")  # no georeference, no tile name
+    args = case(tmp_path, world)
+    if "--objects" in args:
+        data = world["data"]
+    r = satseg("evaluate", "--model", world["tflite"], "--data", data, *args)
+    assert_one_line_error(r, message)

@@ -26,11 +26,22 @@ from satseg.cli.options import (
 @click.option("--plots", type=click.Path(file_okay=False), help="Write predictions.png, confusion.png and, for models that give probabilities (not whole-image files), pr_curve.png here.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON result to this file.")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average over four flips (4x the time).")
+@click.option("--objects", metavar="NAME,NAME",
+              help="Also score these classes object by object: precision, recall and F1 at IoU >= 0.5 (SpaceNet's "
+              "matching) and area error [default: the classes the class file marks \"objects\": true].")
+@click.option("--labels", type=click.Path(exists=False),
+              help="Score against polygons (a GeoJSON file, or a folder of them) burnt onto each image's grid instead "
+              "of masks: every image under --data, placed by its georeference or its slippy-map tile name; the "
+              "outlined class against the rest, object by object too.")
+@click.option("--labels-class", metavar="NAME",
+              help="The class the --labels polygons outline [default: the model's foreground class].")
 @trust_option
 @force_option
 @verbosity_options
-def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots, out, force, tta, trust):
-    """Score a model on whole images (tiled, borders included): IoU, precision, recall, F1."""
+def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots, out, force, tta, trust, objects,
+            labels, labels_class):
+    """Score a model on whole images (tiled, borders included): IoU, precision, recall, F1;
+    object by object for countable classes; against masks or polygon labels."""
     from pathlib import Path
 
     from satseg.atomic import atomic_write_text
@@ -41,12 +52,14 @@ def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots
     model_path = default_model(model_path)
     require_file(model_path)
     require_file(data, "dataset folder")
+    check_labels_request(labels, labels_class, masks, pairs)
     if not str(model_path).endswith(".tflite"):
         require_tensorflow("evaluate")
     predictor = load_predictor(model_path, trust=trust)
     check_overlap(overlap, predictor.spec.patch_size)
     result = evaluate(predictor, data, split, seed, overlap, plots_dir=plots, progress=not as_json, tta=tta,
-                      masks=masks, pairs=pairs)
+                      masks=masks, pairs=pairs, labels=labels, labels_class=labels_class,
+                      objects=[o.strip() for o in objects.split(",") if o.strip()] if objects else None)
     text = json.dumps(result, indent=2)
     if out:
         atomic_write_text(out, text)
@@ -56,3 +69,22 @@ def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots
         click.echo(format_table(result))
         if plots:
             click.echo(f"plots in {plots}/")
+
+
+def check_labels_request(labels, labels_class, masks, pairs):
+    """--labels replaces masks and splits: a contradiction is one line before any work."""
+    from satseg.errors import SatsegError
+
+    ctx = click.get_current_context()
+    if labels is None:
+        if labels_class:
+            raise SatsegError("--labels-class needs --labels")
+        return
+    require_file(labels, "labels file or folder")
+    if masks or pairs:
+        raise SatsegError("--labels scores against polygons; it replaces --masks and --pairs (pass one)")
+    if ctx.get_parameter_source("split") is not click.core.ParameterSource.DEFAULT:
+        raise SatsegError("--labels scores every image under --data; --split needs masks")
+    from satseg.geo.vectors import require_geo
+
+    require_geo("--labels")

@@ -60,3 +60,22 @@ def data_options(f):
     return click.option("--classes", "classes", metavar="FILE|NAME",
                         help="Class file (JSON: names, colours, mask values; see `satseg data inspect "
                         "--write-classes`) or a shipped set (dubai) [default: inferred from the masks].")(f)
+
+
+def vector_options(f):
+    """Polygons beside each prediction (``predict``): format, classes, smallest kept, simplification,
+    and one merged layer for chips that tile a region."""
+    f = click.option("--merge-vectors", is_flag=True,
+                     help="Also write OUT/merged.<format>: every scene's polygons in one layer, those of one class "
+                     "that touch across a scene border (chips that tile a region) made one.")(f)
+    f = click.option("--simplify", metavar="TOL",
+                     help="Simplify polygons by this tolerance: pixels ('1', '1px') or metres ('0.5m'); topology "
+                     "and holes kept.")(f)
+    f = click.option("--min-area", metavar="AREA",
+                     help="Drop polygons smaller than this: pixels ('4', '4px') or square metres ('20m2').")(f)
+    f = click.option("--vector-classes", metavar="NAME,NAME",
+                     help="Classes to write as polygons (names) [default: every class].")(f)
+    return click.option("--vector", type=click.Choice(["gpkg", "geojson"]),
+                        help="Also write polygons of the classes beside each raster (NAME.gpkg in the scene's CRS, "
+                        "or NAME.geojson in EPSG:4326), with class_id, class and area_m2; a chip named as a "
+                        "slippy-map tile (...-X-Y-Z) is placed by its name (EPSG:3857). Needs the [geo] extra.")(f)

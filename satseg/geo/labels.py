@@ -15,8 +15,14 @@ from satseg.errors import DataError
 
 
 def read_polygons(path: str | Path) -> list[dict]:
-    """The polygon geometries of a GeoJSON file (EPSG:4326 lon/lat, as GeoJSON requires)."""
+    """The polygon geometries of a GeoJSON file, or of every ``*.geojson`` below a folder
+    (EPSG:4326 lon/lat, as GeoJSON requires)."""
     path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.geojson") if p.is_file() and not p.is_symlink())
+        if not files:
+            raise DataError(f"{path}: no .geojson files in this folder")
+        return [g for f in files for g in read_polygons(f)]
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -114,3 +120,74 @@ def rasterize_folder(images: str | Path, labels: str | Path, out: str | Path, va
         hows.add(how.split(" (")[0])
     return {"images": len(plan), "with_labels": burnt, "polygons": len(geoms), "placed_by": sorted(hows),
             "out": str(out)}
+
+
+class PolygonScoring:
+    """Every image under ``data`` scored against polygon labels burnt onto its grid (as
+    :func:`rasterize_folder` burns them): the class the polygons outline against the rest, two
+    classes, the outlined one scored object by object too. Pixels without data are ignored."""
+
+    objects = ()
+
+    def __init__(self, data, labels, classes, class_name: str | None = None, bands: int | None = None):
+        from satseg.classes import ClassSet
+        from satseg.data.layouts import Sample, images_in
+
+        data = Path(data)
+        self.class_id = outlined_class(classes, class_name, labels)
+        c = classes[self.class_id]
+        self.classes = ClassSet.from_dict({"classes": [
+            {"name": f"not {c.name}", "color": [0, 0, 0]},
+            {"name": c.name, "color": list(c.color) if any(c.color) else [255, 255, 255], "objects": True}]})
+        self.geoms = read_polygons(labels)
+        self.bands = bands
+        self.samples = [Sample(p, None, str(p.parent.relative_to(data)) or ".") for p in sorted(images_in(data))]
+        self.places = {}
+        for sample in self.samples:  # every image placed before any is predicted
+            place = image_place(sample.image)
+            if place is None:
+                raise DataError(f"{sample.image}: has no georeference and its name is not a slippy-map tile "
+                                "(...-X-Y-Z); polygon labels cannot be placed on it")
+            self.places[sample.image] = place
+        self.placed_by = sorted({how.split(" (")[0] for *_, how in self.places.values()})
+
+    def load(self, sample):
+        from rasterio.warp import transform_geom
+
+        from satseg.classes import IGNORE_LABEL
+        from satseg.data import LoadedImage, read_image_nodata
+
+        image, nodata = read_image_nodata(sample.image, self.bands)
+        crs, bounds, (h, w), _ = self.places[sample.image]
+        geoms = self.geoms if crs == "EPSG:4326" else [transform_geom("EPSG:4326", crs, g) for g in self.geoms]
+        mask = burn(geoms, bounds, (h, w), 1)
+        ignored = 0
+        if nodata is not None and nodata.any():
+            mask[nodata] = IGNORE_LABEL
+            ignored = int(nodata.sum())
+        return LoadedImage(sample, image, mask, ignored, nodata)
+
+    def scored(self, probs, pred):
+        """The model's output as the two scored classes: the outlined class against the rest."""
+        pred = (pred == self.class_id).astype(np.uint8)
+        if probs is not None:
+            p = probs[..., self.class_id]
+            probs = np.stack([1.0 - p, p], axis=-1)
+        return probs, pred
+
+
+def outlined_class(classes, name: str | None, labels) -> int:
+    """The id of the class the polygon labels outline: ``name``, else the model's foreground
+    (a two-class model), else the one class marked ``objects``."""
+    if name is not None:
+        lower = {n.lower(): i for i, n in enumerate(classes.names)}
+        if name.lower() not in lower:
+            raise DataError(f"--labels-class: no class {name!r} (classes: {', '.join(classes.names)})")
+        return lower[name.lower()]
+    if classes.foreground is not None:
+        return classes.foreground
+    marked = [c.id for c in classes if c.objects]
+    if len(marked) == 1:
+        return marked[0]
+    raise DataError(f"{labels}: which class do these polygons outline? pass --labels-class NAME "
+                    f"(classes: {', '.join(classes.names)})")
