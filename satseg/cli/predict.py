@@ -16,7 +16,7 @@ from satseg.cli.options import (
 
 
 @click.command("predict")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.argument("inputs", nargs=-1, type=click.Path())
 @click.option("--model", "model_path", type=click.Path(),
               help=".tflite (edge runtime, no TensorFlow) or .keras or a shipped model's NAME (satseg models) [default: the packaged best small student, satseg/default_model].")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
@@ -28,16 +28,23 @@ from satseg.cli.options import (
 @click.option("--skip-existing", is_flag=True,
               help="Leave out images whose outputs exist (resume a batch) instead of refusing them.")
 @vector_options
+@click.option("--tiles", metavar="URL", help="Predict imagery from a slippy-map tile service instead of files: a URL "
+              "template with {z}, {x} and {y} (OpenAerialMap's, for one); needs --bbox and --zoom. The tiles are "
+              "mosaicked into OUT/imagery/NAME.tif (EPSG:3857), then predicted.")
+@click.option("--bbox", metavar="W,S,E,N", help="With --tiles: the area, in degrees (EPSG:4326).")
+@click.option("--zoom", type=int, help="With --tiles: the zoom level of the tiles fetched.")
+@click.option("--tile-cache", type=click.Path(file_okay=False),
+              help="With --tiles: where fetched tiles are kept, so a rerun fetches none twice [default: OUT/tile-cache].")
 @trust_option
 @force_option
 @json_option
 @verbosity_options
 def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, skip_existing, vector,
-            vector_classes, min_area, simplify, merge_vectors, as_json):
+            vector_classes, min_area, simplify, merge_vectors, as_json, tiles, bbox, zoom, tile_cache):
     """Segment images of any size: writes NAME.png (class ids) and NAME_color.png.
 
-    INPUTS are files or folders; a folder's layout is mirrored under --out, and in a
-    dataset folder only images are read, never masks. TIFF input gives TIFF output that
+    INPUTS are files or folders (or, with --tiles, a box over a tile service); a folder's
+    layout is mirrored under --out, and in a dataset folder only images are read, never masks. TIFF input gives TIFF output that
     keeps the GeoTIFF tags. --vector adds polygons (NAME.gpkg or NAME.geojson). An image
     that cannot be read is reported and the others are done (exit status 2 at the end);
     --skip-existing then resumes the batch. --json prints one document: per scene, its
@@ -49,6 +56,7 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, 
     check_writable(out)
     vopts = vector_request(vector, vector_classes, min_area, simplify, merge_vectors)
     merged = merged_path(out, vopts, force) if merge_vectors else None
+    request = tile_request(inputs, tiles, bbox, zoom, tile_cache, skip_existing)
     path = default_model(model_path)
     require_file(path)
     if str(path).endswith(".tflite"):
@@ -62,6 +70,10 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, 
         model = load_predictor(path, trust=trust)
     if force and skip_existing:
         raise SatsegError("--force and --skip-existing contradict each other; pass one")
+    fetched = None
+    if request is not None:
+        fetched = fetch_tiles(request, out, tile_cache, vopts, force, as_json)
+        inputs, force = [str(fetched.path)], True  # its outputs were checked before fetching
     scenes = []
     try:
         written = predict_files(model, inputs, out, overlap, force, progress=not as_json, tta=tta,
@@ -77,8 +89,11 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, 
     if merged is not None:
         written.append(merge_scene_layers(inputs, out, vopts, merged))
     if as_json:
+        tiles_doc = None if fetched is None else {
+            "mosaic": str(fetched.path), "tiles": fetched.tiles, "used": fetched.used,
+            "from_cache": fetched.from_cache, "problems": fetched.problems}
         click.echo(json.dumps({"out": str(out), "written": len(written), "scenes": scenes,
-                               "merged": str(merged) if merged else None}, indent=2))
+                               "merged": str(merged) if merged else None, "tiles": tiles_doc}, indent=2))
     else:
         click.echo(f"wrote {len(written)} files to {out}/")
 
@@ -121,3 +136,54 @@ def merge_scene_layers(inputs, out, vopts, merged):
 
     layers = [output_paths(src, Path(out) / rel, vopts)[-1] for src, rel in collect_inputs(inputs, out)]
     return merge_files([p for p in layers if p.is_file()], merged, vopts.format)
+
+
+def tile_request(inputs, tiles, bbox, zoom, tile_cache, skip_existing):
+    """--tiles, --bbox and --zoom as one checked :class:`TileRequest` (None without --tiles)."""
+    from satseg.errors import SatsegError
+
+    if tiles is None:
+        given = [n for n, v in (("--bbox", bbox), ("--zoom", zoom), ("--tile-cache", tile_cache)) if v is not None]
+        if given:
+            raise SatsegError(f"{given[0]} needs --tiles URL")
+        if not inputs:
+            raise SatsegError("no INPUTS: name image files or folders (or --tiles URL --bbox W,S,E,N --zoom Z)")
+        return None
+    if inputs:
+        raise SatsegError("--tiles predicts a tile service's imagery; it takes no INPUTS (pass one or the other)")
+    if bbox is None or zoom is None:
+        raise SatsegError("--tiles needs --bbox W,S,E,N and --zoom Z")
+    if skip_existing:
+        raise SatsegError("--skip-existing resumes a batch of files; with --tiles the tile cache makes a rerun cheap")
+    from satseg.geo.tileservice import TileRequest, parse_bbox
+    from satseg.geo.vectors import require_geo
+
+    require_geo("--tiles")
+    return TileRequest(tiles, parse_bbox(bbox), zoom)
+
+
+def fetch_tiles(request, out, tile_cache, vopts, force, as_json):
+    """The mosaic of the request under OUT/imagery/, after checking that nothing it or its
+    prediction writes exists (without --force); each tile that could not be used is a warning line."""
+    from pathlib import Path
+
+    from satseg.atomic import check_inside
+    from satseg.edge import output_paths
+    from satseg.errors import SatsegError
+    from satseg.geo.tileservice import fetch_mosaic
+
+    out = Path(out)
+    xs, ys = request.tiles()
+    name = f"tiles_{request.zoom}_{xs.start}_{ys.start}_{xs.stop - 1}_{ys.stop - 1}"
+    mosaic = out / "imagery" / f"{name}.tif"
+    for p in [mosaic, *output_paths(mosaic, out / name, vopts)]:
+        check_inside(out, p)
+        if (p.exists() or p.is_symlink()) and not force:
+            raise SatsegError(f"{p}: exists; pass --force to overwrite it")
+    cache = Path(tile_cache) if tile_cache else out / "tile-cache"
+    if cache.is_relative_to(out):
+        check_inside(out, cache)
+    fetched = fetch_mosaic(request, out / "imagery", cache, name, progress=not as_json)
+    for problem in fetched.problems:
+        click.echo(f"satseg: warning: {problem}", err=True)
+    return fetched

@@ -1,0 +1,152 @@
+"""A tile service as input: a local HTTP server serves slippy-map tiles from disk, with a missing,
+a slow, a flaky and a corrupt tile; predict --tiles mosaics what it can, says what it could not,
+and writes nothing outside --out."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("rasterio")
+pytest.importorskip("pyogrio")
+
+from satseg.geo.tiles import Tile  # noqa: E402
+
+from .test_faults import assert_one_line_error, satseg, snapshot  # noqa: E402
+
+Z, XS, YS, P = 10, (300, 301, 302), (400, 401), 64
+MISSING, SLOW, FLAKY, CORRUPT = (301, 400), (302, 400), (300, 401), (302, 401)
+
+
+def tile_png(x: int, y: int) -> bytes:
+    import io
+
+    img = np.zeros((P, P, 3), np.uint8)
+    img[8:40, 8:40] = (250, 40, 40) if (x + y) % 2 else (40, 250, 40)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def server():
+    """Tiles at /{z}/{x}/{y}.png; records each request's path and User-Agent."""
+    seen, failed_once = [], set()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            seen.append((self.path, self.headers.get("User-Agent", "")))
+            try:
+                z, x, y = (int(v) for v in self.path.strip("/").removesuffix(".png").split("/"))
+            except ValueError:
+                return self.send_error(400)
+            if z != Z or x not in XS or y not in YS or (x, y) == MISSING or getattr(self.server, "empty", False):
+                return self.send_error(404)
+            if (x, y) == FLAKY and (x, y) not in failed_once:
+                failed_once.add((x, y))
+                return self.send_error(503)
+            if (x, y) == SLOW:
+                time.sleep(0.4)
+            body = b"\x89PNG garbage" if (x, y) == CORRUPT else tile_png(x, y)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd, f"http://127.0.0.1:{httpd.server_address[1]}/{{z}}/{{x}}/{{y}}.png", seen
+    httpd.shutdown()
+
+
+def bbox() -> str:
+    w = Tile(XS[0], YS[0], Z).lonlat_bounds()[0]
+    n = Tile(XS[0], YS[0], Z).lonlat_bounds()[3]
+    e = Tile(XS[-1], YS[-1], Z).lonlat_bounds()[2]
+    s = Tile(XS[-1], YS[-1], Z).lonlat_bounds()[1]
+    dx, dy = (e - w) / 1000, (n - s) / 1000
+    return f"{w + dx},{s + dy},{e - dx},{n - dy}"
+
+
+def test_a_box_over_a_tile_service_becomes_a_georeferenced_prediction_and_polygons(tmp_path, server, pixel_tflite):
+    import rasterio
+
+    _, url, seen = server
+    (tmp_path / "keep.txt").write_text("not satseg's")
+    before = {p: v for p, v in snapshot(tmp_path).items()}
+    out = tmp_path / "out"
+    r = satseg("predict", "--tiles", url, "--bbox", bbox(), "--zoom", Z, "--model", pixel_tflite, "--out", out,
+               "--vector", "gpkg", "--json", "-q")
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)["tiles"]
+    assert (doc["tiles"], doc["used"], doc["from_cache"]) == (6, 4, 0)
+    problems = "\n".join(doc["problems"])
+    assert f"tile {Z}/{MISSING[0]}/{MISSING[1]}: HTTP 404" in problems
+    assert f"tile {Z}/{CORRUPT[0]}/{CORRUPT[1]}: not an image" in problems
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("satseg: warning: tile")]
+    assert len(warnings) == 2
+    assert all(ua.startswith("satseg/") for _, ua in seen)
+    name = f"tiles_{Z}_{XS[0]}_{YS[0]}_{XS[-1]}_{YS[-1]}"
+    with rasterio.open(out / "imagery" / f"{name}.tif") as m:
+        assert m.crs.to_string() == "EPSG:3857" and (m.width, m.height) == (3 * P, 2 * P)
+        w, s, e, n = Tile(XS[0], YS[0], Z).mercator_bounds()
+        assert (m.transform.c, m.transform.f, m.transform.a) == pytest.approx((w, n, (e - w) / P))
+    with rasterio.open(out / f"{name}.tif") as ids_file:
+        ids = ids_file.read(1)
+        assert ids_file.crs.to_string() == "EPSG:3857"
+    mx, my = (MISSING[0] - XS[0]) * P, (MISSING[1] - YS[0]) * P
+    assert (ids[my:my + P, mx:mx + P] == 255).all()  # the missing tile holds no data
+    assert (ids[:P, :P] != 255).all()  # a served one does
+    assert (out / f"{name}.gpkg").is_file()
+    after = snapshot(tmp_path)
+    assert {p: v for p, v in after.items() if not p.is_relative_to(out)} == before  # nothing outside --out
+
+    fetched = len(seen)
+    again = satseg("predict", "--tiles", url, "--bbox", bbox(), "--zoom", Z, "--model", pixel_tflite, "--out", out,
+                   "--json", "-q", "--force")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["tiles"]["from_cache"] == 4
+    assert len(seen) - fetched == 2  # only the two tiles that were never usable are asked for again
+    refused = satseg("predict", "--tiles", url, "--bbox", bbox(), "--zoom", Z, "--model", pixel_tflite, "--out", out)
+    assert_one_line_error(refused, "exists", "--force")
+
+
+def test_a_box_over_nothing_is_one_line(tmp_path, server, pixel_tflite):
+    httpd, url, _ = server
+    httpd.empty = True
+    r = satseg("predict", "--tiles", url, "--bbox", bbox(), "--zoom", Z, "--model", pixel_tflite, "--out", tmp_path / "o")
+    assert_one_line_error(r, "none of the 6 tiles over --bbox could be used", "HTTP 404")
+    assert not list(Path(tmp_path / "o").glob("*.tif"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--bbox", "10,20,5,30", "--zoom", "3"], "needs west < east"),
+    (["--bbox", "a,b,c,d", "--zoom", "3"], "four numbers"),
+    (["--bbox", "0,0,1,1"], "--tiles needs --bbox W,S,E,N and --zoom Z"),
+    (["--bbox", "0,0,10,10", "--zoom", "14"], "more than 4096"),
+    (["--bbox", "0,0,1,1", "--zoom", "30"], "must be 0..24"),
+])
+def test_bad_tile_requests_are_one_line(tmp_path, server, pixel_tflite, args, message):
+    _, url, seen = server
+    r = satseg("predict", "--tiles", url, *args, "--model", pixel_tflite, "--out", tmp_path / "o")
+    assert_one_line_error(r, message)
+    assert not seen and not (tmp_path / "o").exists()
+
+
+def test_tile_options_need_tiles_and_tiles_take_no_inputs(tmp_path, pixel_tflite):
+    assert_one_line_error(satseg("predict", "--bbox", "0,0,1,1", "--model", pixel_tflite, "--out", tmp_path / "o"),
+                          "--bbox needs --tiles URL")
+    assert_one_line_error(satseg("predict", "x.png", "--tiles", "http://h/{z}/{x}/{y}.png", "--bbox", "0,0,1,1",
+                                 "--zoom", "3", "--model", pixel_tflite, "--out", tmp_path / "o"), "takes no INPUTS")
+    assert_one_line_error(satseg("predict", "--tiles", "http://h/tiles.png", "--bbox", "0,0,1,1", "--zoom", "3",
+                                 "--model", pixel_tflite, "--out", tmp_path / "o"), "needs {z}, {x} and {y}")
+    assert_one_line_error(satseg("predict", "--model", pixel_tflite, "--out", tmp_path / "o"), "no INPUTS")
