@@ -4,6 +4,7 @@ images; the validation split's too, which is what shipped models are compared on
 recorded in exported_models/NAME/commands.txt.
 
     python benchmarks/ship.py NAME RUN_DIR [--teacher TEACHER.keras] [--data DATA]
+                              [--masks MASKS] [--objects CLASS]
     python benchmarks/ship.py NAME exported_models/NAME --reexport   # new export of a shipped model
 
 ``--reexport`` exports and evaluates the LiteRT files again and keeps the run's files and the
@@ -75,6 +76,9 @@ def main():
     ap.add_argument("run", type=Path)
     ap.add_argument("--teacher")
     ap.add_argument("--data", default=DATA)
+    ap.add_argument("--masks", help="masks mirroring --data (satseg data rasterize's output, where only polygons "
+                                    "were shipped); calibration then reads the run's recorded split")
+    ap.add_argument("--objects", help="classes also scored object by object (evaluate --objects)")
     ap.add_argument("--tta", action="store_true", help="also evaluate with flip TTA (evaluate_tta.json)")
     ap.add_argument("--formats", default=FORMATS,
                     help="export formats (a teacher needs no float16 or dynamic-range file: --formats "
@@ -90,8 +94,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         exp = Path(tmp) / "export"
         cmd = ["satseg", "export", "--model", str(args.run / "model.keras"), "--out", str(exp),
-               "--formats", args.formats,
-               "--calibration-data", args.data]
+               "--formats", args.formats]
+        if not args.masks:  # with masks, the run's record (data, masks, split) gives the patches
+            cmd += ["--calibration-data", args.data]
         if args.teacher:
             cmd += ["--teacher", args.teacher]
         sh(cmd, log)
@@ -99,22 +104,24 @@ def main():
             if (exp / f).exists():  # no _fixed file for models normalised per patch
                 shutil.copy2(exp / f, dest / f)
         deflate(dest / "model.keras")
+    data = ["--data", args.data] + (["--masks", args.masks] if args.masks else [])
+    objects = ["--objects", args.objects] if args.objects else []
     if not args.reexport:
         for f in KEEP_RUN:
             if (args.run / f).exists():
                 shutil.copy2(args.run / f, dest / f)
         keep_init_config(args.run, dest)
-        sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "test",
+        sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), *data, "--split", "test", *objects,
             "--plots", str(dest), "--out", str(dest / "evaluate.json"), "--json", "--force"], log)
         # whole validation images: the figure choices between shipped models are made on
-        sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "val",
+        sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), *data, "--split", "val",
             "--out", str(dest / "evaluate_val.json"), "--json", "--force"], log)
     for name in ("model_int8", "model_int8_fixed"):
         if (dest / f"{name}.tflite").exists():
-            sh(["satseg", "evaluate", "--model", str(dest / f"{name}.tflite"), "--data", args.data, "--split", "test",
+            sh(["satseg", "evaluate", "--model", str(dest / f"{name}.tflite"), *data, "--split", "test", *objects,
                 "--out", str(dest / f"evaluate_{name.replace('model_', '')}.json"), "--json", "--force"], log)
     if args.tta and not args.reexport:
-        sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), "--data", args.data, "--split", "test",
+        sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), *data, "--split", "test",
             "--tta", "--out", str(dest / "evaluate_tta.json"), "--json", "--force"], log)
     (dest / "commands.txt").write_text("\n".join(log) + "\n")
     if not args.reexport:
