@@ -37,8 +37,34 @@ FORMATS = "tflite_float32,tflite_float16,tflite_dynamic,tflite_int8,tflite_int8_
 KEEP_RUN = ["config.json", "history.csv", "loss.png", "miou.png", "summary.json"]
 
 
-def sh(cmd: list[str], log: list[str]):
-    log.append(shlex.join(cmd))
+def portable(text: str, tmp: str | None = None, run: Path | None = None) -> str:
+    """``text`` without this machine's folders: the repository's own paths relative to it, the
+    shared data as ``../shared``, a temporary folder as TMP and a run outside the repository as
+    ``runs/<name>``, so that shipped records read the same on any clone."""
+    if tmp:
+        text = text.replace(tmp, "TMP")
+    if run is not None and not run.resolve().is_relative_to(ROOT):
+        text = text.replace(str(run.resolve()), f"runs/{run.name}")
+    text = text.replace(str(ROOT) + "/", "")
+    return text.replace(str(ROOT.parent / "shared"), "../shared")
+
+
+def portable_config(src: Path, dest: Path, masks: str | None):
+    """The run's config.json with portable paths: masks as given to this script (they were made by
+    ``satseg data rasterize`` and are remade the same way), the class file shipped beside it."""
+    config = json.loads(src.read_text())
+    cfg = config["config"]
+    if masks and cfg.get("masks"):
+        cfg["masks"] = config["masks"] = masks
+    if cfg.get("classes") and Path(cfg["classes"]).is_file():
+        shutil.copy2(cfg["classes"], dest / "classes.json")
+        cfg["classes"] = str(Path("exported_models") / dest.name / "classes.json")
+    text = portable(json.dumps(config, indent=2), run=src.parent)
+    (dest / "config.json").write_text(text + "\n")
+
+
+def sh(cmd: list[str], log: list[str], tmp: str | None = None, run: Path | None = None):
+    log.append(portable(shlex.join(cmd), tmp, run))
     print("$", log[-1], flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -91,6 +117,7 @@ def main():
     if args.reexport:
         log = [line for line in (dest / "commands.txt").read_text().splitlines()
                if " evaluate " in line and "tflite" not in line]
+    dest = dest.relative_to(ROOT)  # commands and records name it as a clone does
     with tempfile.TemporaryDirectory() as tmp:
         exp = Path(tmp) / "export"
         cmd = ["satseg", "export", "--model", str(args.run / "model.keras"), "--out", str(exp),
@@ -99,33 +126,38 @@ def main():
             cmd += ["--calibration-data", args.data]
         if args.teacher:
             cmd += ["--teacher", args.teacher]
-        sh(cmd, log)
+        sh(cmd, log, tmp, args.run)
         for f in KEEP_EXPORT:
             if (exp / f).exists():  # no _fixed file for models normalised per patch
-                shutil.copy2(exp / f, dest / f)
-        deflate(dest / "model.keras")
+                shutil.copy2(exp / f, ROOT / dest / f)
+        report = ROOT / dest / "report.json"
+        report.write_text(portable(report.read_text(), tmp, args.run))
+        deflate(ROOT / dest / "model.keras")
     data = ["--data", args.data] + (["--masks", args.masks] if args.masks else [])
     objects = ["--objects", args.objects] if args.objects else []
     if not args.reexport:
         for f in KEEP_RUN:
             if (args.run / f).exists():
-                shutil.copy2(args.run / f, dest / f)
-        keep_init_config(args.run, dest)
+                (ROOT / dest / f).write_bytes((args.run / f).read_bytes())
+                if f.endswith(".json"):
+                    (ROOT / dest / f).write_text(portable((args.run / f).read_text(), run=args.run))
+        portable_config(args.run / "config.json", ROOT / dest, args.masks)
+        keep_init_config(args.run, ROOT / dest)
         sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), *data, "--split", "test", *objects,
             "--plots", str(dest), "--out", str(dest / "evaluate.json"), "--json", "--force"], log)
         # whole validation images: the figure choices between shipped models are made on
         sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), *data, "--split", "val",
             "--out", str(dest / "evaluate_val.json"), "--json", "--force"], log)
     for name in ("model_int8", "model_int8_fixed"):
-        if (dest / f"{name}.tflite").exists():
+        if (ROOT / dest / f"{name}.tflite").exists():
             sh(["satseg", "evaluate", "--model", str(dest / f"{name}.tflite"), *data, "--split", "test", *objects,
                 "--out", str(dest / f"evaluate_{name.replace('model_', '')}.json"), "--json", "--force"], log)
     if args.tta and not args.reexport:
         sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), *data, "--split", "test",
             "--tta", "--out", str(dest / "evaluate_tta.json"), "--json", "--force"], log)
-    (dest / "commands.txt").write_text("\n".join(log) + "\n")
+    (ROOT / dest / "commands.txt").write_text("\n".join(log) + "\n")
     if not args.reexport:
-        (dest / "run_name.txt").write_text(args.run.name + "\n")
+        (ROOT / dest / "run_name.txt").write_text(args.run.name + "\n")
     print(json.dumps({"shipped": str(dest)}))
 
 

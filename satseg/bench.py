@@ -272,22 +272,24 @@ everything; the tests use it the same way."""
 
 
 def scene_memory(size: int, model=None, without: tuple[str, ...] = (), work: Path | None = None,
-                 fmt: str = "jpeg") -> dict:
+                 fmt: str = "jpeg", extra: tuple[str, ...] = ()) -> dict:
     """Peak resident memory of ``satseg predict`` on one synthetic ``size`` x ``size`` scene
     (``fmt``: a JPEG, or an uncompressed ``tiff`` that predict reads through a map of the file),
     run in a child process (its VmHWM) that cannot import the modules ``without``, and for a
     whole-image model the agreement of the scene's ids with one full-frame call on a 2048 px crop
-    with the model's margin around it. ``work``: keep the scene and its outputs there."""
+    with the model's margin around it. ``work``: keep the scene and its outputs there. ``extra``:
+    more predict options (``("--vector", "gpkg")``: the polygons too)."""
     import tempfile
 
     if work is not None:
         Path(work).mkdir(parents=True, exist_ok=True)
-        return _scene_memory(size, model, without, Path(work), fmt)
+        return _scene_memory(size, model, without, Path(work), fmt, extra)
     with tempfile.TemporaryDirectory() as d:
-        return _scene_memory(size, model, without, Path(d), fmt)
+        return _scene_memory(size, model, without, Path(d), fmt, extra)
 
 
-def _scene_memory(size: int, model, without: tuple[str, ...], d: Path, fmt: str = "jpeg") -> dict:
+def _scene_memory(size: int, model, without: tuple[str, ...], d: Path, fmt: str = "jpeg",
+                  extra: tuple[str, ...] = ()) -> dict:
     import subprocess
     import sys
 
@@ -305,7 +307,7 @@ def _scene_memory(size: int, model, without: tuple[str, ...], d: Path, fmt: str 
         big.save(scene, quality=90)
     del big
     code = (BLOCK_IMPORTS.format(blocked=tuple(without)) if without else "") + _PEAK_REPORTER
-    cmd = [sys.executable, "-c", code, "predict", str(scene), "--out", str(d / "out"), "--force"]
+    cmd = [sys.executable, "-c", code, "predict", str(scene), "--out", str(d / "out"), "--force", *extra]
     if model:
         cmd += ["--model", str(model)]
     t0 = time.perf_counter()
@@ -316,7 +318,8 @@ def _scene_memory(size: int, model, without: tuple[str, ...], d: Path, fmt: str 
         raise RuntimeError(f"satseg predict failed: {lines[-2:] if lines else r.returncode}")
     peak = int(lines[-1].split()[1]) * 1024
     decoded = size * size * 3
-    result = {"size": size, "format": fmt, "without": list(without), "peak_bytes": peak, "peak_gb": round(peak / 1e9, 3),
+    result = {"size": size, "format": fmt, "without": list(without), "options": list(extra),
+              "peak_bytes": peak, "peak_gb": round(peak / 1e9, 3),
               "decoded_image_gb": round(decoded / 1e9, 3), "peak_over_image": round(peak / decoded, 2),
               "seconds": round(wall, 1)}
     result.update(crop_check(scene, d / "out" / (scene.stem + (".tif" if fmt == "tiff" else ".png")), model))

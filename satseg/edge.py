@@ -579,11 +579,12 @@ def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool 
         summary["placed_by"] = place.how
         summary["hectares"] = class_hectares(counts, place, names)
     if vector is not None:
-        from satseg.geo.vectors import scene_polygons, write_layer
+        from satseg.geo.vectors import trace, write_layers
 
-        layer = scene_polygons(ids, place, names, vector)
-        paths.append(write_layer(output_paths(src, dst, vector)[-1], layer, vector.format, dst.name))
-        summary["polygons"] = len(layer)
+        path, count = write_layers(output_paths(src, dst, vector)[-1], trace(ids, place, names, vector),
+                                   vector.format, dst.name, place.crs)
+        paths.append(path)
+        summary["polygons"] = count
     summary["outputs"] = [str(p) for p in paths]
     return Scene(paths, summary)
 

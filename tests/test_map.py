@@ -234,3 +234,24 @@ def test_predict_writes_polygons_and_hectares_and_merges_named_chips(tmp_path, p
     again = satseg("predict", str(tmp_path / "chips"), "--model", str(pixel_tflite), "--out", str(tmp_path / "out"),
                    "--vector", "gpkg", "--merge-vectors", "-q")
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_tracing_in_strips_gives_the_polygons_of_the_whole_scene():
+    """Regions cut by strip edges (holes across them, corners touching on them, a class spanning
+    every strip) come out as the same polygons as when the scene is traced at once."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    ids = (ndimage.zoom(rng.random((12, 15)), 6, order=1) * 3).astype(np.uint8).clip(0, 2)
+    ids[20:50, 20:60] = 1
+    ids[28:40, 30:40] = 0  # a hole across a strip edge
+    ids[30, 70], ids[31, 71] = 2, 2  # two pixels meeting at a corner on an edge
+    place = scene_place("plain.png", ids.shape)
+    names = ["a", "b", "c"]
+    opts = VectorOptions("gpkg")
+    whole = scene_polygons(ids, place, names, opts, strip_rows=10**6)
+    for rows in (1, 7, 31):
+        strips = scene_polygons(ids, place, names, opts, strip_rows=rows)
+        assert sorted(shapely.normalize(g).wkb for g in strips.geoms) == \
+            sorted(shapely.normalize(g).wkb for g in whole.geoms), rows
+    assert sum(g.area for g in whole.geoms) == ids.size

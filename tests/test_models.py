@@ -144,6 +144,35 @@ def test_models_lists_the_shipped_zoo_with_accuracy_size_and_the_default():
         assert Path(r["int8"]).is_file() and r["int8_bytes"] == Path(r["int8"]).stat().st_size, r["name"]
         lo, hi = r["test_miou_int8_interval"]
         assert lo <= r["test_miou_int8"] <= hi, r["name"]
+        lo, hi = r["test_score_int8_interval"]
+        assert lo <= r["test_score_int8"] <= hi, r["name"]
+    tasks = {r["task"] for r in rows}
+    assert len(tasks) >= 2  # land cover and buildings
+    for task in tasks:  # one default per task, each listed under its task's heading
+        assert sum(r["default_for_task"] for r in rows if r["task"] == task) == 1, task
+        assert any(line.startswith(task) for line in res.output.splitlines()), task
+
+
+def test_the_building_model_finds_buildings_on_a_chip_it_never_saw(tmp_path):
+    """`--model buildings_lite0_unet` on a hotosm folder-4 chip (a country the training folders do
+    not show): buildings where the labels say, most of them."""
+    from satseg.data.catalog import data_root
+    from satseg.edge import EdgeModel, default_model
+    from satseg.imaging import read_image
+    from satseg.zoo import INDEX
+
+    chip = data_root() / "hotosm-buildings" / "data" / "4" / "OAM-1772464-966381-21.png"
+    mask = data_root() / "hotosm-buildings" / "labels" / "4" / "OAM-1772464-966381-21.tif"
+    if not INDEX.exists() or not chip.exists():
+        pytest.skip("exported_models/ or hotosm-buildings (../shared) not here")
+    import tifffile
+
+    model = EdgeModel(default_model("buildings_lite0_unet"))
+    assert model.spec.seg_classes.names == ["background", "building"]
+    ids = model.predict(read_image(chip))
+    truth = tifffile.imread(mask) > 0
+    found = ids == 1
+    assert truth.sum() > 1000 and (found & truth).sum() / (found | truth).sum() > 0.5
 
 
 def test_model_option_takes_a_shipped_name_and_names_the_choices():

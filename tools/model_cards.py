@@ -21,10 +21,24 @@ MODELS = ROOT / "exported_models"
 ABLATIONS = MODELS / "ablations.json"
 ORDER = ["lite0_unet_512", "lite0_edge_scratch", "lite0_edge_distilled", "fast_edge_distilled", "fast_edge_scratch",
          "edge_distilled_lite0",
-         "teacher", "student_scratch", "student_distilled", "edge_scratch", "edge_distilled"]
+         "teacher", "student_scratch", "student_distilled", "edge_scratch", "edge_distilled",
+         "buildings_lite0_unet"]
 PRETRAINED_TEACHERS = ["lite0_unet_512"]
-TEACHERS = {*PRETRAINED_TEACHERS, "teacher"}
-TASK = "land cover, Dubai (6 classes)"
+TEACHERS = {*PRETRAINED_TEACHERS, "teacher", "buildings_lite0_unet"}
+TASKS = {
+    "dubai": {"title": "land cover, Dubai (6 classes)", "score": "mIoU",
+              "data": "the Dubai release, 64 images",
+              "test": "the real Dubai data's test split"},
+    "buildings": {"title": "buildings, hotosm (2 classes)", "score": "building IoU",
+                  "data": "hotosm-buildings, folders 1, 2, 3 and 5 (masks burnt from each folder's labels.geojson by "
+                          "`satseg data rasterize`); folder 4, another country, held out as the test split",
+                  "test": "hotosm folder 4 (another country)",
+                  "prepare": ["for n in 1 2 3 4 5; do satseg data rasterize ../shared/data/hotosm-buildings/data/$n "
+                              "--labels ../shared/data/hotosm-buildings/data/$n/labels.geojson "
+                              "--out runs/hotosm-masks/$n; done"]},
+}
+"""Each task a shipped model serves: its title, headline score and data. One row per task; a
+model's task is told by its classes (:func:`task_of`)."""
 PICK = {
     "lite0_unet_512": "the most accurate; a server or a desktop GPU",
     "lite0_edge_scratch": "the default: best small model on validation; phones and boards",
@@ -32,6 +46,7 @@ PICK = {
     "fast_edge_distilled": "the fastest; less accurate than the default",
     "edge_distilled_lite0": "a smaller file than the default (random-init edge network, distilled); tight memory",
     "teacher": "the reference teacher U-Net; for comparison",
+    "buildings_lite0_unet": "building footprints: the most accurate; a server or a desktop GPU",
     "student_distilled": "the reference student; for comparison",
 }
 TITLES = {
@@ -44,11 +59,30 @@ TITLES = {
     "fast_edge_scratch": "Fast edge student, trained without a teacher",
     "edge_distilled_lite0": "Edge student (random init), distilled from the pretrained teacher",
     "teacher": "Teacher U-Net (16-32-64-128-256)",
+    "buildings_lite0_unet": "Building teacher: ImageNet EfficientNet-Lite0 encoder, U-Net decoder; trained on "
+                            "hotosm-buildings (OpenAerialMap chips with fAIr's footprints)",
     "student_scratch": "Reference student, trained from scratch (the baseline distillation must beat)",
     "student_distilled": "Reference student, distilled from the teacher (the default model until the pretrained students)",
     "edge_scratch": "Edge student, trained from scratch",
     "edge_distilled": "Edge student (stride-2 stem, depthwise-separable), distilled from the teacher",
 }
+
+
+def task_of(m: dict) -> str:
+    """The task of a shipped model, from its classes: a background/building pair is the buildings
+    task, anything else Dubai land cover."""
+    names = [n.lower() for n in m["eval"]["per_class"]]
+    return "buildings" if names == ["background", "building"] else "dubai"
+
+
+def score(e: dict, task: str) -> float:
+    """A task's headline score of one evaluation: building IoU, or mIoU over all classes."""
+    return e["foreground"]["iou"] if task == "buildings" else e["miou"]
+
+
+def score_interval(e: dict, task: str):
+    ci = e.get("interval") or {}
+    return ci.get("foreground_iou" if task == "buildings" else "miou")
 
 
 def teacher_of(config) -> str | None:
@@ -102,6 +136,12 @@ def train_command(c: dict, run_name: str) -> str:
     """The `satseg train` command equivalent to a run's recorded config."""
     cfg = c["config"]
     parts = ["satseg", "train", "--model", cfg["model"], "--data", f'"{cfg["data"]}"', "--out", f"runs/{run_name}"]
+    for key in ("masks", "classes"):  # masks burnt from polygons (satseg data rasterize), a class file
+        if cfg.get(key):
+            parts += [f"--{key}", cfg[key]]
+    for key in ("val_groups", "test_groups"):
+        if cfg.get(key):
+            parts += [f"--{key.replace('_', '-')}", ",".join(cfg[key])]
     if cfg.get("teacher"):
         for t in teacher_paths(cfg):
             parts += ["--teacher", model_arg(t)]
@@ -185,7 +225,8 @@ def card(m, teacher_eval):
     from satseg.train import TrainConfig
 
     split_seed = TrainConfig.from_dict(cfg).effective_split_seed
-    lines += [f"- **Data**: `{c['data_root']}` (the Dubai release, 64 images); split by image, seed "
+    task = task_of(m)
+    lines += [f"- **Data**: `{c['data_root']}` ({TASKS[task]['data']}); split by image, seed "
               f"{split_seed}: {len(c['split']['train'])} train / {len(c['split']['val'])} val / "
               f"{len(c['split']['test'])} test images; {seen}.",
               f"- **Training**: `{cfg['model']}`, loss `{cfg['loss']}`, {opt}, batch {cfg['batch_size']}, "
@@ -200,20 +241,26 @@ def card(m, teacher_eval):
               "- **Versions**: " + ", ".join(f"{k} {v}" for k, v in c["versions"].items()) + "."]
     if c.get("changes"):
         lines.append(f"- **Changes during the run**: {json.dumps(c['changes'])}.")
-    m5 = miou5(e)
+    m5 = miou5(e) if task == "dubai" else None
+    objects = (e.get("objects") or {}).get("building")
     lines += ["", f"**Test split, whole images** ({e['images']} images, {e['pixels']:,} pixels, tiled with overlap): "
-              f"mIoU **{e['miou']:.4f}**" + (f" (5 classes, without Unlabeled: {m5:.4f})" if m5 is not None else "")
+              + (f"building IoU **{score(e, task):.4f}**, " if task == "buildings" else "")
+              + f"mIoU **{e['miou']:.4f}**" + (f" (5 classes, without Unlabeled: {m5:.4f})" if m5 is not None else "")
               + f", pixel accuracy {e['pixel_accuracy']:.4f}"
-              + (f"; int8 LiteRT file: mIoU {m['eval_int8']['miou']:.4f}"
+              + (f"; buildings counted one by one (SpaceNet matching at IoU >= 0.5, per chip): precision "
+                 f"{objects['precision']:.3f}, recall {objects['recall']:.3f}, F1 {objects['f1']:.3f}" if objects else "")
+              + (f"; int8 LiteRT file: {TASKS[task]['score']} {score(m['eval_int8'], task):.4f}"
                  + (" (95 % interval over the test images, bootstrap: {:.4f}-{:.4f})".format(
-                     *m["eval_int8"]["interval"]["miou"]) if m["eval_int8"].get("interval") else "")
+                     *score_interval(m["eval_int8"], task)) if score_interval(m["eval_int8"], task) else "")
                  + (" (whole image in windows; the fixed-size int8 file in tiles: "
-                    f"{m['eval_int8_fixed']['miou']:.4f})" if m["eval_int8_fixed"] else "") if m["eval_int8"] else "")
+                    f"{score(m['eval_int8_fixed'], task):.4f})" if m["eval_int8_fixed"] else "") if m["eval_int8"] else "")
               + (f"; with flip TTA (4x the time, reported apart): mIoU {m['eval_tta']['miou']:.4f}" if m["eval_tta"] else "")
               + (f"; {m['eval']['miou'] / teacher_eval[m['teacher']]['miou']:.2f} x its teacher `{m['teacher']}`"
                  if m["teacher"] in teacher_eval else "")
-              + ". These images come from the tiles the model trained on; imagery unlike them (another city, "
-              "sensor or season) scores lower.", "", "| class | IoU | precision | recall | F1 |",
+              + (". These images come from the tiles the model trained on; imagery unlike them (another city, "
+                 "sensor or season) scores lower." if task == "dubai" else
+                 ". The test folder is a country no training folder shows."),
+              "", "| class | IoU | precision | recall | F1 |",
               "|---|---:|---:|---:|---:|"]
     for n, v in e["per_class"].items():
         f = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
@@ -238,7 +285,7 @@ def card(m, teacher_eval):
     if m["init_config"]:
         lines += ["# the run it was fine-tuned from (--init)",
                   train_command(m["init_config"], Path(cfg["init"]).parent.name)]
-    lines += [train_command(c, m["run_name"])]
+    lines += TASKS[task].get("prepare", []) + [train_command(c, m["run_name"])]
     lines += [f"satseg train --resume runs/{m['run_name']} --epochs {ch['epochs']['to']}"
               for ch in c.get("changes", []) if "epochs" in ch]
     lines += m["commands"] + ["```", ""]
@@ -700,6 +747,7 @@ def write_index(ms, bench) -> list[dict]:
     """exported_models/index.json: what is shipped, in a form programs can read."""
     rows = []
     for m in ms:
+        task = task_of(m)
         rows.append({"name": m["name"], "role": "teacher" if m["name"] in TEACHERS else "student",
                      "teacher": m["teacher"], "architecture": m["config"]["config"]["model"],
                      "keras": f"{m['name']}/model.keras", "int8": f"{m['name']}/model_int8.tflite",
@@ -710,28 +758,43 @@ def write_index(ms, bench) -> list[dict]:
                      "test_miou_int8_interval": (m["eval_int8"].get("interval") or {}).get("miou"),
                      "test_images": m["eval_int8"]["images"],
                      "int8_seconds_per_image": int8_seconds(bench, m["name"]),
-                     "task": TASK, "classes": list(m["eval_int8"]["per_class"]),
+                     "task": TASKS[task]["title"], "score": TASKS[task]["score"],
+                     "test_score_int8": score(m["eval_int8"], task),
+                     "test_score_int8_interval": score_interval(m["eval_int8"], task),
+                     "val_score": val_task_score(m, task),
+                     "classes": list(m["eval_int8"]["per_class"]),
                      "pick": PICK.get(m["name"], "")})
+    for title in {r["task"] for r in rows}:
+        best = choose_default([r for r in rows if r["task"] == title])
+        for r in rows:
+            if r["task"] == title:
+                r["default_for_task"] = r["name"] == best
     return rows
 
 
+def val_task_score(m, task: str) -> float:
+    """A task's headline score on the validation split's whole images: what choices are made on."""
+    return score(m["eval_val"], task) if m.get("eval_val") else best_val_miou(m)
+
+
 def choose_default(rows) -> str:
-    """The packaged default model: the shipped student whose int8 file is under 100 KB that is
-    best on the validation split (never chosen on test)."""
-    return max((r for r in rows if r["role"] == "student" and r["int8_bytes"] < 100 * 1024),
-               key=lambda r: r["val_miou"])["name"]
+    """The default model of a task: the shipped student whose int8 file is under 100 KB that is
+    best on the validation split (never chosen on test); a task with no such student yet has its
+    best model on validation."""
+    small = [r for r in rows if r["role"] == "student" and r["int8_bytes"] < 100 * 1024]
+    return max(small or rows, key=lambda r: r.get("val_score", r["val_miou"]))["name"]
 
 
 def zoo_table(rows) -> str:
     """README's table of the shipped models: what to pick, from index.json."""
-    lines = ["| model | task | test mIoU, int8 (95 % interval) | int8 KB | s / image | pick it for |",
+    lines = ["| model | task | test score, int8 (95 % interval) | int8 KB | s / image | pick it for |",
              "|---|---|---|---:|---:|---|"]
     for r in rows:
         if not r["pick"]:
             continue
-        ci = r["test_miou_int8_interval"]
+        ci = r["test_score_int8_interval"]
         sec = r["int8_seconds_per_image"]
-        lines.append(f"| `{r['name']}` | {r['task']} | {r['test_miou_int8']:.3f}"
+        lines.append(f"| `{r['name']}` | {r['task']} | {r['score']} {r['test_score_int8']:.3f}"
                      + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "") + f" | {r['int8_bytes'] / 1024:.1f} | "
                      + (f"{sec:.2f}" if sec else "n/a") + f" | {r['pick']} |")
     return "\n".join(lines)
@@ -759,26 +822,30 @@ def main(argv=None):
     bench = json.loads((MODELS / "bench.json").read_text()) if (MODELS / "bench.json").exists() else None
     teacher_eval = {m["name"]: m["eval"] for m in ms if m["name"] in TEACHERS}
     rows = write_index(ms, bench)
-    default = choose_default(rows)
-    table = results_table(ms, bench)
-    heads = [h for h in (pretrained_headline(ms), fast_edge_headline(ms, bench), headline(ms)) if h]
+    default = choose_default([r for r in rows if r["task"] == TASKS["dubai"]["title"]])
+    dubai = [m for m in ms if task_of(m) == "dubai"]
+    table = results_table(dubai, bench)
+    heads = [h for h in (pretrained_headline(dubai), fast_edge_headline(dubai, bench), headline(dubai)) if h]
     note = (f"The default model of `satseg predict` and `satseg evaluate` (packaged in `satseg/default_model/`) is "
             f"`{default}`: of the shipped students whose int8 file is under 100 KB, the best on the validation "
-            "split.")
+            "split. Each task has its own default the same way (`satseg models` marks it; `index.json`: "
+            "`default_for_task`): " + ", ".join(f"{r['task']}: `{r['name']}`" for r in rows if r["default_for_task"])
+            + ".")
     ablations = ablation_table()
     doc = ["# Shipped models", "",
            "Trained on the real Dubai dataset (`../shared/data/dubai`) and measured on its test split: whole images "
            "that no training run saw. Generated by `python tools/model_cards.py` from the files in this folder; "
            "`index.json` lists them for programs.", ""] + sum(([h, ""] for h in heads), []) + [note, "", table, ""] \
         + ([ablations] if ablations else []) + [card(m, teacher_eval) for m in ms]
-    images = {r["test_images"] for r in rows}
     speed_on = (f"`satseg bench`, one {bench['image_size'][1]}x{bench['image_size'][0]} (width x height) image, {bench['threads']} "
                 "CPU threads" if bench else "no bench.json")
     readme = fill((ROOT / "README.md").read_text(), "zoo", zoo_table(rows) + (
-        f"\n\nGenerated by `python tools/model_cards.py` from `exported_models/` (int8 files on the "
-        f"{'/'.join(map(str, sorted(images)))} test images of the real Dubai data, whole images; the interval is a "
-        f"bootstrap over those images; s / image: {speed_on}). Imagery unlike Dubai's scores lower. All models and "
-        "their cards: [exported_models/README.md](exported_models/README.md)."))
+        "\n\nGenerated by `python tools/model_cards.py` from `exported_models/` (int8 files, whole images of each "
+        "task's test split: " + "; ".join(
+            f"{t['title']}: {t['score']} on {t['test']}, {n} images"
+            for t in TASKS.values() for n in sorted({r['test_images'] for r in rows if r['task'] == t['title']}))
+        + f"; the interval is a bootstrap over those images; s / image: {speed_on}). Imagery unlike the training "
+        "data scores lower. All models and their cards: [exported_models/README.md](exported_models/README.md)."))
     speed = (ROOT / "docs" / "speed.md").read_text()
     if bench:
         for key, body in bench_tables(bench).items():
@@ -787,7 +854,7 @@ def main(argv=None):
         speed = fill(speed, name, stage_table(name))
     speed = fill(speed, "serving_variants", variants_table())
     recipe = (ROOT / "docs" / "recipe.md").read_text()
-    recipe = fill(fill(recipe, "training", training_table(ms)), "ablations", ablation_table().split("\n", 2)[2].strip())
+    recipe = fill(fill(recipe, "training", training_table(dubai)), "ablations", ablation_table().split("\n", 2)[2].strip())
     your_data = (ROOT / "docs" / "your-data.md").read_text()
     walk = json_in(MODELS / "hotosm_walkthrough.json")
     for key, body in (walkthrough_blocks(walk) if walk else {}).items():

@@ -15,8 +15,9 @@ from satseg.cli.options import verbosity_options
 @click.option("--classes", "num_classes", default=6, show_default=True, help="With --architectures: output classes.")
 @verbosity_options
 def command(architectures, as_json, patch_size, bands, num_classes):
-    """The shipped models: task, test accuracy with its interval, int8 size, speed and what each
-    is for; the default (used when --model is not given) is marked. Pass a name as --model."""
+    """The shipped models by task: test score with its interval, int8 size, speed and what each
+    is for; the default (used when --model is not given) and each task's default are marked.
+    Pass a name as --model."""
     if architectures:
         return architectures_table(as_json, patch_size, bands, num_classes)
     from satseg.zoo import INDEX, shipped_models
@@ -29,17 +30,23 @@ def command(architectures, as_json, patch_size, bands, num_classes):
         click.echo(f"{rows[0]['name']} (default): {rows[0]['int8']}\n"
                    "(this install carries only the default model; the zoo is in the repository's exported_models/)")
         return
-    click.echo(f"  {'name':<22}{'role':<9}{'test mIoU int8':>15}{'95 % interval':>15}{'int8 KB':>9}{'s/image':>9}  pick it for")
+    tasks: dict[str, list[dict]] = {}
     for r in rows:
-        ci = r.get("test_miou_int8_interval")
-        sec = r.get("int8_seconds_per_image")
-        click.echo(f"{'*' if r['default'] else ' '} {r['name']:<22}{r['role']:<9}{r['test_miou_int8']:>15.3f}"
-                   f"{f'{ci[0]:.2f}-{ci[1]:.2f}' if ci else 'n/a':>15}{r['int8_bytes'] / 1024:>9.1f}"
-                   f"{f'{sec:.2f}' if sec else 'n/a':>9}  {r.get('pick') or ''}")
-    task = {r.get("task") for r in rows} - {None}
-    click.echo(f"* the default. Task: {', '.join(sorted(task))}; scores on the test split's whole images (the "
-               f"interval: a bootstrap over them); imagery unlike it scores lower. s/image: `satseg bench` "
-               f"({INDEX.parent / 'bench.json'}). Cards: {INDEX.parent / 'README.md'}")
+        tasks.setdefault(r.get("task") or "", []).append(r)
+    for task, members in tasks.items():
+        name = members[0].get("score", "mIoU")
+        click.echo(f"{task}: test {name}, int8")
+        click.echo(f"  {'name':<22}{'role':<9}{'test score':>11}{'95 % interval':>15}{'int8 KB':>9}{'s/image':>9}  pick it for")
+        for r in members:
+            ci = r.get("test_score_int8_interval", r.get("test_miou_int8_interval"))
+            sec = r.get("int8_seconds_per_image")
+            mark = "*" if r["default"] else "+" if r.get("default_for_task") else " "
+            click.echo(f"{mark} {r['name']:<22}{r['role']:<9}{r.get('test_score_int8', r.get('test_miou_int8')):>11.3f}"
+                       f"{f'{ci[0]:.2f}-{ci[1]:.2f}' if ci else 'n/a':>15}{r['int8_bytes'] / 1024:>9.1f}"
+                       f"{f'{sec:.2f}' if sec else 'n/a':>9}  {r.get('pick') or ''}")
+    click.echo(f"* the default (--model not given); + the default for its task. Scores on each task's test split's "
+               f"whole images (the interval: a bootstrap over them); imagery unlike it scores lower. s/image: "
+               f"`satseg bench` ({INDEX.parent / 'bench.json'}). Cards: {INDEX.parent / 'README.md'}")
 
 
 def architectures_table(as_json, patch_size, bands, num_classes):

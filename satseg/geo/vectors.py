@@ -179,32 +179,103 @@ class Layer:
         return len(self.geoms)
 
 
-def scene_polygons(ids: np.ndarray, place: Place, names: list[str], options: VectorOptions) -> Layer:
-    """Polygons of the classes asked for, traced on the whole scene's ids (4-connected, holes
-    kept), smaller than ``min_area`` dropped, simplified (topology kept), in ``place``'s CRS."""
+STRIP_ROWS = 1024
+"""Rows traced at once: a scene's polygons are traced strip by strip, and those cut by a strip's
+edge are joined with their other parts, so memory stays bounded by a strip and the polygons that
+cross it, whatever the scene's size."""
+
+
+def scene_polygons(ids: np.ndarray, place: Place, names: list[str], options: VectorOptions,
+                   strip_rows: int = STRIP_ROWS) -> Layer:
+    """Every polygon of :func:`trace` in one layer (for small scenes, tests and merges)."""
+    batches = list(trace(ids, place, names, options, strip_rows))
+    return Layer(place.crs, [g for b in batches for g in b.geoms], [c for b in batches for c in b.class_ids],
+                 [n for b in batches for n in b.class_names], [a for b in batches for a in b.areas_m2])
+
+
+def trace(ids: np.ndarray, place: Place, names: list[str], options: VectorOptions,
+          strip_rows: int = STRIP_ROWS):
+    """Polygons of the classes asked for, in batches (:class:`Layer`): 4-connected regions of one
+    class, holes kept, in ``place``'s CRS, each with collinear vertices removed (a canonical
+    outline, the same however the scene was cut), then those smaller than ``min_area`` dropped and
+    the rest simplified (topology kept).
+
+    The ids are traced ``strip_rows`` rows at a time; a region cut by a strip's lower edge is held
+    and joined with the parts below it (their union, split again into 4-connected parts), so a
+    region is one polygon whatever the strips, and only finished polygons leave this function."""
     import shapely
-    from rasterio import features
 
     keep = options.class_ids(names)
-    mpu = _metres_per_unit(place.crs)
-    px = place.pixel_size
+    min_area, tol = _thresholds(place, options)
+    t = place.transform
+    if t.b or t.d:  # a rotated grid: strips are not bands of constant y; trace the scene at once
+        strip_rows = ids.shape[0]
+    h = ids.shape[0]
+    held: list[tuple[object, int]] = []  # regions cut by the last strip edge, not finished
+    for y0 in range(0, h, strip_rows):
+        y1 = min(y0 + strip_rows, h)
+        pieces = _trace_strip(ids[y0:y1], keep, t, y0)
+        if held:
+            edge = t.f + t.e * y0
+            pieces = _join(held + [p for p in pieces if _on_line(p[0], edge, t)]) + \
+                [p for p in pieces if not _on_line(p[0], edge, t)]
+        if y1 < h:
+            edge = t.f + t.e * y1
+            held = [p for p in pieces if _on_line(p[0], edge, t)]
+            pieces = [p for p in pieces if not _on_line(p[0], edge, t)]
+        else:
+            held = []
+        done = []
+        for g, cid in pieces:
+            g = shapely.simplify(g, 0)  # collinear vertices out: one outline per region
+            if min_area and g.area < min_area:
+                continue
+            if tol:
+                g = shapely.simplify(g, tol, preserve_topology=True)
+            if not g.is_empty:
+                done.append((g, cid))
+        if done:
+            geoms = [g for g, _ in done]
+            yield Layer(place.crs, geoms, [c for _, c in done], [names[c] for _, c in done],
+                        areas_m2(geoms, place.crs))
+
+
+def _thresholds(place: Place, options: VectorOptions) -> tuple[float, float]:
+    mpu, px = _metres_per_unit(place.crs), place.pixel_size
     min_area = tol = 0.0
     if options.min_area is not None:
         min_area = _in_units(options.min_area, px, mpu, True, place, "--min-area")
     if options.simplify is not None:
         tol = _in_units(options.simplify, px, mpu, False, place, "--simplify")
-    mask = np.isin(ids, keep)
-    geoms, cids = [], []
-    for shape, value in features.shapes(ids, mask=mask, connectivity=4, transform=place.transform):
-        g = shapely.geometry.shape(shape)
-        if min_area and g.area < min_area:
-            continue
-        if tol:
-            g = shapely.simplify(g, tol, preserve_topology=True)
-        if not g.is_empty:
-            geoms.append(g)
-            cids.append(int(value))
-    return Layer(place.crs, geoms, cids, [names[c] for c in cids], areas_m2(geoms, place.crs))
+    return min_area, tol
+
+
+def _trace_strip(ids: np.ndarray, keep: list[int], t, y0: int) -> list[tuple[object, int]]:
+    import shapely
+    from affine import Affine
+    from rasterio import features
+
+    shapes = features.shapes(ids, mask=np.isin(ids, keep), connectivity=4, transform=t * Affine.translation(0, y0))
+    return [(shapely.geometry.shape(shape), int(value)) for shape, value in shapes]
+
+
+def _on_line(g, y: float, t) -> bool:
+    """Whether polygon ``g`` reaches the horizontal line ``y`` (a strip's edge)."""
+    eps = abs(t.e) * 1e-6
+    _, miny, _, maxy = g.bounds
+    return miny - eps <= y <= maxy + eps
+
+
+def _join(parts: list[tuple[object, int]]) -> list[tuple[object, int]]:
+    """Regions of one class that share an edge made one (parts that only meet at a corner stay
+    apart, as 4-connected regions do)."""
+    import shapely
+
+    out = []
+    for cid in sorted({c for _, c in parts}):
+        union = shapely.union_all([g for g, c in parts if c == cid])
+        out += [(g, cid) for g in getattr(union, "geoms", [union]) if g.geom_type == "Polygon" and not g.is_empty]
+    return out
 
 
 def _in_units(m: Measure, px: float, mpu: float | None, square: bool, place: Place, option: str) -> float:
@@ -265,31 +336,52 @@ def class_hectares(counts: np.ndarray, place: Place, names: list[str]) -> dict[s
 
 def write_layer(path: Path, layer: Layer, fmt: str, name: str) -> Path:
     """Write ``layer`` atomically: GeoPackage in its CRS, GeoJSON reprojected to EPSG:4326."""
+    return write_layers(path, [layer], fmt, name, layer.crs)[0]
+
+
+def write_layers(path: Path, batches, fmt: str, name: str, crs: str | None) -> tuple[Path, int]:
+    """Write batches of polygons (:class:`Layer`) as one layer, batch by batch (a scene's polygons
+    are never all in memory), atomically: GeoPackage in ``crs``, GeoJSON reprojected to EPSG:4326.
+    Returns the path and the number of polygons written."""
+    import warnings
+
     import pyogrio.raw
     import shapely
 
     from satseg.atomic import atomic_write
 
     driver = FORMATS[fmt][0]
-    geoms, crs = layer.geoms, layer.crs
-    if fmt == "geojson" and crs is not None and crs != "EPSG:4326":
-        geoms, crs = reproject(geoms, crs, "EPSG:4326"), "EPSG:4326"
-    wkb = np.array([shapely.to_wkb(shapely.geometry.MultiPolygon([g]) if g.geom_type == "Polygon" else g)
-                    for g in geoms], dtype=object)
+    out_crs = "EPSG:4326" if fmt == "geojson" and crs is not None else crs
     fields = ["class_id", "class", "area_m2"]
-    data = [np.array(layer.class_ids, np.int32), np.array(layer.class_names, dtype=object),
-            np.array([np.nan if a is None else a for a in layer.areas_m2], np.float64)]
+    count = [0]
 
     def write(tmp: Path):
-        import warnings
-
         tmp.unlink(missing_ok=True)  # GDAL makes the file itself
-        with warnings.catch_warnings():  # no CRS: pixel coordinates, as documented; no notice
-            warnings.filterwarnings("ignore", message="'crs' was not provided")
-            pyogrio.raw.write(str(tmp), wkb, data, fields, layer=name, driver=driver, geometry_type="MultiPolygon",
-                              crs=crs)
+        first = True
+        for layer in _at_least_one(batches, Layer(crs, [], [], [], [])):
+            geoms = layer.geoms if out_crs == crs else reproject(layer.geoms, crs, out_crs)
+            wkb = np.array([shapely.to_wkb(shapely.geometry.MultiPolygon([g]) if g.geom_type == "Polygon" else g)
+                            for g in geoms], dtype=object)
+            data = [np.array(layer.class_ids, np.int32), np.array(layer.class_names, dtype=object),
+                    np.array([np.nan if a is None else a for a in layer.areas_m2], np.float64)]
+            with warnings.catch_warnings():  # no CRS: pixel coordinates, as documented; no notice
+                warnings.filterwarnings("ignore", message="'crs' was not provided")
+                pyogrio.raw.write(str(tmp), wkb, data, fields, layer=name, driver=driver,
+                                  geometry_type="MultiPolygon", crs=out_crs, append=not first)
+            first = False
+            count[0] += len(geoms)
 
-    return atomic_write(path, write)
+    return atomic_write(path, write), count[0]
+
+
+def _at_least_one(items, empty):
+    """``items`` as they come, or ``empty`` alone when there are none (an empty layer is written)."""
+    seen = False
+    for item in items:
+        seen = True
+        yield item
+    if not seen:
+        yield empty
 
 
 def reproject(geoms: list, src: str, dst: str) -> list:
