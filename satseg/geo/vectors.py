@@ -179,10 +179,10 @@ class Layer:
         return len(self.geoms)
 
 
-STRIP_ROWS = 1024
-"""Rows traced at once: a scene's polygons are traced strip by strip, and those cut by a strip's
-edge are joined with their other parts, so memory stays bounded by a strip and the polygons that
-cross it, whatever the scene's size."""
+STRIP_ROWS = 256
+"""Rows traced at once: a scene is traced strip by strip, and a region cut by strip edges is
+joined once it is whole, so memory stays bounded by a strip and the regions that cross it,
+whatever the scene's size."""
 
 
 def scene_polygons(ids: np.ndarray, place: Place, names: list[str], options: VectorOptions,
@@ -196,48 +196,182 @@ def scene_polygons(ids: np.ndarray, place: Place, names: list[str], options: Vec
 def trace(ids: np.ndarray, place: Place, names: list[str], options: VectorOptions,
           strip_rows: int = STRIP_ROWS):
     """Polygons of the classes asked for, in batches (:class:`Layer`): 4-connected regions of one
-    class, holes kept, in ``place``'s CRS, each with collinear vertices removed (a canonical
-    outline, the same however the scene was cut), then those smaller than ``min_area`` dropped and
-    the rest simplified (topology kept).
+    class, holes kept, in ``place``'s CRS, with collinear vertices removed (one outline per
+    region, however the scene was cut); then those smaller than ``min_area`` dropped and the rest
+    simplified (topology kept).
 
-    The ids are traced ``strip_rows`` rows at a time; a region cut by a strip's lower edge is held
-    and joined with the parts below it (their union, split again into 4-connected parts), so a
-    region is one polygon whatever the strips, and only finished polygons leave this function."""
-    import shapely
-
+    The ids are labelled and traced ``strip_rows`` rows at a time, in pixel coordinates (whole
+    numbers: pieces of a region meet exactly). Regions that continue across a strip edge (the same
+    class on both sides of it) are linked; a region is joined from its pieces and leaves this
+    function when no piece of it reaches the last strip's lower edge."""
     keep = options.class_ids(names)
     min_area, tol = _thresholds(place, options)
-    t = place.transform
-    if t.b or t.d:  # a rotated grid: strips are not bands of constant y; trace the scene at once
-        strip_rows = ids.shape[0]
     h = ids.shape[0]
-    held: list[tuple[object, int]] = []  # regions cut by the last strip edge, not finished
+    regions = _Regions()
+    below = None  # the last strip's lowest row of region labels
     for y0 in range(0, h, strip_rows):
         y1 = min(y0 + strip_rows, h)
-        pieces = _trace_strip(ids[y0:y1], keep, t, y0)
-        if held:
-            edge = t.f + t.e * y0
-            pieces = _join(held + [p for p in pieces if _on_line(p[0], edge, t)]) + \
-                [p for p in pieces if not _on_line(p[0], edge, t)]
-        if y1 < h:
-            edge = t.f + t.e * y1
-            held = [p for p in pieces if _on_line(p[0], edge, t)]
-            pieces = [p for p in pieces if not _on_line(p[0], edge, t)]
-        else:
-            held = []
-        done = []
-        for g, cid in pieces:
-            g = shapely.simplify(g, 0)  # collinear vertices out: one outline per region
-            if min_area and g.area < min_area:
-                continue
-            if tol:
-                g = shapely.simplify(g, tol, preserve_topology=True)
-            if not g.is_empty:
-                done.append((g, cid))
-        if done:
-            geoms = [g for g, _ in done]
-            yield Layer(place.crs, geoms, [c for _, c in done], [names[c] for _, c in done],
+        labels, classes = _label_strip(ids[y0:y1], keep, regions.next_label)
+        regions.add_pieces(_trace_labels(labels, y0), classes)
+        if below is not None:
+            regions.link(below, labels[0])
+        below = labels[-1]
+        open_ = set(np.unique(below[below > 0]).tolist()) if y1 < h else set()
+        done = [(_outline(pieces, place.transform, strip_rows), cid) for pieces, cid in regions.finished(open_)]
+        batch = _finish(done, min_area, tol)
+        if batch:
+            geoms = [g for g, _ in batch]
+            yield Layer(place.crs, geoms, [c for _, c in batch], [names[c] for _, c in batch],
                         areas_m2(geoms, place.crs))
+
+
+class _Regions:
+    """Pieces of regions (one per strip they cross), linked across strip edges (union-find)."""
+
+    def __init__(self):
+        self.parent: dict[int, int] = {}
+        self.pieces: dict[int, list] = {}  # root -> polygons, in pixel coordinates
+        self.cls: dict[int, int] = {}
+        self.next_label = 1
+
+    def add_pieces(self, pieces: list[tuple[object, int]], classes: dict[int, int]):
+        for g, label in pieces:
+            if label not in self.parent:
+                self.parent[label] = label
+                self.cls[label] = classes[label]
+            self.pieces.setdefault(label, []).append(g)
+        self.next_label = max(self.next_label, max(classes, default=0) + 1)
+
+    def find(self, a: int) -> int:
+        root = a
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[a] != root:  # path compression
+            self.parent[a], a = root, self.parent[a]
+        return root
+
+    def link(self, above: np.ndarray, below: np.ndarray):
+        """Regions whose pixels touch across the edge between two strips, of one class, are one."""
+        both = (above > 0) & (below > 0)
+        pairs = np.unique(np.stack([above[both], below[both]], 1), axis=0) if both.any() else []
+        for a, b in pairs:
+            a, b = int(a), int(b)
+            if self.cls[a] != self.cls[b]:
+                continue
+            ra, rb = self.find(a), self.find(b)
+            if ra != rb:
+                self.parent[rb] = ra
+                self.pieces[ra] += self.pieces.pop(rb)
+
+    def finished(self, open_labels: set[int]):
+        """(pieces, class) of every region none of whose labels is in ``open_labels`` (the lowest
+        row's), removed from those held."""
+        still = {self.find(a) for a in open_labels}
+        done = [r for r in self.pieces if r not in still]
+        out = [(self.pieces.pop(r), self.cls[r]) for r in done]
+        # labels of finished regions are never seen again: drop them from the forest
+        for label in [k for k in self.parent if self.find(k) in done]:
+            del self.parent[label]
+            del self.cls[label]
+        return out
+
+
+def _label_strip(ids: np.ndarray, keep: list[int], first: int) -> tuple[np.ndarray, dict[int, int]]:
+    """4-connected regions of each kept class in a strip, labelled ``first``, ``first + 1``, ...
+    (0: a class not kept); and each label's class."""
+    from scipy import ndimage
+
+    labels = np.zeros(ids.shape, np.int64)
+    classes, nxt = {}, first
+    for c in keep:
+        lab, n = ndimage.label(ids == c)
+        if n:
+            sel = lab > 0
+            labels[sel] = lab[sel] + (nxt - 1)
+            classes.update({nxt + i: c for i in range(n)})
+            nxt += n
+    return labels, classes
+
+
+def _trace_labels(labels: np.ndarray, y0: int) -> list[tuple[object, int]]:
+    """(polygon in pixel coordinates, label) of each labelled region of a strip starting at row ``y0``."""
+    import shapely
+    from affine import Affine
+    from rasterio import features
+
+    lab = labels.astype(np.int32)
+    shapes = features.shapes(lab, mask=lab > 0, connectivity=4, transform=Affine.translation(0, y0))
+    return [(shapely.geometry.shape(shape), int(value)) for shape, value in shapes]
+
+
+def _outline(pieces: list, transform, strip_rows: int):
+    """A region's polygon in the scene's CRS from its pieces in pixel coordinates (joined along the
+    strip edges they share; collinear vertices removed)."""
+    import shapely
+
+    if len(pieces) == 1:
+        g = pieces[0]
+    else:  # pieces tile the region and meet on whole-pixel vertices once their edges are noded
+        g = shapely.coverage_union_all([_noded(p, strip_rows) for p in pieces])
+    g = _without_collinear(g)
+    t = transform
+    return shapely.transform(g, lambda xy: np.column_stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c,
+                                                            t.d * xy[:, 0] + t.e * xy[:, 1] + t.f]))
+
+
+def _noded(g, strip_rows: int):
+    """``g`` (pixel coordinates) with a vertex at every whole pixel along its edges that lie on a
+    strip edge (rows that are multiples of ``strip_rows``), so that two pieces meeting there share
+    every vertex (a coverage union needs it)."""
+    import shapely
+
+    def ring(coords: np.ndarray) -> np.ndarray:
+        a, b = coords[:-1], coords[1:]
+        dx = b[:, 0] - a[:, 0]
+        seam = (a[:, 1] == b[:, 1]) & (a[:, 1] % strip_rows == 0)
+        extra = np.where(seam, np.maximum(np.abs(dx) - 1, 0), 0).astype(np.int64)
+        if not extra.any():
+            return coords
+        seg = np.repeat(np.arange(len(a)), 1 + extra)
+        starts = np.concatenate([[0], np.cumsum(1 + extra)[:-1]])
+        k = np.arange(len(seg)) - starts[seg]  # 0: the segment's own first vertex; then one per pixel
+        xs = a[seg, 0] + np.sign(dx[seg]) * k
+        return np.concatenate([np.column_stack([xs, a[seg, 1]]), coords[-1:]])
+
+    shell = ring(shapely.get_coordinates(g.exterior))
+    holes = [ring(shapely.get_coordinates(h)) for h in g.interiors]
+    return shapely.Polygon(shell, holes)
+
+
+def _without_collinear(g):
+    """``g`` (whole-pixel coordinates, exact) with the vertices that lie on a straight line
+    between their neighbours removed: one outline per region, however it was cut and joined
+    (GEOS's simplify with tolerance 0 does the same at many times the time and memory)."""
+    import shapely
+
+    def ring(coords: np.ndarray) -> np.ndarray:
+        pts = coords[:-1]
+        prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
+        cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (nxt[:, 0] - pts[:, 0])
+        keep = pts[cross != 0]
+        return np.concatenate([keep, keep[:1]])
+
+    return shapely.Polygon(ring(shapely.get_coordinates(g.exterior)),
+                           [ring(shapely.get_coordinates(h)) for h in g.interiors])
+
+
+def _finish(done: list, min_area: float, tol: float) -> list:
+    import shapely
+
+    out = []
+    for g, cid in done:
+        if min_area and g.area < min_area:
+            continue
+        if tol:
+            g = shapely.simplify(g, tol, preserve_topology=True)
+        if not g.is_empty:
+            out.append((g, cid))
+    return out
 
 
 def _thresholds(place: Place, options: VectorOptions) -> tuple[float, float]:
@@ -248,34 +382,6 @@ def _thresholds(place: Place, options: VectorOptions) -> tuple[float, float]:
     if options.simplify is not None:
         tol = _in_units(options.simplify, px, mpu, False, place, "--simplify")
     return min_area, tol
-
-
-def _trace_strip(ids: np.ndarray, keep: list[int], t, y0: int) -> list[tuple[object, int]]:
-    import shapely
-    from affine import Affine
-    from rasterio import features
-
-    shapes = features.shapes(ids, mask=np.isin(ids, keep), connectivity=4, transform=t * Affine.translation(0, y0))
-    return [(shapely.geometry.shape(shape), int(value)) for shape, value in shapes]
-
-
-def _on_line(g, y: float, t) -> bool:
-    """Whether polygon ``g`` reaches the horizontal line ``y`` (a strip's edge)."""
-    eps = abs(t.e) * 1e-6
-    _, miny, _, maxy = g.bounds
-    return miny - eps <= y <= maxy + eps
-
-
-def _join(parts: list[tuple[object, int]]) -> list[tuple[object, int]]:
-    """Regions of one class that share an edge made one (parts that only meet at a corner stay
-    apart, as 4-connected regions do)."""
-    import shapely
-
-    out = []
-    for cid in sorted({c for _, c in parts}):
-        union = shapely.union_all([g for g, c in parts if c == cid])
-        out += [(g, cid) for g in getattr(union, "geoms", [union]) if g.geom_type == "Polygon" and not g.is_empty]
-    return out
 
 
 def _in_units(m: Measure, px: float, mpu: float | None, square: bool, place: Place, option: str) -> float:
