@@ -2,7 +2,7 @@
 
     python benchmarks/predict_memory.py [--size 12000] [--format jpeg|tiff] [--model exported_models/.../model_int8.tflite]
     python benchmarks/predict_memory.py --compare-installs     # the full install against the edge install
-    python benchmarks/predict_memory.py --vector gpkg          # with the polygons of every class
+    python benchmarks/predict_memory.py --vector gpkg [--vector-classes Building]   # with polygons
 
 Writes the scene as JPEG (or uncompressed TIFF, ``--format tiff``) in a temporary folder, runs `satseg predict` on it in a child process and
 prints the child's peak resident memory (VmHWM) next to the decoded image's size. For a
@@ -51,6 +51,7 @@ def main():
     ap.add_argument("--model", help="model file or shipped name [default: the shipped default model]")
     ap.add_argument("--vector", choices=("gpkg", "geojson"),
                     help="also write the scene's polygons (predict --vector): the peak then includes tracing them")
+    ap.add_argument("--vector-classes", help="with --vector: the classes traced (predict --vector-classes)")
     ap.add_argument("--compare-installs", action="store_true",
                     help="also run as the edge install (no rasterio, TensorFlow or Keras) and compare")
     output_options(ap)
@@ -63,7 +64,8 @@ def main():
         EdgeModel(args.model)  # a missing or unusable model is named now, not after the scene is written
     emit(args, compare_installs(args.size, args.model, args.fmt) if args.compare_installs
          else scene_memory(args.size, args.model, fmt=args.fmt,
-                           extra=("--vector", args.vector) if args.vector else ()))
+                           extra=(("--vector", args.vector) if args.vector else ())
+                           + (("--vector-classes", args.vector_classes) if args.vector_classes else ())))
 
 
 if __name__ == "__main__":

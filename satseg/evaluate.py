@@ -113,7 +113,7 @@ MIN_INTERVAL_IMAGES = 5
 def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, overlap: int | None = None,
              plots_dir=None, progress: bool = True, keep_panels: int = 10, tta: bool = False,
              masks=None, pairs=None, objects: list[str] | None = None, labels=None, labels_class: str | None = None,
-             ) -> dict:
+             min_object_pixels: int = 0) -> dict:
     """Score whole images; returns the JSON-ready result (and writes plots if asked). ``tta``
     averages the model over four flips of every tile (reported as such in the result).
 
@@ -138,7 +138,8 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     if not samples:
         raise SatsegError(f"{data}: no images in the {split} split to score (--split all scores every image)")
     names = class_names(classes)
-    counters = {i: ObjectCounts(i) for i in object_classes(classes, objects, scoring.objects)}
+    counters = {i: ObjectCounts(i, min_pixels=min_object_pixels)
+                for i in object_classes(classes, objects, scoring.objects)}
     cm = ConfusionMatrix(len(names))
     per_image = []
     pixels = 0
@@ -280,7 +281,8 @@ def format_table(result: dict) -> str:
         lines.append(f"foreground IoU ({fg['class']}) {fg['iou']:.4f}" + sure("foreground_iou"))
     for name, o in (result.get("objects") or {}).items():
         err = "n/a" if o["area_error"] is None else f"{100 * o['area_error']:+.1f} %"
-        lines.append(f"{name} objects at IoU >= {o['iou_threshold']}: precision {o['precision']:.4f} recall "
+        lines.append(f"{name} objects at IoU >= {o['iou_threshold']}"
+                     + (f" (of at least {o['min_pixels']} px)" if o.get("min_pixels") else "") + ": precision {o['precision']:.4f} recall "
                      f"{o['recall']:.4f} F1 {o['f1']:.4f} ({o['matched']} of {o['true_objects']} true, "
                      f"{o['predicted_objects']} predicted); area error {err}")
     m5 = result.get("miou_without_unlabeled")

@@ -117,19 +117,21 @@ class ObjectCounts:
     (4-connected, as the polygons ``predict --vector`` writes) of the truth and of the prediction
     is an object; a predicted object matches a true one when their IoU reaches ``threshold``
     (0.5: each object matches at most one), greedily by IoU. Pixels the truth ignores are left
-    out of both. Also the class's area in both, for the area error."""
+    out of both. Also the class's area in both, for the area error. ``min_pixels`` leaves out
+    objects smaller than that, true and predicted alike (specks, and buildings a chip border cut
+    to a sliver), as SpaceNet leaves out footprints under a minimum area."""
 
-    def __init__(self, class_id: int, threshold: float = 0.5, ignore_label: int = IGNORE_LABEL):
+    def __init__(self, class_id: int, threshold: float = 0.5, ignore_label: int = IGNORE_LABEL, min_pixels: int = 0):
         self.class_id, self.threshold, self.ignore_label = class_id, threshold, ignore_label
+        self.min_pixels = min_pixels
         self.tp = self.true = self.pred = 0
         self.true_area = self.pred_area = 0
 
     def update(self, y_true: np.ndarray, y_pred: np.ndarray) -> ObjectCounts:
-        from scipy import ndimage
 
         valid = y_true != self.ignore_label
-        t, nt = ndimage.label((y_true == self.class_id) & valid)
-        p, np_ = ndimage.label((y_pred == self.class_id) & valid)
+        t, nt = self._objects((y_true == self.class_id) & valid)
+        p, np_ = self._objects((y_pred == self.class_id) & valid)
         self.true, self.pred = self.true + nt, self.pred + np_
         self.true_area += int((t > 0).sum())
         self.pred_area += int((p > 0).sum())
@@ -137,11 +139,25 @@ class ObjectCounts:
             self.tp += len(match_objects(t, nt, p, np_, self.threshold))
         return self
 
+    def _objects(self, mask: np.ndarray) -> tuple[np.ndarray, int]:
+        """Connected regions of ``mask`` labelled 1..n, those under ``min_pixels`` left out."""
+        from scipy import ndimage
+
+        lab, n = ndimage.label(mask)
+        if self.min_pixels and n:
+            size = np.bincount(lab.ravel(), minlength=n + 1)
+            kept = size >= self.min_pixels
+            kept[0] = False
+            relabel = np.zeros(n + 1, np.int64)
+            relabel[kept] = np.arange(1, kept.sum() + 1)
+            lab, n = relabel[lab], int(kept.sum())
+        return lab, n
+
     def report(self) -> dict:
         precision = self.tp / self.pred if self.pred else 0.0
         recall = self.tp / self.true if self.true else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {"iou_threshold": self.threshold, "true_objects": self.true, "predicted_objects": self.pred,
+        return {"iou_threshold": self.threshold, "min_pixels": self.min_pixels, "true_objects": self.true, "predicted_objects": self.pred,
                 "matched": self.tp, "precision": precision, "recall": recall, "f1": f1,
                 "area_error": (self.pred_area - self.true_area) / self.true_area if self.true_area else None}
 

@@ -255,3 +255,15 @@ def test_tracing_in_strips_gives_the_polygons_of_the_whole_scene():
         assert sorted(shapely.normalize(g).wkb for g in strips.geoms) == \
             sorted(shapely.normalize(g).wkb for g in whole.geoms), rows
     assert sum(g.area for g in whole.geoms) == ids.size
+
+
+def test_objects_under_a_minimum_size_are_left_out_of_both_sides():
+    truth = np.zeros((30, 30), np.uint8)
+    truth[2:12, 2:12] = 1
+    truth[20:22, 20:22] = 1  # a 4-pixel sliver
+    pred = truth.copy()
+    pred[20:22, 20:22] = 0
+    pred[25, 25] = 1  # a speck
+    r = ObjectCounts(1, min_pixels=5).update(truth, pred).report()
+    assert (r["true_objects"], r["predicted_objects"], r["matched"], r["f1"]) == (1, 1, 1, 1.0)
+    assert ObjectCounts(1).update(truth, pred).report()["f1"] == pytest.approx(0.5)

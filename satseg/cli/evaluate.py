@@ -29,6 +29,9 @@ from satseg.cli.options import (
 @click.option("--objects", metavar="NAME,NAME",
               help="Also score these classes object by object: precision, recall and F1 at IoU >= 0.5 (SpaceNet's "
               "matching) and area error [default: the classes the class file marks \"objects\": true].")
+@click.option("--min-object-pixels", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Object scores: leave out objects smaller than this, true and predicted alike (specks, and "
+              "buildings a chip border cut to a sliver).")
 @click.option("--labels", type=click.Path(exists=False),
               help="Score against polygons (a GeoJSON file, or a folder of them) burnt onto each image's grid instead "
               "of masks: every image under --data, placed by its georeference or its slippy-map tile name; the "
@@ -39,7 +42,7 @@ from satseg.cli.options import (
 @force_option
 @verbosity_options
 def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots, out, force, tta, trust, objects,
-            labels, labels_class):
+            labels, labels_class, min_object_pixels):
     """Score a model on whole images (tiled, borders included): IoU, precision, recall, F1;
     object by object for countable classes; against masks or polygon labels."""
     from pathlib import Path
@@ -59,7 +62,8 @@ def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots
     check_overlap(overlap, predictor.spec.patch_size)
     result = evaluate(predictor, data, split, seed, overlap, plots_dir=plots, progress=not as_json, tta=tta,
                       masks=masks, pairs=pairs, labels=labels, labels_class=labels_class,
-                      objects=[o.strip() for o in objects.split(",") if o.strip()] if objects else None)
+                      objects=[o.strip() for o in objects.split(",") if o.strip()] if objects else None,
+                      min_object_pixels=min_object_pixels)
     text = json.dumps(result, indent=2)
     if out:
         atomic_write_text(out, text)
