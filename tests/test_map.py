@@ -267,3 +267,18 @@ def test_objects_under_a_minimum_size_are_left_out_of_both_sides():
     r = ObjectCounts(1, min_pixels=5).update(truth, pred).report()
     assert (r["true_objects"], r["predicted_objects"], r["matched"], r["f1"]) == (1, 1, 1, 1.0)
     assert ObjectCounts(1).update(truth, pred).report()["f1"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_strips_of_noise_full_of_corner_touches_give_the_whole_scene_polygons(seed):
+    """Pure noise of three classes: regions touch themselves at corners everywhere (holes meeting
+    holes and the outline), the hardest case for joining pieces across strip edges."""
+    ids = np.random.default_rng(seed).integers(0, 3, (41, 37)).astype(np.uint8)
+    place = scene_place("plain.png", ids.shape)
+    opts = VectorOptions("gpkg")
+    whole = scene_polygons(ids, place, ["a", "b", "c"], opts, strip_rows=10**6)
+    want = sorted(shapely.normalize(g).wkb for g in whole.geoms)
+    for rows in (1, 2, 5):
+        got = scene_polygons(ids, place, ["a", "b", "c"], opts, strip_rows=rows)
+        assert all(g.is_valid for g in got.geoms)
+        assert sorted(shapely.normalize(g).wkb for g in got.geoms) == want, rows

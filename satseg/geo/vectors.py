@@ -311,12 +311,84 @@ def _outline(pieces: list, transform, strip_rows: int):
 
     if len(pieces) == 1:
         g = pieces[0]
-    else:  # pieces tile the region and meet on whole-pixel vertices once their edges are noded
-        g = shapely.coverage_union_all([_noded(p, strip_rows) for p in pieces])
+    else:
+        g = _stitch(pieces, strip_rows)
+        if g is None:  # a shape the stitcher does not take: GEOS's union of the noded pieces
+            g = shapely.coverage_union_all([_noded(p, strip_rows) for p in pieces])
     g = _without_collinear(g)
     t = transform
     return shapely.transform(g, lambda xy: np.column_stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c,
                                                             t.d * xy[:, 0] + t.e * xy[:, 1] + t.f]))
+
+
+_DIRECTIONS = {(1, 0): 0, (0, 1): 1, (-1, 0): 2, (0, -1): 3}
+"""Axis-aligned edge directions, counter-clockwise: east, north, west, south."""
+
+
+def _stitch(pieces: list, strip_rows: int):
+    """One polygon from the pieces of a 4-connected region (whole-pixel coordinates) that meet only
+    on strip edges, in numpy: with every ring oriented (the region on its left) and the strip
+    edges noded to single pixels, the edges two pieces share run both ways and cancel; the rest are
+    linked end to start into rings (where the outline touches itself at a corner, the next edge is
+    the first met turning counter-clockwise from the way back, which keeps the rings simple, as
+    GDAL traces them). One counter-clockwise ring is the shell, the clockwise ones its holes. Memory
+    is a few arrays per edge, where a GEOS union of a region with millions of vertices takes a
+    gigabyte. None when the result is not one shell (the caller unions with GEOS instead)."""
+    import shapely
+
+    rings = []
+    for piece in pieces:
+        piece = shapely.orient_polygons(_noded(piece, strip_rows))
+        rings.append(shapely.get_coordinates(piece.exterior))
+        rings += [shapely.get_coordinates(h) for h in piece.interiors]
+    start = np.concatenate([r[:-1] for r in rings]).astype(np.int64)
+    end = np.concatenate([r[1:] for r in rings]).astype(np.int64)
+    del rings
+    lo = np.minimum(start.min(0), end.min(0))
+    start -= lo
+    end -= lo
+    width = int(max(start[:, 0].max(), end[:, 0].max())) + 1
+    points = width * (int(max(start[:, 1].max(), end[:, 1].max())) + 1)
+    if points ** 2 >= 2 ** 62:
+        return None
+    ps, pe = start[:, 1] * width + start[:, 0], end[:, 1] * width + end[:, 0]
+    keep = ~np.isin(ps * points + pe, pe * points + ps)  # an edge run both ways is shared: not outline
+    start, end, ps, pe = start[keep], end[keep], ps[keep], pe[keep]
+    step = np.sign(end - start)
+    direction = np.select([step[:, 0] == 1, step[:, 1] == 1, step[:, 0] == -1], [0, 1, 2], 3)
+    order = np.argsort(ps, kind="stable")
+    first = np.searchsorted(ps[order], pe, "left")
+    count = np.searchsorted(ps[order], pe, "right") - first
+    if (count < 1).any() or (count > 2).any():
+        return None
+    nxt = order[np.minimum(first, len(order) - 1)]
+    for i in np.flatnonzero(count == 2):  # the outline touches itself here
+        back = (direction[i] + 2) % 4
+        options = order[first[i]:first[i] + 2]
+        turns = (direction[options] - back) % 4  # counter-clockwise steps from the way back
+        nxt[i] = options[np.argmin(turns)]
+    shell, holes = None, []
+    seen = np.zeros(len(nxt), bool)
+    for s in range(len(nxt)):
+        if seen[s]:
+            continue
+        idx, i = [], s
+        while not seen[i]:
+            seen[i] = True
+            idx.append(i)
+            i = nxt[i]
+        if i != s:
+            return None
+        ring = (start[idx] + lo).astype(np.float64)
+        ring = np.concatenate([ring, ring[:1]])
+        x, y = ring[:, 0], ring[:, 1]
+        if float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1])) > 0:
+            if shell is not None:
+                return None
+            shell = ring
+        else:
+            holes.append(ring)
+    return None if shell is None else shapely.Polygon(shell, holes)
 
 
 def _noded(g, strip_rows: int):
