@@ -120,7 +120,7 @@ def draw(mosaic: Path, gpkg: Path, labels: Path, out: Path, title: str):
         ax.set_title(name, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda p: fig.savefig(p, format="png"))
@@ -169,7 +169,7 @@ def main():
     }
     atomic_write_text(JSON, json.dumps(result, indent=2) + "\n")
     draw(ROOT / doc["tiles"]["mosaic"], gpkg, labels, PICTURE,
-         f"hotosm folder 4, tiles {x0}-{x1} x {y0}-{y1} at zoom {args.zoom}, served from disk; model {args.model}")
+         f"hotosm folder 4, tiles {x0}-{x1} x {y0}-{y1} at zoom {args.zoom},\nserved from disk; model {args.model}")
     atomic_write_text(DOC, fill(DOC.read_text(), "to_a_map", block(result)))
     print(json.dumps(result, indent=2))
     return 0
