@@ -785,6 +785,11 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
     pairs = collect_inputs(inputs, out_dir)
     with OutputLock(out_dir, "satseg predict"):
         planned = plan_outputs(pairs, out_dir, force, skip_existing, vector)
+        if vector is not None:  # what the polygons ask of each scene, before any is predicted
+            from satseg.geo.vectors import check_placement
+
+            vector.class_ids(list(model.spec.seg_classes.names))
+            check_placement([src for src, _ in planned], vector)
         for src, dst in planned:
             for p in output_paths(src, dst, vector):
                 remove_temporaries(p)  # a killed run's; no other writer holds the folder

@@ -179,6 +179,9 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
     if cm.matrix.sum() == 0:
         raise SatsegError(f"{data}: no mask pixel of {len(samples)} images matches a class of the model "
                           f"({', '.join(names)}); wrong --data, or masks in another encoding?")
+    if labels is not None and cm.matrix[1].sum() == 0:
+        raise SatsegError(f"{labels}: no polygon falls on any of the {len(samples)} images under {data} (polygons "
+                          "in another place, or not longitude/latitude?)")
     result = {"model": str(predictor.path), "kind": predictor.kind, "data": str(data), "split": split,
               **({"labels": str(labels), "placed_by": scoring.placed_by} if labels is not None else {}),
               "seed": seed, "images": len(samples), "pixels": int(pixels),
@@ -282,8 +285,8 @@ def format_table(result: dict) -> str:
     for name, o in (result.get("objects") or {}).items():
         err = "n/a" if o["area_error"] is None else f"{100 * o['area_error']:+.1f} %"
         lines.append(f"{name} objects at IoU >= {o['iou_threshold']}"
-                     + (f" (of at least {o['min_pixels']} px)" if o.get("min_pixels") else "") + ": precision {o['precision']:.4f} recall "
-                     f"{o['recall']:.4f} F1 {o['f1']:.4f} ({o['matched']} of {o['true_objects']} true, "
+                     + (f" (of at least {o['min_pixels']} px)" if o.get("min_pixels") else "")
+                     + f": precision {o['precision']:.4f} recall {o['recall']:.4f} F1 {o['f1']:.4f} ({o['matched']} of {o['true_objects']} true, "
                      f"{o['predicted_objects']} predicted); area error {err}")
     m5 = result.get("miou_without_unlabeled")
     lines.append(f"mean IoU {result['miou']:.4f}" + (f" (without Unlabeled {m5:.4f})" if m5 is not None else "")

@@ -1038,7 +1038,8 @@ MAP_PREDICT_CASES = [
     (["--vector", "gpkg", "--min-area", "20km"], "not a number with an optional unit (px or m2)"),
     (["--vector", "gpkg", "--simplify", "-1"], "not a number with an optional unit (px or m)"),
     (["--vector", "gpkg", "--vector-classes", "roof"], "no class 'roof'"),
-    (["--vector", "gpkg", "--min-area", "20m2"], "no georeference; give it in pixels"),
+    (["--vector", "gpkg", "--min-area", "20m2"], "cannot be measured on it; give it in pixels"),
+    (["--vector", "geojson"], "GeoJSON is in WGS84 degrees"),
 ]
 
 
@@ -1047,7 +1048,8 @@ def test_bad_vector_requests_are_one_line(world, tmp_path, args, message):
     pytest.importorskip("pyogrio")
     r = satseg("predict", world["image"], "--model", world["tflite"], "--out", tmp_path / "out", *args)
     assert_one_line_error(r, message)
-    assert not list((tmp_path / "out").glob("*.gpkg")) if (tmp_path / "out").exists() else True
+    assert not (tmp_path / "out").exists() or not any(p for p in (tmp_path / "out").iterdir()
+                                                      if not p.name.startswith("."))  # checked before any work
 
 
 def test_vectors_without_the_geo_extra_say_what_to_install(world, tmp_path):
@@ -1075,6 +1077,9 @@ MAP_EVALUATE_CASES = [
     (lambda t, w: ["--labels", _labels(t, '{"type": "FeatureCollection", "features": []}'), "--labels-class", "roof"],
      "no class 'roof'"),
     (lambda t, w: ["--objects", "roof"], "--objects: no class 'roof'"),
+    (lambda t, w: ["--labels", _labels(t, '{"type": "FeatureCollection", "crs": {"type": "name", "properties": '
+                                        '{"name": "urn:ogc:def:crs:EPSG::3857"}}, "features": []}'),
+                   "--labels-class", "Building"], "must be longitude/latitude"),
 ]
 
 

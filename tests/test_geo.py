@@ -22,6 +22,8 @@ def test_a_chip_name_places_it_on_its_web_mercator_tile():
     assert (w, e) == pytest.approx((124.26361083984375, 124.2637825012207))
     assert (s, n) == pytest.approx((13.969219210210401, 13.969385794736821))
     assert tile_from_name("image_part_001") is None and tile_from_name("x-9-5-3") is None  # 9 >= 2 ** 3
+    assert tile_from_name("photo_2023-05-12") is None  # a date, not a tile (leading zero, mixed separators)
+    assert tile_from_name("tile_10_12_5") == Tile(10, 12, 5)
     assert Tile(0, 0, 0).mercator_bounds() == pytest.approx((-20037508.342789244, -20037508.342789244,
                                                                20037508.342789244, 20037508.342789244))
 

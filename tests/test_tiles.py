@@ -150,3 +150,28 @@ def test_tile_options_need_tiles_and_tiles_take_no_inputs(tmp_path, pixel_tflite
     assert_one_line_error(satseg("predict", "--tiles", "http://h/tiles.png", "--bbox", "0,0,1,1", "--zoom", "3",
                                  "--model", pixel_tflite, "--out", tmp_path / "o"), "needs {z}, {x} and {y}")
     assert_one_line_error(satseg("predict", "--model", pixel_tflite, "--out", tmp_path / "o"), "no INPUTS")
+    assert_one_line_error(satseg("predict", "--tiles", "http://{s}.h/{z}/{x}/{y}.png", "--bbox", "0,0,1,1", "--zoom",
+                                 "3", "--model", pixel_tflite, "--out", tmp_path / "o"), "holds {s}")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_damaged_cache_entry_is_fetched_again_and_a_link_in_the_cache_is_refused(tmp_path, server, pixel_tflite):
+    _, url, seen = server
+    out = tmp_path / "out"
+    args = ["--tiles", url, "--bbox", bbox(), "--zoom", Z, "--model", pixel_tflite, "--out", out, "--json", "-q"]
+    assert satseg("predict", *args).returncode == 0
+    entries = sorted((out / "tile-cache").rglob("*.tile"))
+    entries[0].write_bytes(b"not a png")
+    n = len(seen)
+    r = satseg("predict", *args, "--force")
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert json.loads(r.stdout)["tiles"]["used"] == 4 and len(seen) - n == 3  # the damaged one and the 2 never usable
+    folder = entries[0].parent
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    folder.symlink_to(victim)
+    assert_one_line_error(satseg("predict", *args, "--force"), "is a link")
+    assert not any(victim.iterdir())

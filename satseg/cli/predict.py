@@ -74,6 +74,11 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, 
     if request is not None:
         fetched = fetch_tiles(request, out, tile_cache, vopts, force, as_json)
         inputs, force = [str(fetched.path)], True  # its outputs were checked before fetching
+    if merged is not None:
+        from satseg.edge import collect_inputs
+        from satseg.geo.vectors import check_placement
+
+        check_placement([src for src, _ in collect_inputs(inputs, out)], vopts, merge=True)
     scenes = []
     try:
         written = predict_files(model, inputs, out, overlap, force, progress=not as_json, tta=tta,
@@ -82,7 +87,11 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, 
     except BatchError as e:
         for _, reason in e.failed:
             click.echo(f"satseg: error: {reason}", err=True)
-        click.echo(f"wrote {len(e.written)} files to {out}/", err=as_json)
+        if as_json:  # the scenes that were done are reported all the same
+            click.echo(json.dumps({"out": str(out), "written": len(e.written), "scenes": scenes,
+                                   "failed": [{"input": str(s), "reason": r} for s, r in e.failed]}, indent=2))
+        else:
+            click.echo(f"wrote {len(e.written)} files to {out}/")
         raise
     except (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as e:
         raise SatsegError(str(e)) from None
@@ -183,6 +192,8 @@ def fetch_tiles(request, out, tile_cache, vopts, force, as_json):
     cache = Path(tile_cache) if tile_cache else out / "tile-cache"
     if cache.is_relative_to(out):
         check_inside(out, cache)
+    if cache.exists() and not cache.is_dir():
+        raise SatsegError(f"{cache}: not a folder (--tile-cache)")
     fetched = fetch_mosaic(request, out / "imagery", cache, name, progress=not as_json)
     for problem in fetched.problems:
         click.echo(f"satseg: warning: {problem}", err=True)

@@ -30,6 +30,9 @@ def read_polygons(path: str | Path) -> list[dict]:
     feats = doc.get("features") if isinstance(doc, dict) else None
     if not isinstance(feats, list):
         raise DataError(f"{path}: not a GeoJSON FeatureCollection")
+    crs = (((doc.get("crs") or {}).get("properties") or {}).get("name") or "") if isinstance(doc.get("crs"), dict) else ""
+    if crs and not any(k in crs.upper() for k in ("CRS84", "4326")):
+        raise DataError(f"{path}: coordinates in {crs}; GeoJSON labels must be longitude/latitude (EPSG:4326)")
     geoms = [f.get("geometry") for f in feats if isinstance(f, dict)]
     return [g for g in geoms if isinstance(g, dict) and g.get("type") in ("Polygon", "MultiPolygon")]
 

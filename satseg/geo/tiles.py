@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from satseg.errors import DataError
 
 ORIGIN = 20037508.342789244  # half the web-mercator square, metres (EPSG:3857)
-_NAME = re.compile(r"(?:^|[-_])(\d+)[-_](\d+)[-_](\d{1,2})$")
+_NAME = re.compile(r"(?:^|[-_])(0|[1-9]\d*)([-_])(0|[1-9]\d*)\2(0|[1-9]\d?)$")
+"""``...-X-Y-Z`` (or with ``_``, the same separator throughout): whole numbers without leading
+zeros, so a date such as ``2023-05-12`` is not taken for a tile."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def tile_from_name(stem: str) -> Tile | None:
     m = _NAME.search(stem)
     if not m:
         return None
-    x, y, z = (int(v) for v in m.groups())
+    x, y, z = int(m.group(1)), int(m.group(3)), int(m.group(4))
     try:
         return Tile(x, y, z)
     except DataError:

@@ -11,6 +11,7 @@ pixels without data (nodata in the mosaic), which predict marks as such.
 from __future__ import annotations
 
 import math
+import re
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,9 @@ import numpy as np
 
 from satseg.errors import DataError, SatsegError
 from satseg.geo.tiles import ORIGIN, Tile
+
+MAX_TILE_PIXELS = 4096 * 4096
+"""A tile larger than this is not an image a tile service serves (a decompression bomb): refused."""
 
 MAX_TILES = 4096
 """Tiles one request may mosaic (4096 tiles of 256 px: a 16384 x 16384 scene, 1 GB of RGBA)."""
@@ -43,8 +47,13 @@ class TileRequest:
     def __post_init__(self):
         if not all(k in self.template for k in ("{z}", "{x}", "{y}")):
             raise SatsegError(f"--tiles: '{self.template}' needs {{z}}, {{x}} and {{y}} in it")
-        if not self.template.startswith(("http://", "https://", "file://")):
-            raise SatsegError(f"--tiles: '{self.template}' is not an http(s) URL template")
+        other = re.findall(r"\{[^}]*\}", self.template.replace("{z}", "").replace("{x}", "").replace("{y}", ""))
+        if other:
+            raise SatsegError(f"--tiles: '{self.template}' holds {other[0]}; only {{z}}, {{x}} and {{y}} are filled in "
+                              "(write a subdomain such as {s} out: a, b or c)")
+        if not self.template.startswith(("http://", "https://", "file://")) or any(c.isspace() for c in self.template):
+            raise SatsegError(f"--tiles: '{self.template}' is not an http(s) or file URL template (spaces must be "
+                              "written %20)")
         w, s, e, n = self.bbox
         if not (-180 <= w < e <= 180 and -85.0511 <= s < n <= 85.0511):
             raise SatsegError(f"--bbox {w},{s},{e},{n}: needs west < east within -180..180 and south < north within "
@@ -94,6 +103,16 @@ class Fetched:
     problems: list[str] = field(default_factory=list)
 
 
+def check_no_links(root: Path, path: Path) -> None:
+    """No link on the way from ``root`` to ``path``: a link planted in the cache must not carry a
+    write elsewhere."""
+    p = root
+    for part in path.relative_to(root).parts:
+        p = p / part
+        if p.is_symlink():
+            raise SatsegError(f"{p}: is a link; satseg does not read or write the tile cache through links")
+
+
 def user_agent() -> str:
     from satseg import __version__
 
@@ -104,10 +123,15 @@ def fetch_tile(req: TileRequest, tile: Tile, cache: Path) -> tuple[bytes | None,
     """(bytes, None, from cache) of one tile, or (None, why not, False). Server errors (5xx, 429)
     and timeouts are retried with exponential backoff; a 404 or another 4xx is not. Answers that
     decode as images are cached."""
-    path = cache_folder(cache, req.template) / str(tile.z) / str(tile.x) / f"{tile.y}.tile"
-    if path.is_file() and not path.is_symlink():
-        return path.read_bytes(), None, True
-    url = req.template.format(z=tile.z, x=tile.x, y=tile.y)
+    folder = cache_folder(cache, req.template)
+    path = folder / str(tile.z) / str(tile.x) / f"{tile.y}.tile"
+    check_no_links(cache, path)
+    if path.is_file():
+        data = path.read_bytes()
+        if decode_tile(data) is not None:
+            return data, None, True
+        path.unlink()  # a damaged cache entry (satseg wrote only whole images there): fetched again
+    url = tile_url(req.template, tile)
     why = ""
     for attempt in range(req.retries + 1):
         if attempt:
@@ -123,6 +147,8 @@ def fetch_tile(req: TileRequest, tile: Tile, cache: Path) -> tuple[bytes | None,
                 return None, why, False
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
             why = f"no answer ({getattr(e, 'reason', e)})"
+        except ValueError as e:  # http.client.InvalidURL and the like: asking again will not help
+            return None, f"bad URL {url!r} ({e})", False
     else:
         return None, f"{why} after {req.retries + 1} tries", False
     if decode_tile(data) is not None:  # only images are kept: a corrupt answer is asked for again next time
@@ -131,6 +157,12 @@ def fetch_tile(req: TileRequest, tile: Tile, cache: Path) -> tuple[bytes | None,
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda p: p.write_bytes(data))
     return data, None, False
+
+
+def tile_url(template: str, tile: Tile) -> str:
+    """The template with {z}, {x} and {y} filled in (replaced, never formatted: nothing else in the
+    URL is evaluated)."""
+    return template.replace("{z}", str(tile.z)).replace("{x}", str(tile.x)).replace("{y}", str(tile.y))
 
 
 def cache_folder(cache: Path, template: str) -> Path:
@@ -148,8 +180,10 @@ def decode_tile(data: bytes) -> np.ndarray | None:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > MAX_TILE_PIXELS:
+                return None
             return np.asarray(im.convert("RGBA"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
 

@@ -57,7 +57,8 @@ class Measure:
     unit: str
 
     def in_crs_units(self, pixel_size: float, metres_per_unit: float | None, square: bool) -> float | None:
-        """The value in the layer's coordinate units (None: metres asked of a scene without a CRS)."""
+        """The value in the layer's coordinate units, given the ground metres in one of them
+        (None: metres asked of a scene without a CRS)."""
         if self.unit == "px":
             return self.value * (pixel_size ** 2 if square else pixel_size)
         if metres_per_unit is None:
@@ -151,16 +152,45 @@ def scene_place(path: Path, shape_hw: tuple[int, int]) -> Place:
     return Place(None, Affine.identity(), "no georeference: pixel coordinates")
 
 
-def _metres_per_unit(crs: str | None) -> float | None:
-    """Metres in one unit of a projected CRS (None: no CRS, or a geographic one, in degrees)."""
-    if crs is None:
-        return None
-    from pyproj import CRS
+def check_placement(sources: list, options: VectorOptions, merge: bool = False) -> None:
+    """Before any work: what --vector asks of every scene can be done. Metres and GeoJSON (WGS84
+    degrees by definition) need a scene placed on the Earth; a merged layer needs every scene
+    placed, or none."""
+    placed, unplaced = [], []
+    for src in sources:
+        (placed if is_placed(Path(src)) else unplaced).append(Path(src))
+    if not unplaced:
+        return
+    metres = [m for m in (options.min_area, options.simplify) if m is not None and m.unit != "px"]
+    if metres:
+        raise DataError(f"{unplaced[0]}: has no georeference and no slippy-map tile name, so "
+                        f"{metres[0].value:g}{metres[0].unit} cannot be measured on it; give it in pixels (px)")
+    if options.format == "geojson":
+        raise DataError(f"{unplaced[0]}: has no georeference and no slippy-map tile name; GeoJSON is in WGS84 "
+                        "degrees, so its polygons would be nowhere (use --vector gpkg: pixel coordinates)")
+    if merge and placed:
+        raise DataError(f"--merge-vectors: {placed[0]} is placed on the Earth and {unplaced[0]} is not; one layer "
+                        "cannot hold both (predict them apart)")
 
-    c = CRS.from_user_input(crs)
-    if c.is_geographic:
-        return None
-    return float(c.axis_info[0].unit_conversion_factor)
+
+def is_placed(path: Path) -> bool:
+    """Whether a scene has a georeference or a slippy-map tile name."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from satseg.geo.tiles import tile_from_name
+
+    if tile_from_name(path.stem) is not None:
+        return True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                return ds.crs is not None and not ds.transform.is_identity
+    except rasterio.errors.RasterioIOError:
+        return False
 
 
 # --- polygons -------------------------------------------------------------------------------
@@ -205,7 +235,7 @@ def trace(ids: np.ndarray, place: Place, names: list[str], options: VectorOption
     class on both sides of it) are linked; a region is joined from its pieces and leaves this
     function when no piece of it reaches the last strip's lower edge."""
     keep = options.class_ids(names)
-    min_area, tol = _thresholds(place, options)
+    min_area, tol = _thresholds(place, options, ids.shape)
     h = ids.shape[0]
     regions = _Regions()
     below = None  # the last strip's lowest row of region labels
@@ -293,55 +323,63 @@ def _label_strip(ids: np.ndarray, keep: list[int], first: int) -> tuple[np.ndarr
     return labels, classes
 
 
-def _trace_labels(labels: np.ndarray, y0: int) -> list[tuple[object, int]]:
-    """(polygon in pixel coordinates, label) of each labelled region of a strip starting at row ``y0``."""
+def _trace_labels(labels: np.ndarray, y0: int) -> list[tuple[list[np.ndarray], int]]:
+    """(piece, label) of each labelled region of a strip starting at row ``y0``: a piece is its
+    rings in whole-pixel coordinates as int32 arrays (8 bytes a vertex where a polygon takes 16 and
+    more), the outer ring first, oriented so that the region lies on their left."""
     import shapely
     from affine import Affine
     from rasterio import features
 
     lab = labels.astype(np.int32)
-    shapes = features.shapes(lab, mask=lab > 0, connectivity=4, transform=Affine.translation(0, y0))
-    return [(shapely.geometry.shape(shape), int(value)) for shape, value in shapes]
+    out = []
+    for shape, value in features.shapes(lab, mask=lab > 0, connectivity=4, transform=Affine.translation(0, y0)):
+        g = shapely.orient_polygons(shapely.geometry.shape(shape))
+        out.append(([shapely.get_coordinates(g.exterior).astype(np.int32)]
+                    + [shapely.get_coordinates(h).astype(np.int32) for h in g.interiors], int(value)))
+    return out
 
 
 def _outline(pieces: list, transform, strip_rows: int):
-    """A region's polygon in the scene's CRS from its pieces in pixel coordinates (joined along the
-    strip edges they share; collinear vertices removed)."""
+    """A region's polygon in the scene's CRS from its pieces (joined along the strip edges they
+    share; collinear vertices removed)."""
     import shapely
 
     if len(pieces) == 1:
-        g = pieces[0]
+        rings = pieces[0]
     else:
-        g = _stitch(pieces, strip_rows)
-        if g is None:  # a shape the stitcher does not take: GEOS's union of the noded pieces
-            g = shapely.coverage_union_all([_noded(p, strip_rows) for p in pieces])
-    g = _without_collinear(g)
+        rings = _stitch(pieces, strip_rows)
+        if rings is None:  # a shape the stitcher does not take: GEOS's union of the noded pieces
+            g = shapely.coverage_union_all([shapely.Polygon(*_split([_noded(r, strip_rows) for r in p]))
+                                            for p in pieces])
+            rings = [shapely.get_coordinates(g.exterior)] + [shapely.get_coordinates(h) for h in g.interiors]
     t = transform
-    return shapely.transform(g, lambda xy: np.column_stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c,
-                                                            t.d * xy[:, 0] + t.e * xy[:, 1] + t.f]))
+    out = []
+    for r in rings:
+        r = _drop_collinear(r).astype(np.float64)
+        out.append(np.column_stack([t.a * r[:, 0] + t.b * r[:, 1] + t.c, t.d * r[:, 0] + t.e * r[:, 1] + t.f]))
+    return shapely.Polygon(*_split(out))
+
+
+def _split(rings: list) -> tuple:
+    return rings[0], rings[1:]
 
 
 _DIRECTIONS = {(1, 0): 0, (0, 1): 1, (-1, 0): 2, (0, -1): 3}
 """Axis-aligned edge directions, counter-clockwise: east, north, west, south."""
 
 
-def _stitch(pieces: list, strip_rows: int):
-    """One polygon from the pieces of a 4-connected region (whole-pixel coordinates) that meet only
-    on strip edges, in numpy: with every ring oriented (the region on its left) and the strip
+def _stitch(pieces: list, strip_rows: int) -> list[np.ndarray] | None:
+    """The rings (outer first) of one polygon from the pieces of a 4-connected region that meet
+    only on strip edges, in numpy: with every ring oriented (the region on its left) and the strip
     edges noded to single pixels, the edges two pieces share run both ways and cancel; the rest are
     linked end to start into rings (where the outline touches itself at a corner, the next edge is
     the first met turning counter-clockwise from the way back, which keeps the rings simple, as
-    GDAL traces them). One counter-clockwise ring is the shell, the clockwise ones its holes. Memory
-    is a few arrays per edge, where a GEOS union of a region with millions of vertices takes a
-    gigabyte. None when the result is not one shell (the caller unions with GEOS instead)."""
-    import shapely
-
-    rings = []
-    for piece in pieces:
-        piece = shapely.orient_polygons(_noded(piece, strip_rows))
-        rings.append(shapely.get_coordinates(piece.exterior).astype(np.int64))
-        rings += [shapely.get_coordinates(h).astype(np.int64) for h in piece.interiors]
-    lo = np.min([r.min(0) for r in rings], axis=0)
+    GDAL traces them). One counter-clockwise ring is the outer one, the clockwise ones its holes.
+    Memory is a few arrays per edge, where a GEOS union of a region with millions of vertices
+    takes a gigabyte. None when the result is not one outer ring (the caller unions with GEOS)."""
+    rings = [_noded(r, strip_rows) for piece in pieces for r in piece]
+    lo = np.min([r.min(0) for r in rings], axis=0).astype(np.int64)
     hi = np.max([r.max(0) for r in rings], axis=0) - lo
     if (hi[0] + 1) * (hi[1] + 1) >= 2 ** 31:
         return None
@@ -381,17 +419,17 @@ def _stitch(pieces: list, strip_rows: int):
     del nxt
     shell, holes = None, []
     for a, b in bounds:
-        k = ps[walk[a:b]]
-        ring = np.column_stack([k % width + lo[0], k // width + lo[1]]).astype(np.float64)
+        k = ps[walk[a:b]].astype(np.int64)
+        ring = np.column_stack([k % width + lo[0], k // width + lo[1]])
         ring = np.concatenate([ring, ring[:1]])
-        x, y = ring[:, 0], ring[:, 1]
+        x, y = ring[:, 0].astype(np.float64), ring[:, 1].astype(np.float64)
         if float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1])) > 0:
             if shell is not None:
                 return None
             shell = ring
         else:
             holes.append(ring)
-    return None if shell is None else shapely.Polygon(shell, holes)
+    return None if shell is None else [shell] + holes
 
 
 def _cycles(nxt: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -413,45 +451,31 @@ def _cycles(nxt: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
     return walk, bounds
 
 
-def _noded(g, strip_rows: int):
-    """``g`` (pixel coordinates) with a vertex at every whole pixel along its edges that lie on a
-    strip edge (rows that are multiples of ``strip_rows``), so that two pieces meeting there share
-    every vertex (a coverage union needs it)."""
-    import shapely
-
-    def ring(coords: np.ndarray) -> np.ndarray:
-        a, b = coords[:-1], coords[1:]
-        dx = b[:, 0] - a[:, 0]
-        seam = (a[:, 1] == b[:, 1]) & (a[:, 1] % strip_rows == 0)
-        extra = np.where(seam, np.maximum(np.abs(dx) - 1, 0), 0).astype(np.int64)
-        if not extra.any():
-            return coords
-        seg = np.repeat(np.arange(len(a)), 1 + extra)
-        starts = np.concatenate([[0], np.cumsum(1 + extra)[:-1]])
-        k = np.arange(len(seg)) - starts[seg]  # 0: the segment's own first vertex; then one per pixel
-        xs = a[seg, 0] + np.sign(dx[seg]) * k
-        return np.concatenate([np.column_stack([xs, a[seg, 1]]), coords[-1:]])
-
-    shell = ring(shapely.get_coordinates(g.exterior))
-    holes = [ring(shapely.get_coordinates(h)) for h in g.interiors]
-    return shapely.Polygon(shell, holes)
+def _noded(ring: np.ndarray, strip_rows: int) -> np.ndarray:
+    """A ring (whole-pixel coordinates) with a vertex at every whole pixel along its edges that
+    lie on a strip edge (rows that are multiples of ``strip_rows``), so that two pieces meeting
+    there share every vertex."""
+    a, b = ring[:-1], ring[1:]
+    dx = (b[:, 0] - a[:, 0]).astype(np.int64)
+    seam = (a[:, 1] == b[:, 1]) & (a[:, 1] % strip_rows == 0)
+    extra = np.where(seam, np.maximum(np.abs(dx) - 1, 0), 0)
+    if not extra.any():
+        return ring
+    seg = np.repeat(np.arange(len(a)), 1 + extra)
+    starts = np.concatenate([[0], np.cumsum(1 + extra)[:-1]])
+    k = np.arange(len(seg)) - starts[seg]  # 0: the segment's own first vertex; then one per pixel
+    xs = a[seg, 0] + np.sign(dx[seg]) * k
+    return np.concatenate([np.column_stack([xs, a[seg, 1]]).astype(ring.dtype), ring[-1:]])
 
 
-def _without_collinear(g):
-    """``g`` (whole-pixel coordinates, exact) with the vertices that lie on a straight line
-    between their neighbours removed: one outline per region, however it was cut and joined
-    (GEOS's simplify with tolerance 0 does the same at many times the time and memory)."""
-    import shapely
-
-    def ring(coords: np.ndarray) -> np.ndarray:
-        pts = coords[:-1]
-        prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
-        cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (nxt[:, 0] - pts[:, 0])
-        keep = pts[cross != 0]
-        return np.concatenate([keep, keep[:1]])
-
-    return shapely.Polygon(ring(shapely.get_coordinates(g.exterior)),
-                           [ring(shapely.get_coordinates(h)) for h in g.interiors])
+def _drop_collinear(ring: np.ndarray) -> np.ndarray:
+    """A closed ring (whole-pixel coordinates, exact) without the vertices that lie on a straight
+    line between their neighbours: one outline per region, however it was cut and joined."""
+    pts = ring[:-1].astype(np.int64)
+    prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
+    cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (nxt[:, 0] - pts[:, 0])
+    keep = pts[cross != 0]
+    return np.concatenate([keep, keep[:1]])
 
 
 def _finish(done: list, min_area: float, tol: float) -> list:
@@ -468,30 +492,33 @@ def _finish(done: list, min_area: float, tol: float) -> list:
     return out
 
 
-def _thresholds(place: Place, options: VectorOptions) -> tuple[float, float]:
-    mpu, px = _metres_per_unit(place.crs), place.pixel_size
-    min_area = tol = 0.0
-    if options.min_area is not None:
-        min_area = _in_units(options.min_area, px, mpu, True, place, "--min-area")
-    if options.simplify is not None:
-        tol = _in_units(options.simplify, px, mpu, False, place, "--simplify")
+def _thresholds(place: Place, options: VectorOptions, shape_hw: tuple[int, int]) -> tuple[float, float]:
+    """--min-area and --simplify in the layer's units. Metres are ground metres at the scene's
+    centre (a web-mercator metre is 1/cos(latitude) of one; a degree is no metre at all)."""
+    px = place.pixel_size
+    scale = None
+    if any(m is not None and m.unit != "px" for m in (options.min_area, options.simplify)):
+        if place.crs is None:
+            m = options.min_area if options.min_area is not None and options.min_area.unit != "px" else options.simplify
+            raise DataError(f"{'--min-area' if m is options.min_area else '--simplify'} {m.value:g}{m.unit}: the "
+                            "scene has no georeference; give it in pixels (px)")
+        scale = ground_scale(place, shape_hw)
+    min_area = options.min_area.in_crs_units(px, scale, True) if options.min_area is not None else 0.0
+    tol = options.simplify.in_crs_units(px, scale, False) if options.simplify is not None else 0.0
     return min_area, tol
 
 
-def _in_units(m: Measure, px: float, mpu: float | None, square: bool, place: Place, option: str) -> float:
-    v = m.in_crs_units(px, mpu, square)
-    if v is None:
-        if place.crs is None:
-            raise DataError(f"{option} {m.value:g}{m.unit}: the scene has no georeference; give it in pixels (px)")
-        # a geographic CRS: metres are turned into degrees at the scene's latitude
-        return _metres_in_degrees(m, place, square)
-    return v
+def ground_scale(place: Place, shape_hw: tuple[int, int]) -> float:
+    """Ground metres in one unit of the scene's CRS, at its centre: from the geodesic area of the
+    centre pixel against its area in CRS units."""
+    import shapely
 
-
-def _metres_in_degrees(m: Measure, place: Place, square: bool) -> float:
-    lat = place.transform.f
-    deg = 1.0 / 111_320.0 / max(np.cos(np.radians(lat)), 1e-6) ** 0.5
-    return m.value * (deg ** 2 if square else deg)
+    t, (h, w) = place.transform, shape_hw
+    c, r = w // 2, h // 2
+    corners = [t * (c, r), t * (c + 1, r), t * (c + 1, r + 1), t * (c, r + 1)]
+    pixel = shapely.Polygon(corners)
+    true = areas_m2([pixel], place.crs)[0]
+    return float(np.sqrt(true / pixel.area)) if true and pixel.area else 1.0
 
 
 def areas_m2(geoms: list, crs: str | None) -> list[float | None]:
