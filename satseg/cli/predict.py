@@ -121,6 +121,8 @@ def vector_request(vector, classes, min_area, simplify, merge):
 
     require_geo("--vector")
     names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
+    if classes is not None and not names:
+        raise SatsegError(f"--vector-classes '{classes}': names no class")
     return VectorOptions(vector, names, parse_measure(min_area, True, "--min-area") if min_area else None,
                          parse_measure(simplify, False, "--simplify") if simplify else None)
 
@@ -131,7 +133,9 @@ def merged_path(out, vopts, force):
     from satseg.errors import SatsegError
 
     path = Path(out) / f"merged{vopts.suffix}"
-    if path.is_symlink() or (path.exists() and not force):
+    if path.is_symlink():
+        raise SatsegError(f"{path}: is a link; satseg does not write through links (remove it)")
+    if path.exists() and not force:
         raise SatsegError(f"{path}: exists; pass --force to overwrite it")
     return path
 

@@ -27,6 +27,9 @@ from satseg.geo.tiles import ORIGIN, Tile
 MAX_TILE_PIXELS = 4096 * 4096
 """A tile larger than this is not an image a tile service serves (a decompression bomb): refused."""
 
+MAX_MOSAIC_PIXELS = 256 * 2 ** 20
+"""Pixels one mosaic may hold (1 GB as RGBA), whatever the tiles' size."""
+
 MAX_TILES = 4096
 """Tiles one request may mosaic (4096 tiles of 256 px: a 16384 x 16384 scene, 1 GB of RGBA)."""
 
@@ -222,6 +225,9 @@ def fetch_mosaic(req: TileRequest, out: Path, cache: Path, name: str, progress: 
         raise DataError(f"{req.template}: none of the {len(jobs)} tiles over --bbox could be used"
                         + (f" ({problems[0]}{', ...' if len(problems) > 1 else ''})" if problems else ""))
     p = size[0]
+    if len(xs) * len(ys) * p * p > MAX_MOSAIC_PIXELS:
+        raise DataError(f"{req.template}: {len(xs)} x {len(ys)} tiles of {p} px make a mosaic over "
+                        f"{MAX_MOSAIC_PIXELS // 2 ** 20} Mpx; a smaller box or a lower zoom")
     mosaic = np.zeros((len(ys) * p, len(xs) * p, 4), np.uint8)
     for t, rgba in pixels.items():
         r, c = (t.y - ys.start) * p, (t.x - xs.start) * p

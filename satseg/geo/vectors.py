@@ -73,7 +73,7 @@ def parse_measure(text: str, square: bool, option: str) -> Measure:
     """``"4"`` / ``"4px"`` (pixels) or ``"0.5m"`` (``"20m2"`` for an area) -> :class:`Measure`."""
     metre = "m2" if square else "m"
     m = _MEASURE.match(str(text))
-    if not m or (m.group(2) not in (None, "px", metre)):
+    if not m or (m.group(2) not in (None, "px", metre)) or not np.isfinite(float(m.group(1))):
         raise SatsegError(f"{option}: '{text}' is not a number with an optional unit (px or {metre})")
     return Measure(float(m.group(1)), m.group(2) or "px")
 
@@ -142,7 +142,10 @@ def scene_place(path: Path, shape_hw: tuple[int, int]) -> Place:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
                 if ds.crs is not None and not ds.transform.is_identity:
-                    return Place(ds.crs.to_string(), ds.transform, "its georeference")
+                    crs = ds.crs.to_string()
+                    if readable_crs(crs):
+                        return Place(crs, ds.transform, "its georeference")
+                    return Place(None, Affine.identity(), f"a CRS pyproj cannot read ({crs[:40]}): pixel coordinates")
     except rasterio.errors.RasterioIOError:
         pass
     tile = tile_from_name(Path(path).stem)
@@ -173,6 +176,18 @@ def check_placement(sources: list, options: VectorOptions, merge: bool = False) 
                         "cannot hold both (predict them apart)")
 
 
+def readable_crs(crs: str) -> bool:
+    """Whether pyproj understands ``crs`` (a local engineering CRS, LOCAL_CS, it does not)."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        c = CRS.from_user_input(crs)
+    except CRSError:
+        return False
+    return c.geodetic_crs is not None
+
+
 def is_placed(path: Path) -> bool:
     """Whether a scene has a georeference or a slippy-map tile name."""
     import warnings
@@ -188,7 +203,7 @@ def is_placed(path: Path) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
-                return ds.crs is not None and not ds.transform.is_identity
+                return ds.crs is not None and not ds.transform.is_identity and readable_crs(ds.crs.to_string())
     except rasterio.errors.RasterioIOError:
         return False
 
