@@ -49,6 +49,14 @@ def portable(text: str, tmp: str | None = None, run: Path | None = None) -> str:
     return text.replace(str(ROOT.parent / "shared"), "../shared")
 
 
+def copy_portable(src: Path, dst: Path, tmp: str | None = None, run: Path | None = None):
+    """Copy a file; a text record (JSON, Markdown) with :func:`portable` paths."""
+    if src.suffix in (".json", ".md"):
+        dst.write_text(portable(src.read_text(), tmp, run))
+    else:
+        shutil.copy2(src, dst)
+
+
 def portable_config(src: Path, dest: Path, masks: str | None):
     """The run's config.json with portable paths: masks as given to this script (they were made by
     ``satseg data rasterize`` and are remade the same way), the class file shipped beside it."""
@@ -129,18 +137,14 @@ def main():
         sh(cmd, log, tmp, args.run)
         for f in KEEP_EXPORT:
             if (exp / f).exists():  # no _fixed file for models normalised per patch
-                shutil.copy2(exp / f, ROOT / dest / f)
-        report = ROOT / dest / "report.json"
-        report.write_text(portable(report.read_text(), tmp, args.run))
+                copy_portable(exp / f, ROOT / dest / f, tmp, args.run)
         deflate(ROOT / dest / "model.keras")
     data = ["--data", args.data] + (["--masks", args.masks] if args.masks else [])
     objects = ["--objects", args.objects] if args.objects else []
     if not args.reexport:
         for f in KEEP_RUN:
-            if (args.run / f).exists():
-                (ROOT / dest / f).write_bytes((args.run / f).read_bytes())
-                if f.endswith(".json"):
-                    (ROOT / dest / f).write_text(portable((args.run / f).read_text(), run=args.run))
+            if (args.run / f).exists() and f != "config.json":  # the config: portable_config below
+                copy_portable(args.run / f, ROOT / dest / f, run=args.run)
         portable_config(args.run / "config.json", ROOT / dest, args.masks)
         keep_init_config(args.run, ROOT / dest)
         sh(["satseg", "evaluate", "--model", str(dest / "model.keras"), *data, "--split", "test", *objects,

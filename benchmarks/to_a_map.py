@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import subprocess
 import sys
 import time
@@ -24,6 +24,7 @@ from results import fail, run
 
 from satseg.atomic import atomic_write, atomic_write_text
 from satseg.data.catalog import data_root
+from satseg.roofline import machine_info, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -135,8 +136,6 @@ def main():
     args = ap.parse_args()
     if not FOLDER.is_dir():
         fail(f"{FOLDER}: hotosm-buildings not found (SATSEG_DATA sets the data root)")
-    import os
-
     folder = Path(os.path.relpath(FOLDER, ROOT))  # commands as a clone runs them, from its root
     work = Path(os.path.relpath(args.work.resolve(), ROOT))
     index = chip_index(FOLDER)
@@ -161,7 +160,7 @@ def main():
         "data": "hotosm-buildings folder 4 (84 chips; a country the training folders do not show)",
         "model": args.model, "served_tiles": f"zoom {args.zoom}, x {x0}-{x1}, y {y0}-{y1}",
         "bbox": bbox, "commands": log, "predict_seconds": round(seconds, 1),
-        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": machine_line(machine_info()),
         "tiles": {k: v for k, v in doc["tiles"].items() if k != "mosaic"}, "hectares": scene["hectares"], "polygons": scene["polygons"],
         "vector": place,
         "evaluate": {"images": scores["images"], "building_iou": scores["foreground"]["iou"],

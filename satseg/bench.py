@@ -318,7 +318,10 @@ def _scene_memory(size: int, model, without: tuple[str, ...], d: Path, fmt: str 
         raise RuntimeError(f"satseg predict failed: {lines[-2:] if lines else r.returncode}")
     peak = int(lines[-1].split()[1]) * 1024
     decoded = size * size * 3
+    from satseg.roofline import machine_info, machine_line
+
     result = {"size": size, "format": fmt, "without": list(without), "options": list(extra),
+              "machine": machine_line(machine_info()),
               "peak_bytes": peak, "peak_gb": round(peak / 1e9, 3),
               "decoded_image_gb": round(decoded / 1e9, 3), "peak_over_image": round(peak / decoded, 2),
               "seconds": round(wall, 1)}

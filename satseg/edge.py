@@ -553,40 +553,52 @@ def broken_images_in(folder: Path) -> list[Path]:
 
 @dataclass
 class Scene:
-    """What predicting one scene wrote (``paths``) and found (``summary``: pixels per class, and,
-    when the scene is placed on the Earth, hectares per class; polygons written)."""
+    """What predicting one scene wrote (``paths``) and found (``summary``: its files; when asked,
+    pixels per class and, when the scene is placed on the Earth, hectares per class; with
+    polygons, how many and how the scene was placed)."""
 
     paths: list[Path]
     summary: dict
 
 
-def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False, vector=None) -> Scene:
+def predict_one(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False, vector=None,
+                summary: bool = False) -> Scene:
     """One scene, one pure function of (model, scene): read strip by strip, predict, write the
-    rasters and, with ``vector`` (:class:`satseg.geo.vectors.VectorOptions`), its polygons."""
+    rasters and, with ``vector`` (:class:`satseg.geo.vectors.VectorOptions`), its polygons;
+    ``summary`` adds pixels and hectares per class to what the scene reports."""
     fn = with_flip_tta(model.predict_patches) if tta else model.predict_patches
     ids = predict_scene(src, fn, model.spec, overlap, model=None if tta else model)
     paths = write_prediction(ids, dst, model.spec, source=src)
     names = list(model.spec.seg_classes.names)
-    counts = row_class_counts(ids, len(names))
-    summary = {"input": str(src), "pixels": dict(zip(names, map(int, counts.sum(0))))}
+    info = {"input": str(src)}
     place = None
-    from satseg.geo.vectors import missing_geo
+    if vector is not None or summary:
+        from satseg.geo.vectors import missing_geo
+        from satseg.memory import release_freed_memory
 
-    if vector is not None or not missing_geo(("rasterio", "shapely", "pyproj")):
-        from satseg.geo.vectors import class_hectares, scene_place
+        release_freed_memory()  # the pages the scene was decoded into, before tracing needs its own
 
-        place = scene_place(src, ids.shape)
-        summary["placed_by"] = place.how
-        summary["hectares"] = class_hectares(counts, place, names)
+        if not missing_geo(("rasterio", "shapely", "pyproj")):  # an edge install reports pixels only
+            from satseg.geo.vectors import scene_place
+
+            place = scene_place(src, ids.shape)
+            info["placed_by"] = place.how
+    if summary:
+        counts = row_class_counts(ids, len(names))
+        info["pixels"] = dict(zip(names, map(int, counts.sum(0))))
+        if place is not None:
+            from satseg.geo.vectors import class_hectares
+
+            info["hectares"] = class_hectares(counts, place, names)
     if vector is not None:
         from satseg.geo.vectors import trace, write_layers
 
         path, count = write_layers(output_paths(src, dst, vector)[-1], trace(ids, place, names, vector),
                                    vector.format, dst.name, place.crs)
         paths.append(path)
-        summary["polygons"] = count
-    summary["outputs"] = [str(p) for p in paths]
-    return Scene(paths, summary)
+        info["polygons"] = count
+    info["outputs"] = [str(p) for p in paths]
+    return Scene(paths, info)
 
 
 def row_class_counts(ids: np.ndarray, num_classes: int, strip_pixels: int = 4_000_000) -> np.ndarray:
@@ -653,10 +665,10 @@ def _work(job):
 
 
 def predict_or_reason(model, src: Path, dst: Path, overlap=DEFAULT_OVERLAP, tta: bool = False,
-                      vector=None) -> Scene | str:
+                      vector=None, summary: bool = False) -> Scene | str:
     """What one scene wrote and found, or why it could not be read (the batch goes on)."""
     try:
-        return predict_one(model, src, dst, overlap, tta, vector)
+        return predict_one(model, src, dst, overlap, tta, vector, summary)
     except DataError as e:
         return str(e)
     except OSError as e:  # a reader's I/O error on a damaged file (rasterio, Pillow); not a full disk
@@ -763,11 +775,14 @@ class BatchError(SatsegError):
 
 def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP, force: bool = False,
                   progress: bool = True, tta: bool = False, jobs: int = 1, skip_existing: bool = False,
-                  vector=None, on_scene: Callable[[dict], None] | None = None) -> list[Path]:
+                  vector=None, merged: Path | None = None,
+                  on_scene: Callable[[dict], None] | None = None) -> list[Path]:
     """Predict every image under ``inputs`` into ``out_dir``; returns the files written.
 
-    ``vector`` (:class:`satseg.geo.vectors.VectorOptions`) adds each scene's polygons;
-    ``on_scene`` receives each scene's summary (:class:`Scene`) as it is done.
+    ``vector`` (:class:`satseg.geo.vectors.VectorOptions`) adds each scene's polygons, and
+    ``merged`` a layer of them all (those of every input, also ones a ``skip_existing`` run left),
+    footprints cut by chip borders joined (:func:`satseg.geo.vectors.merge_files`). ``on_scene``
+    receives each scene's summary (:class:`Scene`, pixels and hectares included) as it is done.
 
     A scene that cannot be read is reported and the others are done: :class:`BatchError` at the
     end lists the failures. ``skip_existing`` leaves out scenes whose outputs all exist.
@@ -789,12 +804,16 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
             from satseg.geo.vectors import check_placement
 
             vector.class_ids(list(model.spec.seg_classes.names))
-            check_placement([src for src, _ in planned], vector)
+            check_placement([src for src, _ in pairs], vector, merge=merged is not None)
+            for src, rel in pairs if merged is not None else ():
+                if Path(merged).absolute() in {p.absolute() for p in output_paths(src, out_dir / rel, vector)}:
+                    raise DataError(f"{src}: its polygons would go to {merged}, where --merge-vectors writes the "
+                                    "merged layer; rename the image or leave out --merge-vectors")
         for src, dst in planned:
             for p in output_paths(src, dst, vector):
                 remove_temporaries(p)  # a killed run's; no other writer holds the folder
         jobs = max(1, min(jobs, len(planned))) if isinstance(model, EdgeModel) else 1
-        work = [(src, dst, overlap, tta, vector) for src, dst in planned]
+        work = [(src, dst, overlap, tta, vector, on_scene is not None) for src, dst in planned]
         written, failed = [], []
 
         def done(src, result):
@@ -819,6 +838,11 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
                                          (str(model.path), threads, os.getpid())) as pool:
                     for job, result in zip(work, pool.map(_work, work)):
                         done(job[0], result)
+        if merged is not None and not failed:
+            from satseg.geo.vectors import merge_files
+
+            layers = [output_paths(src, out_dir / rel, vector)[-1] for src, rel in pairs]
+            written.append(merge_files([p for p in layers if p.is_file()], Path(merged), vector.format))
     if failed and len(planned) == 1:
         raise DataError(failed[0][1])  # one image: its own line is the whole story
     if failed:

@@ -139,7 +139,7 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
         raise SatsegError(f"{data}: no images in the {split} split to score (--split all scores every image)")
     names = class_names(classes)
     counters = {i: ObjectCounts(i, min_pixels=min_object_pixels)
-                for i in object_classes(classes, objects, scoring.objects)}
+                for i in object_classes(classes, objects)}
     cm = ConfusionMatrix(len(names))
     per_image = []
     pixels = 0
@@ -204,8 +204,6 @@ def evaluate(predictor: Predictor, data, split: str = "test", seed: int = 42, ov
 class MaskScoring:
     """Images scored against their masks, in the model's classes."""
 
-    objects = ()
-
     def __init__(self, samples, spec: ModelSpec):
         self.samples, self.spec, self.classes = samples, spec, spec.seg_classes
 
@@ -218,9 +216,9 @@ class MaskScoring:
         return probs, pred
 
 
-def object_classes(classes, asked: list[str] | None, default=()) -> list[int]:
+def object_classes(classes, asked: list[str] | None) -> list[int]:
     """Ids of the classes scored object by object: those asked for by name, else those the class
-    set marks ``objects`` (and ``default``, the class outlined by polygon labels)."""
+    set marks ``objects`` (the class polygon labels outline is marked so)."""
     if asked:
         lower = {n.lower(): i for i, n in enumerate(classes.names)}
         unknown = [a for a in asked if a.lower() not in lower]
@@ -228,7 +226,7 @@ def object_classes(classes, asked: list[str] | None, default=()) -> list[int]:
             raise SatsegError(f"--objects: no class {', '.join(map(repr, unknown))} (classes: "
                               f"{', '.join(classes.names)})")
         return sorted({lower[a.lower()] for a in asked})
-    return sorted({c.id for c in classes if c.objects} | set(default))
+    return sorted(c.id for c in classes if c.objects)
 
 
 def write_plots(plots_dir: Path, result: dict, classes, cm, panels, pr_labels, pr_probs, title: str):
@@ -266,6 +264,10 @@ def made_folder(folder: Path, files=PLOT_FILES):
         raise
 
 
+def _or_na(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
 def format_table(result: dict) -> str:
     lines = [f"{'class':<22}{'IoU':>8}{'precision':>11}{'recall':>9}{'F1':>8}{'share':>9}"]
     for name, m in result["per_class"].items():
@@ -286,7 +288,8 @@ def format_table(result: dict) -> str:
         err = "n/a" if o["area_error"] is None else f"{100 * o['area_error']:+.1f} %"
         lines.append(f"{name} objects at IoU >= {o['iou_threshold']}"
                      + (f" (of at least {o['min_pixels']} px)" if o.get("min_pixels") else "")
-                     + f": precision {o['precision']:.4f} recall {o['recall']:.4f} F1 {o['f1']:.4f} ({o['matched']} of {o['true_objects']} true, "
+                     + f": precision {_or_na(o['precision'])} recall {_or_na(o['recall'])} F1 {_or_na(o['f1'])} "
+                     f"({o['matched']} of {o['true_objects']} true, "
                      f"{o['predicted_objects']} predicted); area error {err}")
     m5 = result.get("miou_without_unlabeled")
     lines.append(f"mean IoU {result['miou']:.4f}" + (f" (without Unlabeled {m5:.4f})" if m5 is not None else "")

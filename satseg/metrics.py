@@ -22,15 +22,15 @@ def slug(name: str) -> str:
 def scores(cm: np.ndarray) -> dict:
     """Per-class IoU / precision / recall / F1, mean IoU and pixel accuracy from a confusion
     matrix (rows: truth, columns: prediction). Classes absent from both give NaN IoU and are
-    left out of the mean."""
+    left out of the mean; precision is NaN for a class never predicted, recall for one never true."""
     cm = np.asarray(cm, np.float64)
     tp = np.diag(cm)
     gt, pred = cm.sum(1), cm.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = tp / (gt + pred - tp)
-        precision = np.where(pred > 0, tp / pred, 0.0)
-        recall = tp / gt
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        precision = tp / pred  # undefined (NaN, reported n/a) where nothing was predicted the class
+        recall = tp / gt  # undefined where the truth has none of it
+        f1 = 2 * tp / (gt + pred)  # undefined only where both have none; 0 where one has some and they miss
     return {
         "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
         "pixel_accuracy": float(tp.sum() / max(cm.sum(), 1)),
@@ -128,7 +128,6 @@ class ObjectCounts:
         self.true_area = self.pred_area = 0
 
     def update(self, y_true: np.ndarray, y_pred: np.ndarray) -> ObjectCounts:
-
         valid = y_true != self.ignore_label
         t, nt = self._objects((y_true == self.class_id) & valid)
         p, np_ = self._objects((y_pred == self.class_id) & valid)
@@ -154,9 +153,10 @@ class ObjectCounts:
         return lab, n
 
     def report(self) -> dict:
-        precision = self.tp / self.pred if self.pred else 0.0
-        recall = self.tp / self.true if self.true else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        # undefined, not 0: precision without predicted objects, recall without true ones, F1 without either
+        precision = self.tp / self.pred if self.pred else None
+        recall = self.tp / self.true if self.true else None
+        f1 = None if not (self.pred or self.true) else 2 * self.tp / (self.pred + self.true)
         return {"iou_threshold": self.threshold, "min_pixels": self.min_pixels, "true_objects": self.true, "predicted_objects": self.pred,
                 "matched": self.tp, "precision": precision, "recall": recall, "f1": f1,
                 "area_error": (self.pred_area - self.true_area) / self.true_area if self.true_area else None}

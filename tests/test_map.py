@@ -26,7 +26,7 @@ from satseg.geo.vectors import (  # noqa: E402
 )
 from satseg.metrics import ObjectCounts  # noqa: E402
 
-from .test_faults import satseg  # noqa: E402
+from .test_faults import assert_one_line_error, satseg  # noqa: E402
 
 HOTOSM = data_root() / "hotosm-buildings"
 TWO = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "building", "color": [255, 0, 0]}]
@@ -161,7 +161,10 @@ def test_objects_two_squares_one_split_building_and_an_empty_image():
     assert r["precision"] == 0.25 and r["recall"] == 0.5 and r["f1"] == pytest.approx(1 / 3)
     assert r["area_error"] == pytest.approx((100 + 40 + 40 + 16 - 200) / 200)
     empty = ObjectCounts(1).update(np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)).report()
-    assert (empty["true_objects"], empty["predicted_objects"], empty["f1"], empty["area_error"]) == (0, 0, 0.0, None)
+    assert (empty["true_objects"], empty["predicted_objects"], empty["f1"], empty["area_error"]) == (0, 0, None, None)
+    assert (empty["precision"], empty["recall"]) == (None, None)  # 0 of 0 is no score, not a score of 0
+    missed = ObjectCounts(1).update(truth, np.zeros_like(truth)).report()
+    assert (missed["precision"], missed["recall"], missed["f1"]) == (None, 0.0, 0.0)
     ignored = truth.copy()
     ignored[20:24, 40:44] = 255  # the false one lies where the truth says nothing
     assert ObjectCounts(1).update(ignored, pred).report()["predicted_objects"] == 3
@@ -234,6 +237,30 @@ def test_predict_writes_polygons_and_hectares_and_merges_named_chips(tmp_path, p
     again = satseg("predict", str(tmp_path / "chips"), "--model", str(pixel_tflite), "--out", str(tmp_path / "out"),
                    "--vector", "gpkg", "--merge-vectors", "-q")
     assert again.returncode == 2 and "exists" in again.stderr
+    # a batch resumed with one more chip merges all three
+    _chip_with_polygon(tmp_path / "chips" / "302", Tile(302, 400, 10))
+    resumed = satseg("predict", str(tmp_path / "chips"), "--model", str(pixel_tflite), "--out", str(tmp_path / "out"),
+                     "--vector", "gpkg", "--merge-vectors", "--skip-existing", "--json", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(json.loads(resumed.stdout)["scenes"]) == 1
+    merged = read_layer(tmp_path / "out" / "merged.gpkg")
+    assert max(g.bounds[2] for g in merged.geoms) > Tile(302, 400, 10).mercator_bounds()[0]
+    (tmp_path / "out" / "merged.gpkg").write_text("my own notes")  # not satseg's: never replaced
+    foreign = satseg("predict", str(tmp_path / "chips"), "--model", str(pixel_tflite), "--out",
+                     str(tmp_path / "out"), "--vector", "gpkg", "--merge-vectors", "--skip-existing", "-q")
+    assert_one_line_error(foreign, "merged.gpkg: exists and is not a merged layer satseg wrote")
+    assert (tmp_path / "out" / "merged.gpkg").read_text() == "my own notes"
+    (tmp_path / "out" / "merged.gpkg").unlink()
+    (tmp_path / "out" / "merged.gpkg").mkdir()
+    folder = satseg("predict", str(tmp_path / "chips"), "--model", str(pixel_tflite), "--out",
+                    str(tmp_path / "out"), "--vector", "gpkg", "--merge-vectors", "--force", "-q")
+    assert_one_line_error(folder, "merged.gpkg: is a folder")
+    named = tmp_path / "named"
+    _chip_with_polygon(named, Tile(300, 400, 10))
+    (named / "OAM-300-400-10.png").rename(named / "merged.png")  # its own layer would be OUT/merged.gpkg
+    clash = satseg("predict", str(named), "--model", str(pixel_tflite), "--out", str(tmp_path / "o2"),
+                   "--vector", "gpkg", "--merge-vectors", "-q")
+    assert_one_line_error(clash, "merged.png: its polygons would go to", "rename the image")
 
 
 def test_tracing_in_strips_gives_the_polygons_of_the_whole_scene():
@@ -282,3 +309,78 @@ def test_strips_of_noise_full_of_corner_touches_give_the_whole_scene_polygons(se
         got = scene_polygons(ids, place, ["a", "b", "c"], opts, strip_rows=rows)
         assert all(g.is_valid for g in got.geoms)
         assert sorted(shapely.normalize(g).wkb for g in got.geoms) == want, rows
+
+
+def test_label_files_with_a_byte_order_mark_or_named_json_are_read(tmp_path):
+    from satseg.errors import DataError
+    from satseg.geo.labels import read_polygons
+
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
+    doc = json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
+                                                                 "geometry": square}]})
+    (tmp_path / "a.geojson").write_bytes(b"\xef\xbb\xbf" + doc.encode())  # as Windows tools save it
+    (tmp_path / "b.json").write_text(doc)
+    (tmp_path / "classes.json").write_text(json.dumps({"classes": [{"name": "building"}]}))  # not labels
+    assert read_polygons(tmp_path / "a.geojson") == [square]
+    assert read_polygons(tmp_path) == [square, square]
+    with pytest.raises(DataError, match="classes.json: not a GeoJSON FeatureCollection"):
+        read_polygons(tmp_path / "classes.json")
+    (tmp_path / "coco.json").write_text(json.dumps({"images": [], "annotations": []}))  # not read at all
+    assert read_polygons(tmp_path) == [square, square]
+    (tmp_path / "b.json").write_text(doc[:-30])  # cut short: refused by name, never skipped
+    with pytest.raises(DataError, match="b.json: not a readable GeoJSON file"):
+        read_polygons(tmp_path)
+    (tmp_path / "b.json").write_text(doc.replace("[1, 1]", "[Infinity, 1]"))
+    with pytest.raises(DataError, match="b.json: not a readable GeoJSON file .*Infinity is no coordinate"):
+        read_polygons(tmp_path)
+    (tmp_path / "b.json").write_text('{"features": ' + "[" * 100_000)
+    with pytest.raises(DataError, match="b.json: not a readable GeoJSON file"):
+        read_polygons(tmp_path)
+    (tmp_path / "a.geojson").unlink()
+    (tmp_path / "b.json").unlink()
+    with pytest.raises(DataError, match="no GeoJSON files"):
+        read_polygons(tmp_path)
+
+
+def test_a_georeference_off_the_earth_gives_no_areas_rather_than_nan():
+    from affine import Affine
+
+    from satseg.errors import DataError
+    from satseg.geo.vectors import Place, areas_m2, class_hectares, ground_scale
+
+    place = Place("EPSG:4326", Affine(0.01, 0, 10, 0, -0.01, 95.0), "its georeference")  # rows from latitude 95
+    counts = np.ones((4, 2), np.int64)
+    assert class_hectares(counts, place, ["a", "b"]) is None
+    assert areas_m2([shapely.box(10, 91, 11, 92)], "EPSG:4326") == [None]
+    with pytest.raises(DataError, match="off the Earth"):
+        ground_scale(place, (4, 4))
+    good = Place("EPSG:4326", Affine(0.01, 0, 10, 0, -0.01, 45.0), "its georeference")
+    assert all(v > 0 for v in class_hectares(counts, good, ["a", "b"]).values())
+
+
+def test_satseg_knows_its_own_layers_even_empty_ones_and_checks_metres_before_work(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from satseg.errors import DataError
+    from satseg.geo.vectors import (
+        Layer,
+        VectorOptions,
+        check_placement,
+        is_satseg_layer,
+        parse_measure,
+        write_layer,
+    )
+
+    for fmt, suffix in (("gpkg", ".gpkg"), ("geojson", ".geojson")):
+        path = write_layer(tmp_path / f"merged{suffix}", Layer("EPSG:4326", [], [], [], []), fmt, "merged")
+        assert is_satseg_layer(path), fmt
+    (tmp_path / "merged.gpkg").write_text((tmp_path / "merged.geojson").read_text())  # GeoJSON under .gpkg
+    assert not is_satseg_layer(tmp_path / "merged.gpkg")
+    off = tmp_path / "off.tif"  # rows from latitude 100: no ground there to measure
+    with rasterio.open(off, "w", driver="GTiff", width=8, height=8, count=3, dtype="uint8", crs="EPSG:4326",
+                       transform=from_origin(10, 100, 0.1, 0.1)) as ds:
+        ds.write(np.zeros((3, 8, 8), np.uint8))
+    with pytest.raises(DataError, match="off.tif: the scene's georeference .* off the Earth"):
+        check_placement([off], VectorOptions("gpkg", min_area=parse_measure("20m2", True, "--min-area")))
+    check_placement([off], VectorOptions("gpkg", min_area=parse_measure("20", True, "--min-area")))  # pixels: fine

@@ -29,6 +29,21 @@ def test_confusion_matrix_and_scores_agree_with_scikit_learn():
     assert s["pixel_accuracy"] == pytest.approx((t == p).mean())
 
 
+def test_scores_are_undefined_not_zero_where_a_class_is_never_predicted_or_never_true():
+    t, p = _random(1)
+    p = np.where(p == 4, 0, p)  # class 4 never predicted
+    t = np.where(t == 5, 1, t)
+    p = np.where(p == 5, 1, p)  # class 5 neither true nor predicted
+    s = ConfusionMatrix(6).update(t, p).scores()
+    prec, rec, f1, _ = precision_recall_fscore_support(t, p, labels=range(6), zero_division=np.nan)
+    np.testing.assert_allclose(s["precision"], prec)
+    np.testing.assert_allclose(s["recall"], rec)
+    np.testing.assert_allclose(s["f1"], f1)
+    assert np.isnan(s["precision"][4]) and s["f1"][4] == 0.0 and np.isnan(s["f1"][5])
+    rep = ConfusionMatrix(6).update(t, p).report([f"c{i}" for i in range(6)])
+    assert rep["per_class"]["c4"]["precision"] is None and rep["per_class"]["c4"]["f1"] == 0.0
+
+
 def test_ignore_label_is_skipped():
     t, p = _random(1)
     t2 = t.copy()

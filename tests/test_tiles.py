@@ -47,6 +47,19 @@ def server():
                 return self.send_error(400)
             if z != Z or x not in XS or y not in YS or (x, y) == MISSING or getattr(self.server, "empty", False):
                 return self.send_error(404)
+            if getattr(self.server, "broken", False):  # a body shorter than it says
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                self.wfile.write(b"\x89PNG short")
+                self.close_connection = True
+                return
+            if getattr(self.server, "down", None) is not None:  # every tile 503, with this Retry-After
+                self.send_response(503)
+                self.send_header("Retry-After", self.server.down)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if (x, y) == FLAKY and (x, y) not in failed_once:
                 failed_once.add((x, y))
                 return self.send_error(503)
@@ -129,7 +142,8 @@ def test_a_box_over_nothing_is_one_line(tmp_path, server, pixel_tflite):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--bbox", "10,20,5,30", "--zoom", "3"], "needs west < east"),
+    (["--bbox", "10,20,5,30", "--zoom", "3"], "swapped, write 5.0,20.0,10.0,30.0; if the box crosses the antimeridian, ask for its two halves, 10.0,20.0,180,30.0"),
+    (["--bbox", "10,30,20,20", "--zoom", "3"], "needs west < east"),
     (["--bbox", "a,b,c,d", "--zoom", "3"], "four numbers"),
     (["--bbox", "0,0,1,1"], "--tiles needs --bbox W,S,E,N and --zoom Z"),
     (["--bbox", "0,0,10,10", "--zoom", "14"], "more than 4096"),
@@ -148,7 +162,9 @@ def test_tile_options_need_tiles_and_tiles_take_no_inputs(tmp_path, pixel_tflite
     assert_one_line_error(satseg("predict", "x.png", "--tiles", "http://h/{z}/{x}/{y}.png", "--bbox", "0,0,1,1",
                                  "--zoom", "3", "--model", pixel_tflite, "--out", tmp_path / "o"), "takes no INPUTS")
     assert_one_line_error(satseg("predict", "--tiles", "http://h/tiles.png", "--bbox", "0,0,1,1", "--zoom", "3",
-                                 "--model", pixel_tflite, "--out", tmp_path / "o"), "needs {z}, {x} and {y}")
+                                 "--model", pixel_tflite, "--out", tmp_path / "o"), "needs {z}, {x} and one of {y}")
+    assert_one_line_error(satseg("predict", "--tiles", "http://h/{z}/{x}/{y}/{-y}.png", "--bbox", "0,0,1,1", "--zoom",
+                                 "3", "--model", pixel_tflite, "--out", tmp_path / "o"), "one of {y}")
     assert_one_line_error(satseg("predict", "--model", pixel_tflite, "--out", tmp_path / "o"), "no INPUTS")
     assert_one_line_error(satseg("predict", "--tiles", "http://{s}.h/{z}/{x}/{y}.png", "--bbox", "0,0,1,1", "--zoom",
                                  "3", "--model", pixel_tflite, "--out", tmp_path / "o"), "holds {s}")
@@ -175,3 +191,38 @@ def test_a_damaged_cache_entry_is_fetched_again_and_a_link_in_the_cache_is_refus
     folder.symlink_to(victim)
     assert_one_line_error(satseg("predict", *args, "--force"), "is a link")
     assert not any(victim.iterdir())
+
+
+def test_tms_rows_are_counted_from_the_south():
+    from satseg.geo.tileservice import TileRequest, tile_url
+
+    assert tile_url("http://h/{z}/{x}/{-y}.png", Tile(3, 1, 2)) == "http://h/2/3/2.png"
+    assert tile_url("http://h/{z}/{x}/{y}.png", Tile(3, 1, 2)) == "http://h/2/3/1.png"
+    TileRequest("http://h/{z}/{x}/{-y}.png", (0, 0, 1, 1), 3)  # accepted
+
+
+def test_retry_after_is_obeyed_and_a_server_that_is_down_is_not_asked_for_every_tile(tmp_path, server):
+    from satseg.geo.tileservice import Breaker, TileRequest, fetch_tile, retry_delay
+
+    assert [retry_delay(a) for a in (1, 2, 3, 9)] == [0.5, 1.0, 2.0, 8.0]
+    assert retry_delay(1, "0") == 0.0 and retry_delay(1, "3600") is None and retry_delay(1, "soon") == 0.5
+    assert retry_delay(1, "1_0") == 0.5 and retry_delay(1, "inf") == 0.5  # not whole seconds: backoff
+    soon = time.time() + 20
+    for form in ("%a, %d %b %Y %H:%M:%S GMT", "%a %b %d %H:%M:%S %Y", "%a, %d %b %Y %H:%M:%S -0000"):
+        assert 15 < retry_delay(1, time.strftime(form, time.gmtime(soon))) < 21  # GMT, whatever the local zone
+    httpd, url, seen = server
+    httpd.down = "0"  # come back at once: three tries, no backoff
+    req = TileRequest(url, tuple(map(float, bbox().split(","))), Z, retries=2)
+    rgba, why, _ = fetch_tile(req, Tile(XS[0], YS[0], Z), tmp_path / "cache")
+    assert rgba is None and why == "HTTP 503 after 3 tries" and len(seen) == 3
+    httpd.down = "3600"
+    rgba, why, _ = fetch_tile(req, Tile(XS[0], YS[0], Z), tmp_path / "cache")
+    assert "asks to wait 3600" in why and len(seen) == 4  # not asked again within the hour
+    httpd.down, httpd.broken = None, True
+    rgba, why, _ = fetch_tile(req, Tile(XS[0], YS[0], Z), tmp_path / "cache")
+    assert rgba is None and why == "a broken answer (IncompleteRead) after 3 tries"
+    httpd.broken = False
+    httpd.down, breaker, seen[:] = "0", Breaker(limit=3), []
+    tiles = [Tile(x, y, Z) for x in XS for y in YS if (x, y) != MISSING]  # a 404 is an answer: it resets the count
+    answers = [fetch_tile(req, t, tmp_path / "cache", breaker)[1] for t in tiles]
+    assert len(seen) == 3 * 3 and answers[3:] == ["not asked: the server failed 3 tiles in a row"] * 2

@@ -67,7 +67,8 @@ def vector_options(f):
     and one merged layer for chips that tile a region."""
     f = click.option("--merge-vectors", is_flag=True,
                      help="Also write OUT/merged.<format>: every scene's polygons in one layer, those of one class "
-                     "that touch across a scene border (chips that tile a region) made one.")(f)
+                     "that touch across a scene border (chips that tile a region) made one; with --skip-existing, the merged "
+                     "layer a run before wrote is made again from every scene.")(f)
     f = click.option("--simplify", metavar="TOL",
                      help="Simplify polygons by this tolerance: pixels ('1', '1px') or metres ('0.5m'); topology "
                      "and holes kept.")(f)

@@ -29,7 +29,7 @@ from satseg.cli.options import (
               help="Leave out images whose outputs exist (resume a batch) instead of refusing them.")
 @vector_options
 @click.option("--tiles", metavar="URL", help="Predict imagery from a slippy-map tile service instead of files: a URL "
-              "template with {z}, {x} and {y} (OpenAerialMap's, for one); needs --bbox and --zoom. The tiles are "
+              "template with {z}, {x} and {y} (OpenAerialMap's, for one; {-y} for a TMS service); needs --bbox and --zoom. The tiles are "
               "mosaicked into OUT/imagery/NAME.tif (EPSG:3857), then predicted.")
 @click.option("--bbox", metavar="W,S,E,N", help="With --tiles: the area, in degrees (EPSG:4326).")
 @click.option("--zoom", type=int, help="With --tiles: the zoom level of the tiles fetched.")
@@ -55,7 +55,7 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, 
 
     check_writable(out)
     vopts = vector_request(vector, vector_classes, min_area, simplify, merge_vectors)
-    merged = merged_path(out, vopts, force) if merge_vectors else None
+    merged = merged_path(out, vopts, force, skip_existing) if merge_vectors else None
     request = tile_request(inputs, tiles, bbox, zoom, tile_cache, skip_existing)
     path = default_model(model_path)
     require_file(path)
@@ -74,16 +74,11 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, 
     if request is not None:
         fetched = fetch_tiles(request, out, tile_cache, vopts, force, as_json)
         inputs, force = [str(fetched.path)], True  # its outputs were checked before fetching
-    if merged is not None:
-        from satseg.edge import collect_inputs
-        from satseg.geo.vectors import check_placement
-
-        check_placement([src for src, _ in collect_inputs(inputs, out)], vopts, merge=True)
     scenes = []
     try:
         written = predict_files(model, inputs, out, overlap, force, progress=not as_json, tta=tta,
                                 jobs=jobs or os.cpu_count() or 1, skip_existing=skip_existing, vector=vopts,
-                                on_scene=scenes.append)
+                                merged=merged, on_scene=scenes.append if as_json else None)
     except BatchError as e:
         for _, reason in e.failed:
             click.echo(f"satseg: error: {reason}", err=True)
@@ -91,12 +86,10 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, 
             click.echo(json.dumps({"out": str(out), "written": len(e.written), "scenes": scenes,
                                    "failed": [{"input": str(s), "reason": r} for s, r in e.failed]}, indent=2))
         else:
-            click.echo(f"wrote {len(e.written)} files to {out}/")
+            click.echo(f"wrote {_files(len(e.written))} to {out}/")
         raise
     except (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as e:
         raise SatsegError(str(e)) from None
-    if merged is not None:
-        written.append(merge_scene_layers(inputs, out, vopts, merged))
     if as_json:
         tiles_doc = None if fetched is None else {
             "mosaic": str(fetched.path), "tiles": fetched.tiles, "used": fetched.used,
@@ -104,7 +97,11 @@ def command(inputs, model_path, out, overlap, threads, jobs, force, tta, trust, 
         click.echo(json.dumps({"out": str(out), "written": len(written), "scenes": scenes,
                                "merged": str(merged) if merged else None, "tiles": tiles_doc}, indent=2))
     else:
-        click.echo(f"wrote {len(written)} files to {out}/")
+        click.echo(f"wrote {_files(len(written))} to {out}/")
+
+
+def _files(n: int) -> str:
+    return f"{n} file" + ("" if n == 1 else "s")
 
 
 def vector_request(vector, classes, min_area, simplify, merge):
@@ -127,28 +124,29 @@ def vector_request(vector, classes, min_area, simplify, merge):
                          parse_measure(simplify, False, "--simplify") if simplify else None)
 
 
-def merged_path(out, vopts, force):
+def merged_path(out, vopts, force, skip_existing):
+    """OUT/merged.<format>, checked before any work: no link on the way, not over a file unless
+    --force, or --skip-existing and the file is the merged layer satseg wrote (a resumed batch
+    merges every scene again)."""
     from pathlib import Path
 
+    from satseg.atomic import check_inside
+    from satseg.cli.common import check_outputs
     from satseg.errors import SatsegError
 
     path = Path(out) / f"merged{vopts.suffix}"
-    if path.is_symlink():
-        raise SatsegError(f"{path}: is a link; satseg does not write through links (remove it)")
-    if path.exists() and not force:
-        raise SatsegError(f"{path}: exists; pass --force to overwrite it")
+    check_inside(out, path)
+    if path.is_dir() and not path.is_symlink():
+        raise SatsegError(f"{path}: is a folder, where --merge-vectors writes the merged layer; move it away")
+    if skip_existing and path.exists() and not path.is_symlink():
+        from satseg.geo.vectors import is_satseg_layer
+
+        if not is_satseg_layer(path):
+            raise SatsegError(f"{path}: exists and is not a merged layer satseg wrote; move it away "
+                              "(--skip-existing replaces only satseg's own)")
+        return path
+    check_outputs([path], force)
     return path
-
-
-def merge_scene_layers(inputs, out, vopts, merged):
-    """Every input's polygon layer under --out (also those a --skip-existing run left) in one."""
-    from pathlib import Path
-
-    from satseg.edge import collect_inputs, output_paths
-    from satseg.geo.vectors import merge_files
-
-    layers = [output_paths(src, Path(out) / rel, vopts)[-1] for src, rel in collect_inputs(inputs, out)]
-    return merge_files([p for p in layers if p.is_file()], merged, vopts.format)
 
 
 def tile_request(inputs, tiles, bbox, zoom, tile_cache, skip_existing):
@@ -181,18 +179,18 @@ def fetch_tiles(request, out, tile_cache, vopts, force, as_json):
     from pathlib import Path
 
     from satseg.atomic import check_inside
+    from satseg.cli.common import check_outputs
     from satseg.edge import output_paths
     from satseg.errors import SatsegError
     from satseg.geo.tileservice import fetch_mosaic
 
     out = Path(out)
-    xs, ys = request.tiles()
-    name = f"tiles_{request.zoom}_{xs.start}_{ys.start}_{xs.stop - 1}_{ys.stop - 1}"
+    name = request.name
     mosaic = out / "imagery" / f"{name}.tif"
-    for p in [mosaic, *output_paths(mosaic, out / name, vopts)]:
+    planned = [mosaic, *output_paths(mosaic, out / name, vopts)]
+    for p in planned:
         check_inside(out, p)
-        if (p.exists() or p.is_symlink()) and not force:
-            raise SatsegError(f"{p}: exists; pass --force to overwrite it")
+    check_outputs(planned, force)
     cache = Path(tile_cache) if tile_cache else out / "tile-cache"
     if cache.is_relative_to(out):
         check_inside(out, cache)

@@ -15,22 +15,54 @@ from satseg.errors import DataError
 
 
 def read_polygons(path: str | Path) -> list[dict]:
-    """The polygon geometries of a GeoJSON file, or of every ``*.geojson`` below a folder
-    (EPSG:4326 lon/lat, as GeoJSON requires)."""
+    """The polygon geometries of a GeoJSON file, or of every ``*.geojson`` below a folder and
+    every ``*.json`` there that is a FeatureCollection (a class file beside them is not) (EPSG:4326
+    lon/lat, as GeoJSON requires)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.geojson") if p.is_file() and not p.is_symlink())
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".geojson", ".json")
+                       and p.is_file() and not p.is_symlink())
+        files = [f for f in found if f.suffix.lower() == ".geojson" or _looks_like_geojson(f)]
         if not files:
-            raise DataError(f"{path}: no .geojson files in this folder")
-        return [g for f in files for g in read_polygons(f)]
+            raise DataError(f"{path}: no GeoJSON files (.geojson, or .json holding a FeatureCollection) in this folder")
+        return [g for f in files for g in _polygons(f, _collection(f))]
+    return _polygons(path, _collection(path))
+
+
+def _looks_like_geojson(path: Path, head: int = 1 << 20) -> bool:
+    """Whether a ``.json`` file is meant as GeoJSON: its first megabyte names a FeatureCollection or
+    features (a class file or a COCO file beside the labels is left alone, unread; a GeoJSON file
+    that is cut short is still taken, and then refused by name)."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not a readable GeoJSON file ({e})") from None
-    feats = doc.get("features") if isinstance(doc, dict) else None
-    if not isinstance(feats, list):
-        raise DataError(f"{path}: not a GeoJSON FeatureCollection")
-    crs = (((doc.get("crs") or {}).get("properties") or {}).get("name") or "") if isinstance(doc.get("crs"), dict) else ""
+        with open(path, "rb") as f:
+            start = f.read(head)
+    except OSError:
+        return True  # then named with its error
+    return b'"FeatureCollection"' in start or b'"features"' in start
+
+
+def _collection(path: Path) -> dict | str:
+    """A GeoJSON FeatureCollection's document (a UTF-8 byte-order mark allowed), or why not."""
+
+    def no_constant(name):
+        raise ValueError(f"{name} is no coordinate")
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"), parse_constant=no_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        return f"not a readable GeoJSON file ({type(e).__name__}: {str(e)[:120] or 'nested too deep'})"
+    if not (isinstance(doc, dict) and isinstance(doc.get("features"), list)):
+        return "not a GeoJSON FeatureCollection"
+    return doc
+
+
+def _polygons(path: Path, doc: dict | str) -> list[dict]:
+    if isinstance(doc, str):
+        raise DataError(f"{path}: {doc}")
+    feats = doc["features"]
+    member = doc.get("crs") if isinstance(doc.get("crs"), dict) else {}
+    props = member.get("properties") if isinstance(member.get("properties"), dict) else {}
+    crs = str(props.get("name") or "")
     if crs and not any(k in crs.upper() for k in ("CRS84", "4326")):
         raise DataError(f"{path}: coordinates in {crs}; GeoJSON labels must be longitude/latitude (EPSG:4326)")
     geoms = [f.get("geometry") for f in feats if isinstance(f, dict)]
@@ -51,27 +83,44 @@ def burn(geoms: list[dict], bounds: tuple[float, float, float, float], shape: tu
     return out
 
 
-def image_place(path: Path, shape_hw: tuple[int, int] | None = None):
-    """Where an image lies: ``(crs, bounds, (h, w), how)`` from its own georeference, or from a
-    slippy-map tile name (EPSG:4326 bounds of the tile, as fAIr's label rasters use), else None."""
+def image_place(path: Path):
+    """Where an image lies: ``(crs, bounds, (h, w), how)`` from its own georeference, or from its
+    slippy-map tile name (EPSG:4326 bounds of the tile, as fAIr's label rasters use); an error
+    naming the image when it has neither."""
     import warnings
 
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.transform import array_bounds
 
     from satseg.geo.tiles import tile_from_name
+    from satseg.geo.vectors import georeference
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        ds = rasterio.open(path)
-    with ds:
-        h, w = ds.height, ds.width
-        if ds.crs is not None and not ds.transform.is_identity:
-            return ds.crs.to_string(), tuple(ds.bounds), (h, w), "its georeference"
+    geo = georeference(path)
+    if geo is not None:
+        crs, transform, (h, w) = geo
+        w_, s_, e_, n_ = array_bounds(h, w, transform)
+        return crs, (w_, s_, e_, n_), (h, w), "its georeference"
     tile = tile_from_name(path.stem)
     if tile is None:
-        return None
+        raise DataError(f"{path}: has no georeference and its name is not a slippy-map tile (...-X-Y-Z); "
+                        "polygon labels cannot be placed on it")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as ds:
+            h, w = ds.height, ds.width
     return "EPSG:4326", tile.lonlat_bounds(), (h, w), f"its name (tile {tile.x}/{tile.y}/{tile.z})"
+
+
+def polygons_in(geoms: list[dict], crs: str, memo: dict) -> list[dict]:
+    """The lon/lat polygons in ``crs``, reprojected once per CRS (``memo``), not once per image."""
+    if crs == "EPSG:4326":
+        return geoms
+    if crs not in memo:
+        from rasterio.warp import transform_geom
+
+        memo[crs] = [transform_geom("EPSG:4326", crs, g) for g in geoms]
+    return memo[crs]
 
 
 def rasterize_folder(images: str | Path, labels: str | Path, out: str | Path, value: int = 255,
@@ -85,7 +134,6 @@ def rasterize_folder(images: str | Path, labels: str | Path, out: str | Path, va
     import rasterio
     from rasterio.crs import CRS
     from rasterio.transform import from_bounds
-    from rasterio.warp import transform_geom
 
     from satseg.atomic import atomic_write
     from satseg.imaging import sniff
@@ -100,16 +148,13 @@ def rasterize_folder(images: str | Path, labels: str | Path, out: str | Path, va
     plan = []
     for p in files:
         place = image_place(p)
-        if place is None:
-            raise DataError(f"{p}: has no georeference and its name is not a slippy-map tile (...-X-Y-Z)")
         target = out / p.relative_to(images).with_suffix(".tif")
         if target.exists() and not force:
             raise DataError(f"{target}: exists; pass --force to overwrite it")
         plan.append((p, target, place))
-    hows, burnt = set(), 0
+    hows, burnt, memo = set(), 0, {}
     for _image, target, (crs, bounds, (h, w), how) in (progress or (lambda x: x))(plan):
-        local = geoms if crs == "EPSG:4326" else [transform_geom("EPSG:4326", crs, g) for g in geoms]
-        mask = burn(local, bounds, (h, w), value)
+        mask = burn(polygons_in(geoms, crs, memo), bounds, (h, w), value)
         burnt += int(mask.any())
         target.parent.mkdir(parents=True, exist_ok=True)
         profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs=CRS.from_string(crs),
@@ -130,8 +175,6 @@ class PolygonScoring:
     :func:`rasterize_folder` burns them): the class the polygons outline against the rest, two
     classes, the outlined one scored object by object too. Pixels without data are ignored."""
 
-    objects = ()
-
     def __init__(self, data, labels, classes, class_name: str | None = None, bands: int | None = None):
         from satseg.classes import ClassSet
         from satseg.data.layouts import Sample, images_in
@@ -145,25 +188,18 @@ class PolygonScoring:
         self.geoms = read_polygons(labels)
         self.bands = bands
         self.samples = [Sample(p, None, str(p.parent.relative_to(data)) or ".") for p in sorted(images_in(data))]
-        self.places = {}
-        for sample in self.samples:  # every image placed before any is predicted
-            place = image_place(sample.image)
-            if place is None:
-                raise DataError(f"{sample.image}: has no georeference and its name is not a slippy-map tile "
-                                "(...-X-Y-Z); polygon labels cannot be placed on it")
-            self.places[sample.image] = place
+        # every image placed before any is predicted
+        self.places = {sample.image: image_place(sample.image) for sample in self.samples}
+        self.memo: dict = {}
         self.placed_by = sorted({how.split(" (")[0] for *_, how in self.places.values()})
 
     def load(self, sample):
-        from rasterio.warp import transform_geom
-
         from satseg.classes import IGNORE_LABEL
         from satseg.data import LoadedImage, read_image_nodata
 
         image, nodata = read_image_nodata(sample.image, self.bands)
         crs, bounds, (h, w), _ = self.places[sample.image]
-        geoms = self.geoms if crs == "EPSG:4326" else [transform_geom("EPSG:4326", crs, g) for g in self.geoms]
-        mask = burn(geoms, bounds, (h, w), 1)
+        mask = burn(polygons_in(self.geoms, crs, self.memo), bounds, (h, w), 1)
         ignored = 0
         if nodata is not None and nodata.any():
             mask[nodata] = IGNORE_LABEL

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,8 +25,12 @@ import numpy as np
 from satseg.errors import DataError, SatsegError
 from satseg.geo.tiles import ORIGIN, Tile
 
-MAX_TILE_PIXELS = 4096 * 4096
-"""A tile larger than this is not an image a tile service serves (a decompression bomb): refused."""
+MAX_TILE_PIXELS = 1024 * 1024
+"""A tile larger than this (services serve 256 and 512 px, 1024 at most) is refused: a
+decompression bomb, or a server whose tiles would fill memory long before the mosaic's own check."""
+
+MAX_TILE_BYTES = 16 * 2 ** 20
+"""An answer longer than this is no tile (and is not read further)."""
 
 MAX_MOSAIC_PIXELS = 256 * 2 ** 20
 """Pixels one mosaic may hold (1 GB as RGBA), whatever the tiles' size."""
@@ -48,21 +53,32 @@ class TileRequest:
     max_tiles: int = MAX_TILES
 
     def __post_init__(self):
-        if not all(k in self.template for k in ("{z}", "{x}", "{y}")):
-            raise SatsegError(f"--tiles: '{self.template}' needs {{z}}, {{x}} and {{y}} in it")
-        other = re.findall(r"\{[^}]*\}", self.template.replace("{z}", "").replace("{x}", "").replace("{y}", ""))
+        if not all(k in self.template for k in ("{z}", "{x}")) or ("{y}" in self.template) == ("{-y}" in self.template):
+            raise SatsegError(f"--tiles: '{self.template}' needs {{z}}, {{x}} and one of {{y}} (rows from the north, "
+                              "XYZ) or {-y} (rows from the south, TMS) in it")
+        other = re.findall(r"\{[^}]*\}", re.sub(r"\{(z|x|y|-y)\}", "", self.template))
         if other:
-            raise SatsegError(f"--tiles: '{self.template}' holds {other[0]}; only {{z}}, {{x}} and {{y}} are filled in "
-                              "(write a subdomain such as {s} out: a, b or c)")
+            raise SatsegError(f"--tiles: '{self.template}' holds {other[0]}; only {{z}}, {{x}}, {{y}} and {{-y}} are "
+                              "filled in (write a subdomain such as {s} out: a, b or c)")
         if not self.template.startswith(("http://", "https://", "file://")) or any(c.isspace() for c in self.template):
             raise SatsegError(f"--tiles: '{self.template}' is not an http(s) or file URL template (spaces must be "
                               "written %20)")
         w, s, e, n = self.bbox
+        if -180 <= e < w <= 180 and -85.0511 <= s < n <= 85.0511:
+            raise SatsegError(f"--bbox {w},{s},{e},{n}: west is east of east; if they are swapped, write "
+                              f"{e},{s},{w},{n}; if the box crosses the antimeridian, ask for its two halves, "
+                              f"{w},{s},180,{n} and -180,{s},{e},{n}")
         if not (-180 <= w < e <= 180 and -85.0511 <= s < n <= 85.0511):
             raise SatsegError(f"--bbox {w},{s},{e},{n}: needs west < east within -180..180 and south < north within "
                               "-85.05..85.05 (degrees, EPSG:4326)")
         if not 0 <= self.zoom <= 24:
             raise SatsegError(f"--zoom {self.zoom}: must be 0..24")
+
+    @property
+    def name(self) -> str:
+        """The mosaic's file stem: zoom, then the first and last tile column and row."""
+        xs, ys = self.tiles()
+        return f"tiles_{self.zoom}_{xs.start}_{ys.start}_{xs.stop - 1}_{ys.stop - 1}"
 
     def tiles(self) -> tuple[range, range]:
         """Columns and rows of the tiles the bbox touches, checked against ``max_tiles``."""
@@ -106,66 +122,134 @@ class Fetched:
     problems: list[str] = field(default_factory=list)
 
 
-def check_no_links(root: Path, path: Path) -> None:
-    """No link on the way from ``root`` to ``path``: a link planted in the cache must not carry a
-    write elsewhere."""
-    p = root
-    for part in path.relative_to(root).parts:
-        p = p / part
-        if p.is_symlink():
-            raise SatsegError(f"{p}: is a link; satseg does not read or write the tile cache through links")
-
-
 def user_agent() -> str:
     from satseg import __version__
 
     return f"satseg/{__version__} (+https://github.com/satseg/satseg; segmentation of aerial imagery)"
 
 
-def fetch_tile(req: TileRequest, tile: Tile, cache: Path) -> tuple[bytes | None, str | None, bool]:
-    """(bytes, None, from cache) of one tile, or (None, why not, False). Server errors (5xx, 429)
-    and timeouts are retried with exponential backoff; a 404 or another 4xx is not. Answers that
-    decode as images are cached."""
-    folder = cache_folder(cache, req.template)
-    path = folder / str(tile.z) / str(tile.x) / f"{tile.y}.tile"
-    check_no_links(cache, path)
+MAX_RETRY_AFTER = 60.0
+"""Seconds satseg waits when a server's Retry-After asks it to; a longer wait ends the tile's tries."""
+
+
+def retry_delay(attempt: int, retry_after: str | None = None) -> float | None:
+    """Seconds to wait before try ``attempt`` (1, 2, ...): what the server's ``Retry-After`` header
+    asks (seconds or an HTTP date), else exponential backoff (0.5, 1, 2, ... up to 8 s); None when
+    the server asks for more than :data:`MAX_RETRY_AFTER`."""
+    if retry_after:
+        wait = _retry_after_seconds(retry_after.strip())
+        if wait is not None:
+            return max(wait, 0.0) if wait <= MAX_RETRY_AFTER else None
+    return min(0.5 * 2 ** (attempt - 1), 8.0)
+
+
+def _retry_after_seconds(value: str) -> float | None:
+    """Seconds a Retry-After value asks for: whole seconds, or an HTTP date (always GMT, whatever
+    form it takes); None when it is neither."""
+    import datetime
+    import email.utils
+
+    if re.fullmatch(r"\d{1,12}", value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # asctime and "-0000" forms: HTTP dates are GMT, never local time
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp() - time.time()
+
+
+class Breaker:
+    """Stops asking a server that has failed ``limit`` tiles in a row (each after all its retries):
+    a service that is down is reported in seconds, not after every tile's backoff."""
+
+    def __init__(self, limit: int = 8):
+        self.limit, self.failures, self.lock = limit, 0, threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        return self.failures >= self.limit
+
+    def record(self, ok: bool):
+        with self.lock:
+            self.failures = 0 if ok else self.failures + 1
+
+
+def fetch_tile(req: TileRequest, tile: Tile, cache: Path,
+               breaker: Breaker | None = None) -> tuple[np.ndarray | None, str | None, bool]:
+    """(RGBA pixels, None, from cache) of one tile, or (None, why not, False). Server errors (5xx,
+    429) and timeouts are retried with exponential backoff, or after the wait the server's
+    Retry-After asks; a 404 or another 4xx is not. Answers that decode as images are cached; a
+    cache entry that does not is fetched again. With a ``breaker`` that has opened, the server is
+    not asked at all."""
+    from satseg.atomic import atomic_write, check_inside
+
+    path = cache_folder(cache, req.template) / str(tile.z) / str(tile.x) / f"{tile.y}.tile"
+    check_inside(cache, path)  # a link planted in the cache must not carry a read or write elsewhere
     if path.is_file():
-        data = path.read_bytes()
-        if decode_tile(data) is not None:
-            return data, None, True
+        rgba = decode_tile(path.read_bytes())
+        if rgba is not None:
+            return rgba, None, True
         path.unlink()  # a damaged cache entry (satseg wrote only whole images there): fetched again
-    url = tile_url(req.template, tile)
-    why = ""
+    if breaker is not None and breaker.open:
+        return None, f"not asked: the server failed {breaker.limit} tiles in a row", False
+    data, why, down = _download(tile_url(req.template, tile), req, breaker)
+    if breaker is not None:
+        breaker.record(not down)
+    if data is None:
+        return None, why, False
+    rgba = decode_tile(data)
+    if rgba is None:  # not kept: a corrupt answer is asked for again next time
+        return None, f"not an image ({len(data)} bytes)", False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda p: p.write_bytes(data))
+    return rgba, None, False
+
+
+def _download(url: str, req: TileRequest, breaker: Breaker | None = None) -> tuple[bytes | None, str, bool]:
+    """(the answer's bytes, "", False) or (None, why not, whether the server seems down: it gave
+    5xx, 429 or no answer to every try), with the retries :func:`fetch_tile` describes; no more
+    tries once the ``breaker`` has opened."""
+    import http.client
+
+    why, wait = "", 0.0
     for attempt in range(req.retries + 1):
         if attempt:
-            time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+            if breaker is not None and breaker.open:
+                return None, f"{why}; not asked again: the server failed {breaker.limit} tiles in a row", True
+            time.sleep(wait)
         try:
             r = urllib.request.Request(url, headers={"User-Agent": user_agent()})
             with urllib.request.urlopen(r, timeout=req.timeout) as resp:
-                data = resp.read()
-            break
+                data = resp.read(MAX_TILE_BYTES + 1)
+                if resp.length and len(data) <= MAX_TILE_BYTES:  # ended before its Content-Length
+                    raise http.client.IncompleteRead(data, resp.length)
+            if len(data) > MAX_TILE_BYTES:
+                return None, f"an answer over {MAX_TILE_BYTES // 2 ** 20} MB, no tile", False
+            return data, "", False
+        except http.client.HTTPException as e:  # a broken answer (short body, bad status line): as no answer
+            why, wait = f"a broken answer ({type(e).__name__})", retry_delay(attempt + 1)
         except urllib.error.HTTPError as e:
             why = f"HTTP {e.code}"
             if e.code < 500 and e.code != 429:
                 return None, why, False
+            wait = retry_delay(attempt + 1, e.headers.get("Retry-After") if e.headers else None)
+            if wait is None:
+                return None, f"{why}, and the server asks to wait {e.headers.get('Retry-After')} (more than " \
+                             f"{MAX_RETRY_AFTER:.0f} s; seconds or a date): try later", True
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
-            why = f"no answer ({getattr(e, 'reason', e)})"
+            why, wait = f"no answer ({getattr(e, 'reason', e)})", retry_delay(attempt + 1)
         except ValueError as e:  # http.client.InvalidURL and the like: asking again will not help
             return None, f"bad URL {url!r} ({e})", False
-    else:
-        return None, f"{why} after {req.retries + 1} tries", False
-    if decode_tile(data) is not None:  # only images are kept: a corrupt answer is asked for again next time
-        from satseg.atomic import atomic_write
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda p: p.write_bytes(data))
-    return data, None, False
+    return None, f"{why} after {req.retries + 1} tries", True
 
 
 def tile_url(template: str, tile: Tile) -> str:
-    """The template with {z}, {x} and {y} filled in (replaced, never formatted: nothing else in the
-    URL is evaluated)."""
-    return template.replace("{z}", str(tile.z)).replace("{x}", str(tile.x)).replace("{y}", str(tile.y))
+    """The template with {z}, {x} and {y} (or {-y}, TMS's row counted from the south) filled in
+    (replaced, never formatted: nothing else in the URL is evaluated)."""
+    return (template.replace("{z}", str(tile.z)).replace("{x}", str(tile.x)).replace("{y}", str(tile.y))
+            .replace("{-y}", str(2 ** tile.z - 1 - tile.y)))
 
 
 def cache_folder(cache: Path, template: str) -> Path:
@@ -201,18 +285,15 @@ def fetch_mosaic(req: TileRequest, out: Path, cache: Path, name: str, progress: 
     with ThreadPoolExecutor(max(1, req.workers)) as pool, bar(total=len(jobs), enabled=progress, unit="tile",
                                                               desc="fetching tiles") as b:
         results = []
-        for t, r in zip(jobs, pool.map(lambda t: fetch_tile(req, t, cache), jobs)):
+        breaker = Breaker()
+        for t, r in zip(jobs, pool.map(lambda t: fetch_tile(req, t, cache, breaker), jobs)):
             results.append((t, r))
             b.update(1)
     size, pixels, problems, cached = None, {}, [], 0
-    for t, (data, why, hit) in results:
+    for t, (rgba, why, hit) in results:
         tag = f"tile {t.z}/{t.x}/{t.y}"
-        if data is None:
-            problems.append(f"{tag}: {why}")
-            continue
-        rgba = decode_tile(data)
         if rgba is None:
-            problems.append(f"{tag}: not an image ({len(data)} bytes)")
+            problems.append(f"{tag}: {why}")
             continue
         if size is None:
             size = rgba.shape[:2]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from satseg.errors import DataError, SatsegError
+from satseg.memory import release_freed_memory
 
 FORMATS = {"gpkg": ("GPKG", ".gpkg"), "geojson": ("GeoJSON", ".geojson")}
 GEO_PACKAGES = ("rasterio", "shapely", "pyogrio", "pyproj")
@@ -125,32 +126,40 @@ class Place:
         return float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
 
 
-def scene_place(path: Path, shape_hw: tuple[int, int]) -> Place:
-    """The place of the image at ``path``: its georeference, else its name as a web-mercator tile
-    (``...-<x>-<y>-<z>``: exact in EPSG:3857), else pixel coordinates (x right, y down)."""
+def georeference(path: Path):
+    """``(crs, transform, (h, w))`` of an image's own georeference, or None: no CRS, an identity
+    transform, or a CRS pyproj cannot read (a local engineering CRS, LOCAL_CS)."""
     import warnings
 
     import rasterio
-    from affine import Affine
     from rasterio.errors import NotGeoreferencedWarning
-    from rasterio.transform import from_bounds
-
-    from satseg.geo.tiles import tile_from_name
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
-                if ds.crs is not None and not ds.transform.is_identity:
-                    crs = ds.crs.to_string()
-                    if readable_crs(crs):
-                        return Place(crs, ds.transform, "its georeference")
-                    return Place(None, Affine.identity(), f"a CRS pyproj cannot read ({crs[:40]}): pixel coordinates")
+                if ds.crs is None or ds.transform.is_identity:
+                    return None
+                crs, transform, hw = ds.crs.to_string(), ds.transform, (ds.height, ds.width)
     except rasterio.errors.RasterioIOError:
-        pass
+        return None
+    return (crs, transform, hw) if readable_crs(crs) else None
+
+
+def scene_place(path: Path, shape_hw: tuple[int, int]) -> Place:
+    """The place of the image at ``path``: its georeference, else its name as a web-mercator tile
+    (``...-<x>-<y>-<z>``: exact in EPSG:3857), else pixel coordinates (x right, y down)."""
+    from affine import Affine
+    from rasterio.transform import from_bounds
+
+    from satseg.geo.tiles import tile_from_name
+
+    geo = georeference(path)
+    if geo is not None:
+        return Place(geo[0], geo[1], "its georeference")
     tile = tile_from_name(Path(path).stem)
-    h, w = shape_hw
     if tile is not None:
+        h, w = shape_hw
         return Place(MERCATOR, from_bounds(*tile.mercator_bounds(), w, h), f"its name (tile {tile.x}/{tile.y}/{tile.z})")
     return Place(None, Affine.identity(), "no georeference: pixel coordinates")
 
@@ -162,9 +171,16 @@ def check_placement(sources: list, options: VectorOptions, merge: bool = False) 
     placed, unplaced = [], []
     for src in sources:
         (placed if is_placed(Path(src)) else unplaced).append(Path(src))
+    metres = [m for m in (options.min_area, options.simplify) if m is not None and m.unit != "px"]
+    if metres:
+        for src in placed:  # a georeference that puts the scene off the Earth has no metres either
+            shape = _shape_hw(src)
+            try:
+                ground_scale(scene_place(src, shape), shape)
+            except DataError as e:
+                raise DataError(f"{src}: {e}") from None
     if not unplaced:
         return
-    metres = [m for m in (options.min_area, options.simplify) if m is not None and m.unit != "px"]
     if metres:
         raise DataError(f"{unplaced[0]}: has no georeference and no slippy-map tile name, so "
                         f"{metres[0].value:g}{metres[0].unit} cannot be measured on it; give it in pixels (px)")
@@ -174,6 +190,17 @@ def check_placement(sources: list, options: VectorOptions, merge: bool = False) 
     if merge and placed:
         raise DataError(f"--merge-vectors: {placed[0]} is placed on the Earth and {unplaced[0]} is not; one layer "
                         "cannot hold both (predict them apart)")
+
+
+def _shape_hw(path: Path) -> tuple[int, int]:
+    """A placed scene's (height, width), from its header."""
+    geo = georeference(path)
+    if geo is not None:
+        return geo[2]
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.height, im.width
 
 
 def readable_crs(crs: str) -> bool:
@@ -189,23 +216,10 @@ def readable_crs(crs: str) -> bool:
 
 
 def is_placed(path: Path) -> bool:
-    """Whether a scene has a georeference or a slippy-map tile name."""
-    import warnings
-
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
+    """Whether a scene has a georeference or a slippy-map tile name (as :func:`scene_place` finds)."""
     from satseg.geo.tiles import tile_from_name
 
-    if tile_from_name(path.stem) is not None:
-        return True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
-                return ds.crs is not None and not ds.transform.is_identity and readable_crs(ds.crs.to_string())
-    except rasterio.errors.RasterioIOError:
-        return False
+    return tile_from_name(Path(path).stem) is not None or georeference(path) is not None
 
 
 # --- polygons -------------------------------------------------------------------------------
@@ -263,6 +277,7 @@ def trace(ids: np.ndarray, place: Place, names: list[str], options: VectorOption
         below = labels[-1]
         open_ = set(np.unique(below[below > 0]).tolist()) if y1 < h else set()
         done = [(_outline(pieces, place.transform, strip_rows), cid) for pieces, cid in regions.finished(open_)]
+        release_freed_memory()  # what joining a large region freed, before its polygon is written
         batch = _finish(done, min_area, tol)
         if batch:
             geoms = [g for g, _ in batch]
@@ -312,7 +327,7 @@ class _Regions:
         """(pieces, class) of every region none of whose labels is in ``open_labels`` (the lowest
         row's), removed from those held."""
         still = {self.find(a) for a in open_labels}
-        done = [r for r in self.pieces if r not in still]
+        done = {r for r in self.pieces if r not in still}
         out = [(self.pieces.pop(r), self.cls[r]) for r in done]
         # labels of finished regions are never seen again: drop them from the forest
         for label in [k for k in self.parent if self.find(k) in done]:
@@ -326,7 +341,7 @@ def _label_strip(ids: np.ndarray, keep: list[int], first: int) -> tuple[np.ndarr
     (0: a class not kept); and each label's class."""
     from scipy import ndimage
 
-    labels = np.zeros(ids.shape, np.int64)
+    labels = np.zeros(ids.shape, np.int32)
     classes, nxt = {}, first
     for c in keep:
         lab, n = ndimage.label(ids == c)
@@ -346,9 +361,8 @@ def _trace_labels(labels: np.ndarray, y0: int) -> list[tuple[list[np.ndarray], i
     from affine import Affine
     from rasterio import features
 
-    lab = labels.astype(np.int32)
     out = []
-    for shape, value in features.shapes(lab, mask=lab > 0, connectivity=4, transform=Affine.translation(0, y0)):
+    for shape, value in features.shapes(labels, mask=labels > 0, connectivity=4, transform=Affine.translation(0, y0)):
         g = shapely.orient_polygons(shapely.geometry.shape(shape))
         out.append(([shapely.get_coordinates(g.exterior).astype(np.int32)]
                     + [shapely.get_coordinates(h).astype(np.int32) for h in g.interiors], int(value)))
@@ -365,23 +379,27 @@ def _outline(pieces: list, transform, strip_rows: int):
     else:
         rings = _stitch(pieces, strip_rows)
         if rings is None:  # a shape the stitcher does not take: GEOS's union of the noded pieces
-            g = shapely.coverage_union_all([shapely.Polygon(*_split([_noded(r, strip_rows) for r in p]))
-                                            for p in pieces])
+            g = shapely.coverage_union_all([shapely.Polygon(_noded(p[0], strip_rows),
+                                                            [_noded(r, strip_rows) for r in p[1:]]) for p in pieces])
             rings = [shapely.get_coordinates(g.exterior)] + [shapely.get_coordinates(h) for h in g.interiors]
-    t = transform
+    return shapely.Polygon(*_placed([_drop_collinear(r) for r in rings], transform))
+
+
+def _placed(rings: list[np.ndarray], t) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Whole-pixel rings in the CRS of the affine transform ``t``, the outer ring apart from the
+    holes; built in place (a ring of millions of vertices is copied once, not four times)."""
     out = []
-    for r in rings:
-        r = _drop_collinear(r).astype(np.float64)
-        out.append(np.column_stack([t.a * r[:, 0] + t.b * r[:, 1] + t.c, t.d * r[:, 0] + t.e * r[:, 1] + t.f]))
-    return shapely.Polygon(*_split(out))
-
-
-def _split(rings: list) -> tuple:
-    return rings[0], rings[1:]
-
-
-_DIRECTIONS = {(1, 0): 0, (0, 1): 1, (-1, 0): 2, (0, -1): 3}
-"""Axis-aligned edge directions, counter-clockwise: east, north, west, south."""
+    while rings:
+        r = rings.pop(0)
+        xy = np.empty(r.shape, np.float64)
+        for j, (a, b, c) in enumerate(((t.a, t.b, t.c), (t.d, t.e, t.f))):
+            col = xy[:, j]
+            np.multiply(r[:, 0], a, out=col)
+            if b:
+                col += b * r[:, 1]
+            col += c
+        out.append(xy)
+    return out[0], out[1:]
 
 
 def _stitch(pieces: list, strip_rows: int) -> list[np.ndarray] | None:
@@ -414,6 +432,7 @@ def _stitch(pieces: list, strip_rows: int) -> list[np.ndarray] | None:
         ps, pe = ps[keep], pe[keep]
         del keep
     dx, dy = np.sign(pe % width - ps % width), np.sign(pe // width - ps // width)
+    # east 0, north 1, west 2, south 3: counter-clockwise
     direction = np.select([dx == 1, dy == 1, dx == -1], [0, 1, 2], 3).astype(np.int8)
     del dx, dy
     order = np.argsort(ps, kind="stable").astype(np.int32)
@@ -434,17 +453,23 @@ def _stitch(pieces: list, strip_rows: int) -> list[np.ndarray] | None:
     del nxt
     shell, holes = None, []
     for a, b in bounds:
-        k = ps[walk[a:b]].astype(np.int64)
-        ring = np.column_stack([k % width + lo[0], k // width + lo[1]])
-        ring = np.concatenate([ring, ring[:1]])
-        x, y = ring[:, 0].astype(np.float64), ring[:, 1].astype(np.float64)
-        if float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1])) > 0:
+        k = ps[walk[a:b]]
+        ring = np.empty((b - a + 1, 2), np.int32)
+        ring[:-1, 0], ring[:-1, 1] = k % width + lo[0], k // width + lo[1]
+        ring[-1] = ring[0]
+        if _twice_area(ring) > 0:
             if shell is not None:
                 return None
             shell = ring
         else:
             holes.append(ring)
     return None if shell is None else [shell] + holes
+
+
+def _twice_area(ring: np.ndarray) -> float:
+    """Twice the signed area of a closed ring (shoelace; positive: counter-clockwise)."""
+    x, y = ring[:, 0].astype(np.float64), ring[:, 1].astype(np.float64)
+    return float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
 
 
 def _cycles(nxt: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -486,10 +511,11 @@ def _noded(ring: np.ndarray, strip_rows: int) -> np.ndarray:
 def _drop_collinear(ring: np.ndarray) -> np.ndarray:
     """A closed ring (whole-pixel coordinates, exact) without the vertices that lie on a straight
     line between their neighbours: one outline per region, however it was cut and joined."""
-    pts = ring[:-1].astype(np.int64)
-    prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
-    cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (nxt[:, 0] - pts[:, 0])
-    keep = pts[cross != 0]
+    out_ = np.diff(ring, axis=0)  # edge i leaves vertex i (the ring is closed: its last vertex is its first)
+    in_ = np.roll(out_, 1, axis=0)  # the edge that reaches vertex i
+    turn = in_[:, 0].astype(np.int64) * out_[:, 1] - in_[:, 1].astype(np.int64) * out_[:, 0]
+    del in_, out_
+    keep = ring[:-1][turn != 0]
     return np.concatenate([keep, keep[:1]])
 
 
@@ -526,14 +552,24 @@ def _thresholds(place: Place, options: VectorOptions, shape_hw: tuple[int, int])
 def ground_scale(place: Place, shape_hw: tuple[int, int]) -> float:
     """Ground metres in one unit of the scene's CRS, at its centre: from the geodesic area of the
     centre pixel against its area in CRS units."""
+    h, w = shape_hw
+    true = pixel_areas_m2(place, w // 2, np.array([h // 2], np.float64))[0]
+    if true is None:
+        raise DataError(f"the scene's georeference ({place.crs}) puts its centre off the Earth: metres are unknown "
+                        "there; give --min-area and --simplify in pixels (px)")
+    t = place.transform
+    return float(np.sqrt(true / abs(t.a * t.e - t.b * t.d))) if true else 1.0
+
+
+def pixel_areas_m2(place: Place, col: int, rows: np.ndarray) -> np.ndarray:
+    """The geodesic area of the pixel at column ``col`` of each of ``rows``, in square metres."""
     import shapely
 
-    t, (h, w) = place.transform, shape_hw
-    c, r = w // 2, h // 2
-    corners = [t * (c, r), t * (c + 1, r), t * (c + 1, r + 1), t * (c, r + 1)]
-    pixel = shapely.Polygon(corners)
-    true = areas_m2([pixel], place.crs)[0]
-    return float(np.sqrt(true / pixel.area)) if true and pixel.area else 1.0
+    t = place.transform
+    corners = [(col, rows), (col + 1, rows), (col + 1, rows + 1), (col, rows + 1)]
+    xy = [(t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f) for c, r in corners]
+    polys = shapely.polygons(np.stack([np.column_stack([x, y]) for x, y in xy], axis=1))
+    return np.array(areas_m2(list(polys), place.crs))
 
 
 def areas_m2(geoms: list, crs: str | None) -> list[float | None]:
@@ -542,35 +578,25 @@ def areas_m2(geoms: list, crs: str | None) -> list[float | None]:
     without a CRS."""
     if crs is None:
         return [None] * len(geoms)
-    import shapely
-    from pyproj import CRS, Geod, Transformer
+    from pyproj import CRS
 
     c = CRS.from_user_input(crs)
-    geod = Geod(ellps="WGS84") if c.geodetic_crs is None else c.geodetic_crs.get_geod()
-    to_lonlat = None if c.is_geographic else Transformer.from_crs(c, c.geodetic_crs, always_xy=True)
-    out = []
-    for g in geoms:
-        if to_lonlat is not None:
-            g = shapely.transform(g, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1])))
-        out.append(abs(geod.geometry_area_perimeter(g)[0]))
-    return out
+    lonlat = geoms if c.is_geographic else reproject(geoms, c, c.geodetic_crs)
+    geod = c.geodetic_crs.get_geod()
+    areas = (abs(geod.geometry_area_perimeter(g)[0]) for g in lonlat)
+    return [a if np.isfinite(a) else None for a in areas]  # off the Earth (a latitude past 90): unknown
 
 
 def class_hectares(counts: np.ndarray, place: Place, names: list[str]) -> dict[str, float] | None:
     """Area of each class in hectares from its pixels per row (``counts``, (h, classes): a pixel's
-    area on the ellipsoid depends on its row in geographic and mercator grids); None without a CRS."""
+    area on the ellipsoid depends on its row in geographic and mercator grids, not on its column in
+    a north-up one); None without a CRS, or where the georeference puts pixels off the Earth."""
     if place.crs is None:
         return None
-    import shapely
-
-    h = counts.shape[0]
-    t = place.transform
-    rows = np.arange(h, dtype=np.float64)
-    col = 0.0  # a pixel's area does not depend on its column in a north-up grid
-    corners = [(col, rows), (col + 1, rows), (col + 1, rows + 1), (col, rows + 1)]
-    xy = [(t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f) for c, r in corners]
-    polys = shapely.polygons(np.stack([np.column_stack([x, y]) for x, y in xy], axis=1))
-    row_area = np.array(areas_m2(list(polys), place.crs))
+    row_area = pixel_areas_m2(place, 0, np.arange(counts.shape[0], dtype=np.float64))
+    if any(a is None for a in row_area):
+        return None
+    row_area = row_area.astype(np.float64)
     return {name: round(float(counts[:, i] @ row_area) / 10_000, 6) for i, name in enumerate(names)}
 
 
@@ -602,16 +628,18 @@ def write_layers(path: Path, batches, fmt: str, name: str, crs: str | None) -> t
         first = True
         for layer in _at_least_one(batches, Layer(crs, [], [], [], [])):
             geoms = layer.geoms if out_crs == crs else reproject(layer.geoms, crs, out_crs)
-            wkb = np.array([shapely.to_wkb(shapely.geometry.MultiPolygon([g]) if g.geom_type == "Polygon" else g)
-                            for g in geoms], dtype=object)
+            wkb = np.array([shapely.to_wkb(g) for g in geoms], dtype=object)
             data = [np.array(layer.class_ids, np.int32), np.array(layer.class_names, dtype=object),
                     np.array([np.nan if a is None else a for a in layer.areas_m2], np.float64)]
             with warnings.catch_warnings():  # no CRS: pixel coordinates, as documented; no notice
                 warnings.filterwarnings("ignore", message="'crs' was not provided")
                 pyogrio.raw.write(str(tmp), wkb, data, fields, layer=name, driver=driver,
-                                  geometry_type="MultiPolygon", crs=out_crs, append=not first)
+                                  geometry_type="MultiPolygon", promote_to_multi=True, crs=out_crs,
+                                  append=not first)
             first = False
             count[0] += len(geoms)
+            del wkb, data, geoms
+            release_freed_memory()
 
     return atomic_write(path, write), count[0]
 
@@ -626,12 +654,31 @@ def _at_least_one(items, empty):
         yield empty
 
 
-def reproject(geoms: list, src: str, dst: str) -> list:
+def reproject(geoms: list, src, dst) -> list:
+    """``geoms`` from CRS ``src`` to ``dst`` (x, y order: longitude first)."""
     import shapely
     from pyproj import Transformer
 
     tr = Transformer.from_crs(src, dst, always_xy=True)
     return [shapely.transform(g, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1]))) for g in geoms]
+
+
+def is_satseg_layer(path: Path) -> bool:
+    """Whether ``path`` is a polygon layer as :func:`write_layers` writes it: one layer named
+    after the file, its fields class_id, class and area_m2 (what a rerun may replace)."""
+    import pyogrio
+
+    path = Path(path)
+    driver = next((d for d, suffix in FORMATS.values() if suffix == path.suffix), None)
+    try:
+        layers = pyogrio.list_layers(str(path))
+        info = pyogrio.read_info(str(path))
+    except Exception:  # noqa: BLE001 - whatever GDAL cannot read is not satseg's layer
+        return False
+    fields = list(info["fields"])
+    empty_geojson = driver == "GeoJSON" and info["features"] == 0 and not fields  # GeoJSON keeps no fields then
+    return (info.get("driver") == driver and len(layers) == 1 and layers[0][0] == path.stem
+            and (fields == ["class_id", "class", "area_m2"] or empty_geojson))
 
 
 def read_layer(path: Path) -> Layer:
