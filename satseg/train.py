@@ -541,6 +541,8 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
 
 def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, steps_per_epoch: int, strategy,
                   class_weights=None, init=None):
+    import keras
+
     from satseg.distill import Distiller
     from satseg.keras_metrics import SegMetrics
     from satseg.losses import get_loss
@@ -564,7 +566,10 @@ def build_trainer(cfg: TrainConfig, spec: ModelSpec, teacher, cached: bool, step
         trainer = Distiller(model, None if cached else teacher) if teacher is not None else SegmentationTrainer(model)
         with strategy.scope():
             kw = dict(alpha=cfg.alpha, temperature=cfg.temperature, confidence=cfg.confidence) if teacher is not None else {}
-            trainer.compile(opt, student_loss=loss, metrics=metrics, jit_compile=False, **kw)
+            # TensorFlow runs the step as a graph without XLA (XLA adds minutes of compiling and
+            # nothing on CPU); JAX without jit would run it op by op, ten times slower
+            jit = keras.backend.backend() != "tensorflow"
+            trainer.compile(opt, student_loss=loss, metrics=metrics, jit_compile=jit, **kw)
     return trainer
 
 

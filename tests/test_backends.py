@@ -45,7 +45,7 @@ class Crash(keras.callbacks.Callback):
             raise RuntimeError("simulated crash")
 
 data, out = sys.argv[1], sys.argv[2]
-cfg = lambda: TrainConfig(model="teacher", data=data, epochs=3, batch_size=4, patch_size=32, crops_per_epoch=16, seed=5)
+cfg = lambda: TrainConfig(model="edge", data=data, epochs=3, batch_size=4, patch_size=32, crops_per_epoch=16, seed=5)
 train(cfg(), f"{out}/full", verbose=0)
 try:
     train(cfg(), f"{out}/cut", verbose=0, callbacks=[Crash()])
