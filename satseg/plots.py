@@ -162,7 +162,23 @@ def plot_dataset(pairs, class_share: dict, path, classes=DUBAI):
     ax = fig.add_subplot(3, 1, 3)
     names = list(class_share)
     ax.bar(range(len(names)), [100 * class_share[k] for k in names],
-           color=[np.asarray(c.color) / 255 for c in classes])
+           color=[np.asarray(c.color) / 255 for c in classes], edgecolor="0.25")  # a white class shows too
     ax.set_xticks(range(len(names)), [k.split(" (")[0] for k in names])
     ax.set_ylabel("% of labelled pixels")
+    _save(fig, path)
+
+
+def class_iou_bars(ious: dict, path, title: str = ""):
+    """One bar per class: its IoU (n/a classes, absent from the split, left empty and named so)."""
+    names = list(ious)
+    vals = [0.0 if ious[k] is None else ious[k] for k in names]
+    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(names) + 1.5), 3.6))
+    bars = ax.bar(range(len(names)), vals, color="#4c72b0", edgecolor="0.25")
+    for b, k in zip(bars, names):
+        ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.01,
+                "n/a" if ious[k] is None else f"{ious[k]:.2f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), [k.split(" (")[0] for k in names], rotation=25, ha="right")
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("IoU")
+    ax.set_title(f"{title}: IoU per class (test split)" if title else "IoU per class (test split)", fontsize=10)
     _save(fig, path)

@@ -33,15 +33,15 @@ def cli():
       satseg train --model lite0_edge --teacher runs/t/model.keras --data DATA --out runs/s
       satseg evaluate --model runs/s/model.keras --data DATA
       satseg export --model runs/s/model.keras --out DIR     LiteRT files + size report
-    `satseg demo` runs the whole chain on built-in synthetic data.
+    `satseg fit DATA --out DIR` runs the whole chain on your data; `satseg demo` on built-in synthetic data.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _register():
-    from satseg.cli import bench, data, demo, evaluate, export, models, predict, train
+    from satseg.cli import bench, data, demo, evaluate, export, fit, models, predict, train
 
-    for mod in (demo, data, models, train, evaluate, export, predict, bench):
+    for mod in (demo, fit, data, models, train, evaluate, export, predict, bench):
         cli.add_command(mod.command)
 
 
