@@ -391,15 +391,13 @@ def plot_class_iou(result: dict, path: Path, title: str):
     class_iou_bars({k: v["iou"] for k, v in result["per_class"].items()}, path, title)
 
 
-def majority_miou(class_share: dict) -> tuple[str, float]:
-    """The commonest class and the mIoU of calling every pixel that class (its share, over the classes)."""
-    name = max(class_share, key=class_share.get)
-    return name, class_share[name] / len(class_share)
-
-
 def majority_remark(plan_: dict, miou: float) -> str:
     """Whether a model beats calling every pixel the commonest class, said plainly."""
-    name, base = majority_miou(plan_["class_share"])
+    from satseg.metrics import majority_miou
+
+    names = list(plan_["class_share"])
+    top, base = majority_miou(list(plan_["class_share"].values()))
+    name = names[top]
     if miou <= base:
         return (f"The student is NO BETTER than calling every pixel {name} (mIoU about {base:.4f}): train longer "
                 "(--budget) or give more labelled images.")

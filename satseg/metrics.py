@@ -39,6 +39,16 @@ def scores(cm: np.ndarray) -> dict:
     }
 
 
+def majority_miou(class_pixels) -> tuple[int, float]:
+    """The commonest true class and the mIoU of calling every pixel that class: its share of the
+    pixels, over the classes the truth holds (the others are left out of the mean, as in
+    :func:`scores`). A model that does not beat it has learnt nothing worth keeping."""
+    n = np.asarray(class_pixels, np.float64)
+    top = int(np.argmax(n))
+    present = int((n > 0).sum())
+    return top, float(n[top] / n.sum() / present) if present else 0.0
+
+
 class ConfusionMatrix:
     """Streaming confusion matrix on numpy arrays of class ids."""
 

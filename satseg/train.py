@@ -768,6 +768,7 @@ def _checked_data(cfg: TrainConfig, run: RunDir, src, teachers, init, resume: bo
 def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:
     """``model.keras`` (the best epoch's model), ``model.satseg.json``, the plots, ``summary.json``."""
     from satseg.callbacks import read_history
+    from satseg.metrics import majority_miou
     from satseg.models import load_model_file
 
     best_path = run / "best.keras"
@@ -787,6 +788,8 @@ def finish(run: RunDir, trainer, data: TrainData, wall: float) -> dict:
         "train_seconds_total": round(sum(float(r["seconds"]) for r in hist), 1),
         "best_model_val_miou": cm.scores()["miou"],
     }
+    top, base = majority_miou(cm.matrix.sum(1))
+    summary["majority_val_miou"] = {"class": spec.class_set[top].name, "miou": base}
     fg = spec.class_set.foreground
     if fg is not None:
         summary["best_model_val_foreground_iou"] = {spec.class_set[fg].name: float(cm.scores()["iou"][fg])}

@@ -106,3 +106,16 @@ def test_bootstrap_interval_over_images_holds_the_score_and_shrinks_when_images_
     same = bootstrap_interval([per[0]] * 8)
     assert same["miou"][0] == same["miou"][1] == scores(per[0])["miou"]
     assert bootstrap_interval(per, seed=3) == bootstrap_interval(per, seed=3)  # seeded: reproducible
+
+
+def test_the_majority_baseline_is_the_miou_of_calling_every_pixel_the_commonest_class():
+    from satseg.cli.train import no_better_note
+    from satseg.metrics import majority_miou
+
+    t = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    top, base = majority_miou(np.bincount(t, minlength=4))  # class 3 absent: out of the mean
+    s = ConfusionMatrix(4).update(t, np.zeros_like(t)).scores()
+    assert top == 0 and base == pytest.approx(s["miou"]) == pytest.approx(0.6 / 3)
+    summary = {"majority_val_miou": {"class": "Land", "miou": 0.2}, "best_model_val_miou": 0.19}
+    assert "no better than calling every pixel Land" in no_better_note(summary)
+    assert no_better_note({**summary, "best_model_val_miou": 0.5}) is None

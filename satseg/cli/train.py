@@ -110,3 +110,15 @@ def command(model_name, data, out, teacher, init, resume_dir, force, no_augment,
     best = summary.get("best_val_miou")
     click.echo(f"done: best val mIoU {best if best is None else f'{best:.4f}'} at epoch {summary['best_epoch']} "
                f"of {summary['epochs']}; model: {summary['model']}")
+    note = no_better_note(summary)
+    if note:
+        click.echo(note)
+
+
+def no_better_note(summary: dict) -> str | None:
+    """A line when the model scores no better on validation than calling every pixel its commonest class."""
+    base, got = summary.get("majority_val_miou"), summary.get("best_model_val_miou")
+    if base is None or got is None or got > base["miou"]:
+        return None
+    return (f"note: that is no better than calling every pixel {base['class']} (val mIoU {base['miou']:.4f}); "
+            "train longer (--epochs) or on more labelled images")
