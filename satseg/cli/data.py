@@ -63,8 +63,10 @@ def inspect_cmd(path, classes, masks, pairs, patch_size, write_classes, names, a
 def summary_lines(info: dict) -> list[str]:
     """The human-readable report of :func:`satseg.data.inspect`."""
     groups = info["groups"]
-    shown = ", ".join(f"{g}: {n}" for g, n in list(groups.items())[:8]) + (", ..." if len(groups) > 8 else "")
-    out = [f"{info['root']}: {info['images']} images with masks in {len(groups)} groups ({shown})",
+    shown = ", ".join(f"{'the top folder' if g == '.' else g}: {n}" for g, n in list(groups.items())[:8]) \
+        + (", ..." if len(groups) > 8 else "")
+    out = [f"{info['root']}: {info['images']} images with masks in {len(groups)} "
+           f"group{'' if len(groups) == 1 else 's'} ({shown})",
            f"layout: {info['layout']}"]
     if info["unlabelled_images"]:
         ug = ", ".join(f"{g}: {n}" for g, n in info["unlabelled_groups"].items())

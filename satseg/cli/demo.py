@@ -39,9 +39,10 @@ def command(out, epochs, images, patch_size, force, seed):
     click.echo("[3/5] student: lite0_edge, distilled from the teacher")
     s = train(TrainConfig(model="lite0_edge", teacher=t["model"], **common), out / "student", force=True)
     click.echo(f"      best val mIoU {s['best_val_miou']:.3f} -> {s['model']}")
+    click.echo("[4/5] exporting the student (SavedModel, LiteRT float32 to int8), each file checked against it")
     export_model(s["model"], out / "export", teacher=t["model"], force=True, n_calibration=16, n_parity=8,
                  log=lambda *a: None)
-    click.echo(f"[4/5] exported to {out / 'export'}")
+    click.echo(f"      exported to {out / 'export'}")
     click.echo("      " + ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB"
                                     for p in sorted((out / "export").glob("*.tflite"))))
     tfl = out / "export" / "model_int8.tflite"
