@@ -51,7 +51,7 @@ def load_teacher(cfg: TrainConfig, path: str, strategy, classes=None):
     return teacher, tspec
 
 
-def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainData):
+def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainData, verbose: int = 1):
     """Offline distillation: the teachers' logits, computed once, for every training and
     unlabelled image (crop sampling) or training patch (grid sampling). One teacher's logits are kept as they
     are; several give the log of their mean probabilities, whose softmax is that mean."""
@@ -72,8 +72,9 @@ def cache_teacher_logits(cfg: TrainConfig, teachers: list[tuple], data: TrainDat
                               "use --distill-mode online (the teacher labels each crop)")
         runs = [whole_image_logits(t, stride_of(tspec.architecture), np.float32) for t, tspec in teachers]
         out = [mean_logits([run(li.image) for run in runs]).astype(np.float16) for li in data.train + data.unlabelled]
-    print(f"cached the logits of {len(teachers)} teacher{'s' if len(teachers) > 1 else ''} for {len(out)} training "
-          f"{'patches' if data.grid is not None else 'images'} in {time.perf_counter() - t0:.1f} s")
+    if verbose:
+        print(f"cached the logits of {len(teachers)} teacher{'s' if len(teachers) > 1 else ''} for {len(out)} "
+              f"training {'patches' if data.grid is not None else 'images'} in {time.perf_counter() - t0:.1f} s")
     return out
 
 

@@ -320,7 +320,9 @@ def run_training(cfg: FitConfig, fd: FitDir, plan_: dict, role: str, verbose: in
 
     run = RunDir(fd.path / "runs" / role)
     tc = train_config(cfg, fd, plan_, role)
-    if run.path.is_dir() and run.checkpoint() is not None:
+    if run.path.is_dir() and run.summary() is not None and run.finished_epochs() >= plan_["epochs"]:
+        summary = run.summary()  # finished, killed before the stage was recorded: nothing to train
+    elif run.path.is_dir() and run.checkpoint() is not None:
         summary = resume(run.path, verbose=verbose)  # killed after an epoch: go on from it
     else:
         summary = train(tc, run.path, force=True, verbose=verbose)  # fit made this folder; nothing else is there

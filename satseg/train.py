@@ -761,7 +761,7 @@ def _checked_data(cfg: TrainConfig, run: RunDir, src, teachers, init, resume: bo
         check_recorded_spec(run, spec)
     cached = None
     if teachers and cfg.distill_mode == "offline":
-        cached = cache_teacher_logits(cfg, teachers, data)
+        cached = cache_teacher_logits(cfg, teachers, data, verbose)
     return data, spec, weights, cached
 
 

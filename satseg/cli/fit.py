@@ -59,8 +59,8 @@ def command(data, out, classes, masks, pairs, target, budget, epochs, teacher_mo
                     budget=parse_budget(budget) if budget else None, teacher=teacher_model, student=student_model,
                     epochs=epochs, val_groups=_groups(val_groups), test_groups=_groups(test_groups), seed=seed,
                     patch_size=patch_size, crops_per_epoch=crops_per_epoch)
+    require_tensorflow("fit")  # first: it silences TensorFlow's native start-up lines, which the checks import
     cfg.check()
-    require_tensorflow("fit")
     log = (lambda *a: None) if (quiet() or as_json) else click.echo
     command_line = "satseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = fit(cfg, out, force=force, command=command_line, log=log, verbose=0 if (quiet() or as_json) else 1)
