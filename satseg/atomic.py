@@ -237,6 +237,14 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def file_digest(path) -> str:
+    """A file's BLAKE2 digest (32 hex digits): what a resume compares to know a file unchanged."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "blake2b").hexdigest()[:32]
+
+
 def check_replaceable(folder, marker: str, what: str, keep=(), keys=()):
     """``--force`` may replace ``folder`` only when it is satseg's own or empty, is not a link, and
     holds neither the working directory nor any path in ``keep`` (the data a run reads): a mistyped

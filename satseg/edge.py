@@ -805,10 +805,11 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
 
             vector.class_ids(list(model.spec.seg_classes.names))
             check_placement([src for src, _ in pairs], vector, merge=merged is not None)
-            for src, rel in pairs if merged is not None else ():
-                if Path(merged).absolute() in {p.absolute() for p in output_paths(src, out_dir / rel, vector)}:
-                    raise DataError(f"{src}: its polygons would go to {merged}, where --merge-vectors writes the "
-                                    "merged layer; rename the image or leave out --merge-vectors")
+        layers = [output_paths(src, out_dir / rel, vector)[-1] for src, rel in pairs] if merged is not None else []
+        for (src, _), layer in zip(pairs, layers):
+            if layer.absolute() == Path(merged).absolute():
+                raise DataError(f"{src}: its polygons would go to {merged}, where --merge-vectors writes the "
+                                "merged layer; rename the image or leave out --merge-vectors")
         for src, dst in planned:
             for p in output_paths(src, dst, vector):
                 remove_temporaries(p)  # a killed run's; no other writer holds the folder
@@ -841,7 +842,6 @@ def predict_files(model, inputs, out_dir, overlap: int | None = DEFAULT_OVERLAP,
         if merged is not None and not failed:
             from satseg.geo.vectors import merge_files
 
-            layers = [output_paths(src, out_dir / rel, vector)[-1] for src, rel in pairs]
             written.append(merge_files([p for p in layers if p.is_file()], Path(merged), vector.format))
     if failed and len(planned) == 1:
         raise DataError(failed[0][1])  # one image: its own line is the whole story

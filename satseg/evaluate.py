@@ -270,9 +270,8 @@ def _or_na(v: float | None) -> str:
 
 def format_table(result: dict) -> str:
     lines = [f"{'class':<22}{'IoU':>8}{'precision':>11}{'recall':>9}{'F1':>8}{'share':>9}"]
+    f = _or_na
     for name, m in result["per_class"].items():
-        def f(v):
-            return "   n/a" if v is None else f"{v:.4f}"
         lines.append(f"{name:<22}{f(m['iou']):>8}{f(m['precision']):>11}{f(m['recall']):>9}{f(m['f1']):>8}"
                      f"{100 * m['share']:>8.2f}%")
     ci = result.get("interval") or {}

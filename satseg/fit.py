@@ -98,7 +98,7 @@ class FitDir:
     def open(self, force: bool) -> dict:
         """The recorded state of a fit of the same settings here, or a new one. A folder that
         holds anything else is refused unless ``force``; then only a fit folder is cleared."""
-        from satseg.atomic import check_writable
+        from satseg.atomic import check_replaceable, check_writable
 
         if self.path.is_symlink():
             raise SatsegError(f"{self.path}: is a link; satseg does not write through links")
@@ -111,9 +111,8 @@ class FitDir:
             if not force:
                 what = ("a fit with other settings" if state is not None else "files satseg fit did not write")
                 raise SatsegError(f"{self.path}: holds {what}; pass --force to start over there, or another --out")
-            if state is None:
-                raise SatsegError(f"{self.path}: is not a satseg fit folder (no {STATE}); satseg replaces only "
-                                  "its own; choose another --out")
+            check_replaceable(self.path, STATE, "a satseg fit folder", keep=[self.cfg.data],
+                              keys=("satseg_fit", "settings", "stages"))
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         check_writable(self.path)
@@ -135,6 +134,8 @@ class FitDir:
         atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
 
     def done(self, state: dict, stage: str) -> dict | None:
+        from satseg.atomic import file_digest
+
         """A finished stage's record, its files checked unchanged; None when it must run (again)."""
         rec = state["stages"].get(stage)
         if rec is None:
@@ -146,18 +147,13 @@ class FitDir:
         return rec
 
     def record(self, state: dict, stage: str, files: list[Path], result: dict):
+        from satseg.atomic import file_digest
+
         state["stages"][stage] = {"files": {os.path.relpath(f, self.path): file_digest(f) for f in files},
                                   "result": result, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         for later in STAGES[STAGES.index(stage) + 1:]:  # what came after was made from the old files
             state["stages"].pop(later, None)
         self._write(state)
-
-
-def file_digest(path) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "blake2b").hexdigest()[:32]
 
 
 # --- plan -------------------------------------------------------------------------------------
@@ -363,6 +359,7 @@ def _copy(src: Path, dst: Path):
 
 def evaluate_stage(cfg: FitConfig, fd: FitDir, log) -> tuple[list[Path], dict]:
     from satseg.evaluate import evaluate, load_predictor
+    from satseg.plots import class_iou_bars
 
     out, files = {}, []
     for role, model in (("teacher", fd.path / "runs" / "teacher" / "model.keras"),
@@ -370,7 +367,7 @@ def evaluate_stage(cfg: FitConfig, fd: FitDir, log) -> tuple[list[Path], dict]:
         figures = fd.path / "figures" / role
         r = evaluate(load_predictor(model), cfg.data, split="test", seed=cfg.seed, plots_dir=figures,
                      progress=False, masks=cfg.masks, pairs=cfg.pairs)
-        plot_class_iou(r, figures / "class_iou.png", role)
+        class_iou_bars({k: v["iou"] for k, v in r["per_class"].items()}, figures / "class_iou.png", role)
         files += sorted(figures.glob("*.png"))
         out[role] = r
         log(f"  {role}: mIoU {r['miou']:.4f}" + _interval(r, "miou") + f" on {r['images']} test images")
@@ -384,13 +381,6 @@ def evaluate_stage(cfg: FitConfig, fd: FitDir, log) -> tuple[list[Path], dict]:
 def _interval(r: dict, key: str) -> str:
     ci = (r.get("interval") or {}).get(key)
     return f" ({100 * r['interval']['level']:.0f} % interval {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
-
-
-def plot_class_iou(result: dict, path: Path, title: str):
-    """A bar per class: its IoU on the test split."""
-    from satseg.plots import class_iou_bars
-
-    class_iou_bars({k: v["iou"] for k, v in result["per_class"].items()}, path, title)
 
 
 def majority_remark(plan_: dict, miou: float) -> str:

@@ -305,13 +305,10 @@ def recorded_indices(samples, root: Path, recorded: dict) -> dict[str, list[int]
 def fingerprint(data: TrainData) -> dict:
     """Size and BLAKE2 digest of every image and mask the run reads, by image path relative to
     the data root: a resume on files that changed since (replaced, re-exported, edited) is refused."""
-    import hashlib
+    from satseg.atomic import file_digest
 
     def record(p):
-        if p is None:
-            return None, None
-        with open(p, "rb") as f:
-            return p.stat().st_size, hashlib.file_digest(f, "blake2b").hexdigest()[:32]
+        return (None, None) if p is None else (p.stat().st_size, file_digest(p))
 
     out = {}
     for i in sorted({i for v in data.split.values() for i in v}):

@@ -4,6 +4,7 @@ import click
 
 from satseg.cli.common import check_outputs, default_model, require_file, require_tensorflow
 from satseg.cli.options import (
+    comma_list,
     force_option,
     json_option,
     overlap_option,
@@ -62,7 +63,7 @@ def command(model_path, data, masks, pairs, split, seed, overlap, as_json, plots
     check_overlap(overlap, predictor.spec.patch_size)
     result = evaluate(predictor, data, split, seed, overlap, plots_dir=plots, progress=not as_json, tta=tta,
                       masks=masks, pairs=pairs, labels=labels, labels_class=labels_class,
-                      objects=[o.strip() for o in objects.split(",") if o.strip()] if objects else None,
+                      objects=comma_list(objects) or None,
                       min_object_pixels=min_object_pixels)
     text = json.dumps(result, indent=2)
     if out:

@@ -1,6 +1,6 @@
 import click
 
-from satseg.cli.options import force_option, quiet, verbosity_options
+from satseg.cli.options import comma_list, force_option, quiet, verbosity_options
 from satseg.export import DEFAULT_FORMATS, FORMATS
 
 
@@ -38,7 +38,7 @@ def command(model_path, out, formats, calibration_data, teacher, int8_io, force)
     require_tensorflow("export")
     from satseg.export import export_model
 
-    fmts = list(dict.fromkeys(f.strip() for f in formats.split(",") if f.strip()))  # each once, in order
+    fmts = list(dict.fromkeys(comma_list(formats)))  # each once, in order
     if not fmts:
         from satseg.errors import SatsegError
 

@@ -5,6 +5,7 @@ import sys
 import click
 
 from satseg.cli.options import (
+    comma_list,
     data_options,
     force_option,
     json_option,
@@ -13,10 +14,6 @@ from satseg.cli.options import (
     verbosity_options,
 )
 from satseg.fit import TARGET_FORMATS, FitConfig
-
-
-def _groups(value):
-    return [g.strip() for g in value.split(",") if g.strip()] if value else []
 
 
 @click.command("fit")
@@ -57,7 +54,7 @@ def command(data, out, classes, masks, pairs, target, budget, epochs, teacher_mo
 
     cfg = FitConfig(data=data, classes=classes, masks=masks, pairs=pairs, target=target,
                     budget=parse_budget(budget) if budget else None, teacher=teacher_model, student=student_model,
-                    epochs=epochs, val_groups=_groups(val_groups), test_groups=_groups(test_groups), seed=seed,
+                    epochs=epochs, val_groups=comma_list(val_groups), test_groups=comma_list(test_groups), seed=seed,
                     patch_size=patch_size, crops_per_epoch=crops_per_epoch)
     require_tensorflow("fit")  # first: it silences TensorFlow's native start-up lines, which the checks import
     cfg.check()

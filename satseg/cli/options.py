@@ -15,6 +15,11 @@ trust_option = click.option("--trust-model", "trust", is_flag=True,
                             "only for models you made).")
 
 
+def comma_list(value) -> list[str]:
+    """``a, b,c`` as ``["a", "b", "c"]`` (empty items dropped; nothing given: an empty list)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
 def seed_option(default: int = 42):
     return click.option("--seed", default=default, show_default=True, type=int,
                         help="Random seed (recorded in config.json).")

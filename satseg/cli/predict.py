@@ -6,6 +6,7 @@ import click
 from satseg.atomic import check_writable
 from satseg.cli.common import default_model, require_file, require_tensorflow
 from satseg.cli.options import (
+    comma_list,
     force_option,
     json_option,
     overlap_option,
@@ -117,7 +118,7 @@ def vector_request(vector, classes, min_area, simplify, merge):
     from satseg.geo.vectors import VectorOptions, parse_measure, require_geo
 
     require_geo("--vector")
-    names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
+    names = tuple(comma_list(classes)) if classes else None
     if classes is not None and not names:
         raise SatsegError(f"--vector-classes '{classes}': names no class")
     return VectorOptions(vector, names, parse_measure(min_area, True, "--min-area") if min_area else None,
@@ -136,9 +137,9 @@ def merged_path(out, vopts, force, skip_existing):
 
     path = Path(out) / f"merged{vopts.suffix}"
     check_inside(out, path)
-    if path.is_dir() and not path.is_symlink():
-        raise SatsegError(f"{path}: is a folder, where --merge-vectors writes the merged layer; move it away")
-    if skip_existing and path.exists() and not path.is_symlink():
+    if path.is_dir() and not path.is_symlink():  # check_outputs takes folders too (data synth's --out)
+        raise SatsegError(f"{path}: is a folder where an output file goes")
+    if skip_existing and path.is_file() and not path.is_symlink():
         from satseg.geo.vectors import is_satseg_layer
 
         if not is_satseg_layer(path):

@@ -2,7 +2,7 @@ from dataclasses import fields
 
 import click
 
-from satseg.cli.options import data_options, force_option, quiet, verbosity_options
+from satseg.cli.options import comma_list, data_options, force_option, quiet, verbosity_options
 from satseg.train import CHOICES, TrainConfig
 
 D = {f.name: f.default for f in fields(TrainConfig) if not callable(f.default_factory)}
@@ -13,10 +13,6 @@ def _opt(*decls, key, **kw):
     if key in CHOICES:
         kw.setdefault("type", click.Choice(CHOICES[key]))
     return click.option(*decls, default=D[key], show_default=True, **kw)
-
-
-def _groups(value):
-    return [g.strip() for g in value.split(",") if g.strip()] if value else []
 
 
 def _weights(value):
@@ -76,9 +72,9 @@ def _weights(value):
 @_opt("--mix-fraction", key="mix_fraction", type=click.FloatRange(0, 1), help="Share of the crops that are mixed.")
 @_opt("--split", key="split", help="image: whole images per split, stratified by group (tile/folder); group: whole "
       "groups per split (chips that overlap on the ground); patch: the reference's random patch split.")
-@click.option("--val-groups", callback=lambda ctx, param, v: _groups(v), metavar="G,G,...",
+@click.option("--val-groups", callback=lambda ctx, param, v: comma_list(v), metavar="G,G,...",
               help="Groups (tiles, folders: see `satseg data inspect`) that form the validation split.")
-@click.option("--test-groups", callback=lambda ctx, param, v: _groups(v), metavar="G,G,...",
+@click.option("--test-groups", callback=lambda ctx, param, v: comma_list(v), metavar="G,G,...",
               help="Groups held out as the test split (evaluate scores them with --split test).")
 @click.option("--split-file", type=click.Path(dir_okay=False),
               help="CSV of 'image,train|val|test' lines (paths relative to --data): your own split.")

@@ -150,35 +150,48 @@ def scene_place(path: Path, shape_hw: tuple[int, int]) -> Place:
     """The place of the image at ``path``: its georeference, else its name as a web-mercator tile
     (``...-<x>-<y>-<z>``: exact in EPSG:3857), else pixel coordinates (x right, y down)."""
     from affine import Affine
+
+    found = _placed_on_earth(Path(path), lambda: shape_hw)
+    return found[0] if found is not None else Place(None, Affine.identity(), "no georeference: pixel coordinates")
+
+
+def _placed_on_earth(path: Path, shape_hw) -> tuple[Place, tuple[int, int]] | None:
+    """(place, (h, w)) of a scene placed by its georeference or its tile name, or None; the file's
+    georeference is read once, and ``shape_hw()`` asked only for a tile-named scene."""
     from rasterio.transform import from_bounds
 
     from satseg.geo.tiles import tile_from_name
 
     geo = georeference(path)
     if geo is not None:
-        return Place(geo[0], geo[1], "its georeference")
-    tile = tile_from_name(Path(path).stem)
-    if tile is not None:
-        h, w = shape_hw
-        return Place(MERCATOR, from_bounds(*tile.mercator_bounds(), w, h), f"its name (tile {tile.x}/{tile.y}/{tile.z})")
-    return Place(None, Affine.identity(), "no georeference: pixel coordinates")
+        return Place(geo[0], geo[1], "its georeference"), geo[2]
+    tile = tile_from_name(path.stem)
+    if tile is None:
+        return None
+    h, w = shape_hw()
+    place = Place(MERCATOR, from_bounds(*tile.mercator_bounds(), w, h), f"its name (tile {tile.x}/{tile.y}/{tile.z})")
+    return place, (h, w)
 
 
 def check_placement(sources: list, options: VectorOptions, merge: bool = False) -> None:
     """Before any work: what --vector asks of every scene can be done. Metres and GeoJSON (WGS84
     degrees by definition) need a scene placed on the Earth; a merged layer needs every scene
     placed, or none."""
-    placed, unplaced = [], []
-    for src in sources:
-        (placed if is_placed(Path(src)) else unplaced).append(Path(src))
     metres = [m for m in (options.min_area, options.simplify) if m is not None and m.unit != "px"]
-    if metres:
-        for src in placed:  # a georeference that puts the scene off the Earth has no metres either
-            shape = _shape_hw(src)
-            try:
-                ground_scale(scene_place(src, shape), shape)
-            except DataError as e:
-                raise DataError(f"{src}: {e}") from None
+    placed, unplaced = [], []
+    for src in map(Path, sources):
+        if not metres:
+            (placed if is_placed(src) else unplaced).append(src)
+            continue
+        found = _placed_on_earth(src, lambda src=src: _image_hw(src))
+        if found is None:
+            unplaced.append(src)
+            continue
+        placed.append(src)
+        try:  # a georeference that puts the scene off the Earth has no metres either
+            ground_scale(*found)
+        except DataError as e:
+            raise DataError(f"{src}: {e}") from None
     if not unplaced:
         return
     if metres:
@@ -192,11 +205,8 @@ def check_placement(sources: list, options: VectorOptions, merge: bool = False) 
                         "cannot hold both (predict them apart)")
 
 
-def _shape_hw(path: Path) -> tuple[int, int]:
-    """A placed scene's (height, width), from its header."""
-    geo = georeference(path)
-    if geo is not None:
-        return geo[2]
+def _image_hw(path: Path) -> tuple[int, int]:
+    """An image's (height, width), from its header."""
     from PIL import Image
 
     with Image.open(path) as im:
